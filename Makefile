@@ -1,0 +1,38 @@
+# The README's two commands: `make search` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DATA   := data/synthetic
+SPACE  ?= glintru
+SAMPLES ?= 8
+EPOCHS ?= 8
+PYTEST_ARGS ?=
+
+.PHONY: install data search test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DATA)/meta.json: | $(STAMP)
+	$(BIN)/glintru synthetic --out $(DATA) --users 2000 --items 800 --avg-length 30 --seed 0 --overwrite
+
+data: $(DATA)/meta.json
+
+search: $(STAMP) $(DATA)/meta.json
+	$(BIN)/python tune/search.py --space $(SPACE) --data $(DATA) --num-samples $(SAMPLES) \
+		--max-epochs $(EPOCHS) --scheduler asha --eval-mode pop100 --cpus-per-trial 1
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) $(DATA)/meta.json
+	$(BIN)/python benchmarks/efficiency.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) $(DATA) results report benchmarks/results .pytest_cache

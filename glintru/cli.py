@@ -1,0 +1,232 @@
+"""`glintru prepare | synthetic | stats | train | evaluate`: the command line over the library."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+FORMATS = ("movielens", "amazon-json", "amazon-csv", "recbole", "seq-txt", "csv")
+PRESETS = ("ml-1m", "beauty", "video-games")
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: ints, floats, booleans, None and tuples as Python literals, else strings."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"error: --set expects key=value, got {pair!r}")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    mapping = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --columns expects role=column pairs such as user=uid,item=iid; got {part!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from glintru.data.prepare import prepare
+
+    out = prepare(args.format, args.input, args.out, items_path=args.items, min_rating=args.min_rating,
+                  k_core=args.k_core, duplicates=args.duplicates, columns=parse_columns(args.columns),
+                  name=args.name, overwrite=args.overwrite)
+    return _print_stats(out, as_json=False)
+
+
+def cmd_synthetic(args: argparse.Namespace) -> int:
+    from glintru.data.synthetic import generate
+
+    out = generate(args.out, n_users=args.users, n_items=args.items, avg_length=args.avg_length,
+                   seed=args.seed, overwrite=args.overwrite)
+    return _print_stats(out, as_json=False)
+
+
+def _print_stats(path: str | Path, as_json: bool) -> int:
+    from glintru.data.dataset import load_dataset
+    from glintru.data.prepare import format_stats
+
+    ds = load_dataset(path)
+    if as_json:
+        print(json.dumps(ds.meta["stats"], sort_keys=True))
+    else:
+        print(format_stats(ds.meta))
+        print(f"dataset: {ds.path}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    return _print_stats(args.dir, args.json)
+
+
+def _metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    names = sorted({k for m in rows.values() for k in m}, key=lambda n: (n.split("@")[0], int(n.split("@")[1])))
+    lines = ["split  " + "  ".join(f"{n:>12}" for n in names)]
+    for split, m in rows.items():
+        lines.append(f"{split:<6} " + "  ".join(f"{m.get(n, float('nan')):>12.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from glintru.train import TrainConfig, train
+
+    out = Path(args.out)
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise SystemExit(f"error: {out} already holds a finished run; choose another --out or pass --overwrite")
+    if (out / "checkpoint").exists() and not (args.resume or args.overwrite):
+        raise SystemExit(f"error: {out} holds an interrupted run; pass --resume to continue it "
+                         f"or --overwrite to start again")
+    if args.overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
+                      eval_mode=args.eval_mode, bf16=args.bf16)
+    result = train(args.data, args.model, out, preset=args.preset, overrides=parse_settings(args.set),
+                   config=cfg, progress=not args.quiet)
+    m = result.metrics
+    print(_metrics_table({"valid": m["valid"], "test": m["test"]}))
+    print(f"best epoch {m['best_epoch']} of {m['epochs']}; {m['seconds_per_epoch']:.2f} s/epoch; "
+          f"inference {m['infer_ms_per_batch']:.1f} ms per 2048-user batch; "
+          f"peak memory {m['peak_memory_mb']:.0f} MB")
+    print(f"run: {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from glintru.data.dataset import load_dataset
+    from glintru.evaluate import evaluate, write_per_user
+    from glintru.models import build_model, get_model_class
+    from glintru.train import resolve_device
+
+    run = Path(args.run)
+    cfg_file, weights = run / "config.json", run / "model.pt"
+    for f in (cfg_file, weights):
+        if not f.exists():
+            raise SystemExit(f"error: {run} is not a finished run directory (missing {f.name})")
+    config = json.loads(cfg_file.read_text())
+    data = args.data or config["dataset"]["path"]
+    if data is None:
+        raise SystemExit("error: the run does not record its dataset path; pass --data DIR")
+    ds = load_dataset(data)
+    model_cfg = get_model_class(config["model"]).config_class(**_tupled(config["model_config"]))
+    features = ds.item_features() if ds.feature_names else None
+    device = resolve_device(args.device)
+    model = build_model(config["model"], ds.n_items, model_cfg, item_features=features).to(device)
+    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    mode = args.eval_mode or config["train_config"]["eval_mode"]
+    seed = config["train_config"]["seed"] if args.seed is None else args.seed
+    rows = {}
+    for split in args.splits:
+        res = evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]),
+                       device=device, seed=seed)
+        rows[split] = res.metrics
+        write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
+    (run / f"eval-{mode}.json").write_text(json.dumps({"eval_mode": mode, "seed": seed, **rows}, indent=2) + "\n")
+    print(_metrics_table(rows))
+    print(f"written: {run / f'eval-{mode}.json'}")
+    return 0
+
+
+def _tupled(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glintru", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pp = sub.add_parser("prepare", help="read a raw interaction log and write a prepared dataset")
+    pp.add_argument("--format", required=True, choices=FORMATS)
+    pp.add_argument("--input", required=True, help="ratings/reviews/.inter/sequence file")
+    pp.add_argument("--items", help="item metadata (ML-1M movies.dat, Amazon meta JSON) for side features")
+    pp.add_argument("--min-rating", type=float, help="keep interactions with rating >= R")
+    pp.add_argument("--k-core", type=int, help="iteratively keep users and items with >= K interactions")
+    pp.add_argument("--duplicates", choices=("first", "last", "keep"), default="first",
+                    help="repeated (user, item) pairs: keep the first, the last, or all (default first)")
+    pp.add_argument("--columns", help="for --format csv: role=column pairs, e.g. user=uid,item=iid,time=ts")
+    pp.add_argument("--name", help="dataset name recorded in meta.json (default: the output folder name)")
+    pp.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    pp.add_argument("--out", required=True)
+    pp.set_defaults(func=cmd_prepare)
+
+    ps = sub.add_parser("synthetic", help="generate a synthetic dataset with sequential structure")
+    ps.add_argument("--users", type=int, default=2000)
+    ps.add_argument("--items", type=int, default=800)
+    ps.add_argument("--avg-length", type=float, default=30)
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--overwrite", action="store_true")
+    ps.add_argument("--out", required=True)
+    ps.set_defaults(func=cmd_synthetic)
+
+    st = sub.add_parser("stats", help="print a prepared dataset's statistics")
+    st.add_argument("dir")
+    st.add_argument("--json", action="store_true", help="one JSON object (users, items, interactions, ...)")
+    st.set_defaults(func=cmd_stats)
+
+    pt = sub.add_parser("train", help="train one model and write a run directory")
+    pt.add_argument("--data", required=True, help="prepared dataset directory")
+    pt.add_argument("--model", required=True, help="glintru, gru4rec, sasrec, bert4rec, linrec, lightsans, "
+                                                   "smlp4rec or mamba4rec")
+    pt.add_argument("--preset", choices=PRESETS, help="the paper's Table 5 settings for that dataset")
+    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model or training setting (repeatable), e.g. --set hidden_size=64")
+    pt.add_argument("--epochs", type=int, default=200)
+    pt.add_argument("--patience", type=int, default=10)
+    pt.add_argument("--eval-mode", default="full", help="full, uniN or popN (e.g. pop100, the paper's)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pt.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
+    pt.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    pt.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    pt.add_argument("--out", required=True, help="run directory to write")
+    pt.set_defaults(func=cmd_train)
+
+    pe = sub.add_parser("evaluate", help="re-evaluate a finished run (e.g. under another protocol)")
+    pe.add_argument("--run", required=True)
+    pe.add_argument("--eval-mode", help="full, uniN or popN (default: the run's own)")
+    pe.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["test"])
+    pe.add_argument("--seed", type=int, help="negative-sampling seed (default: the run's)")
+    pe.add_argument("--data", help="dataset directory, if it moved since training")
+    pe.add_argument("--device", default="auto")
+    pe.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

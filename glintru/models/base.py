@@ -1,0 +1,134 @@
+"""The model contract shared by GLINT-RU and every baseline, and the per-dataset presets."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Table 5 of the paper: the settings shared by every model on each dataset.
+DATASET_PRESETS: dict[str, dict[str, Any]] = {
+    "ml-1m": {"hidden_size": 128, "dropout": 0.2, "max_length": 200},
+    "beauty": {"hidden_size": 64, "dropout": 0.5, "max_length": 100},
+    "video-games": {"hidden_size": 64, "dropout": 0.5, "max_length": 100},
+}
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model has. Subclasses add their own and may override `PRESETS`."""
+
+    hidden_size: int = 64
+    max_length: int = 50
+    dropout: float = 0.2
+    num_layers: int = 2
+
+    # Per-preset overrides specific to one model, applied on top of DATASET_PRESETS.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides: Any) -> "ModelConfig":
+        """Defaults, then the dataset preset, then the model's preset entry, then overrides."""
+        values: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in DATASET_PRESETS:
+                raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(DATASET_PRESETS)}")
+            values.update({k: v for k, v in DATASET_PRESETS[preset].items() if k in cls.field_names()})
+            values.update(cls.PRESETS.get(preset, {}))
+        unknown = sorted(set(overrides) - cls.field_names())
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} has no field(s) {', '.join(unknown)}; "
+                f"valid fields: {', '.join(sorted(cls.field_names()))}"
+            )
+        values.update(overrides)
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.hidden_size <= 0 or self.max_length <= 0 or self.num_layers <= 0:
+            raise ValueError("hidden_size, max_length and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1); got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def gather_last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """x[b, lengths[b]-1] for a right-padded batch x[B, L, d]."""
+    idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.size(-1))
+    return x.gather(1, idx).squeeze(1)
+
+
+def padding_mask(item_seq: torch.Tensor) -> torch.Tensor:
+    """True at real items, False at padding (id 0); shape [B, L]."""
+    return item_seq.ne(0)
+
+
+class SequentialRecommender(nn.Module, abc.ABC):
+    """A next-item model over right-padded sequences (id 0 = padding).
+
+    forward(item_seq[B, L], lengths[B]) returns the representation after the last real item,
+    [B, d]; scores against every item are `rep @ item_embeddings().T`.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig, n_items: int,
+                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+        super().__init__()
+        self.config = config
+        self.n_items = n_items
+
+    @abc.abstractmethod
+    def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Representation [B, d] after the last real item of each sequence."""
+
+    def item_embeddings(self) -> torch.Tensor:
+        """[n_items + 1, d]; row 0 is padding and is never recommended."""
+        return self.item_embedding.weight
+
+    def scores(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores over all ids [B, n_items + 1]; padding (column 0) gets -inf."""
+        logits = self(item_seq, lengths) @ self.item_embeddings().t()
+        logits[:, 0] = float("-inf")
+        return logits
+
+    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the next item over all items (the paper's loss)."""
+        logits = self(item_seq, lengths) @ self.item_embeddings().t()
+        logits = logits.float()
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, targets)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """Xavier init as in the reference code: normal for embeddings, uniform for Linear/GRU."""
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            nn.init.xavier_normal_(m.weight)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.GRU):
+            for name, p in m.named_parameters():
+                if "weight" in name:
+                    nn.init.xavier_uniform_(p)
+                elif "bias" in name:
+                    nn.init.zeros_(p)
