@@ -36,20 +36,9 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def parse_columns(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    mapping = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --columns expects role=column pairs such as user=uid,item=iid; got {part!r}")
-        mapping[key.strip()] = value.strip()
-    return mapping
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
     from glintru.data.prepare import prepare
+    from glintru.data.sources import parse_columns
 
     out = prepare(args.format, args.input, args.out, items_path=args.items, min_rating=args.min_rating,
                   k_core=args.k_core, duplicates=args.duplicates, columns=parse_columns(args.columns),
@@ -170,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--duplicates", choices=("first", "last", "keep"), default="first",
                     help="repeated (user, item) pairs: keep the first, the last, or all (default first)")
     pp.add_argument("--columns", help="for --format csv: role=column pairs, e.g. user=uid,item=iid,time=ts")
-    pp.add_argument("--name", help="dataset name recorded in meta.json (default: the output folder name)")
+    pp.add_argument("--name", help="dataset name recorded in meta.json (default: from the input path, e.g. ml-1m)")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     pp.add_argument("--out", required=True)
     pp.set_defaults(func=cmd_prepare)
