@@ -1,0 +1,216 @@
+"""BERT4Rec: contract, mask token, appending, masking scheme, padding invariance, determinism,
+save/load, learning, presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from glintru.models import build_model, resolve_config
+from glintru.models.bert4rec import BERT4Rec, BERT4RecConfig
+
+N_ITEMS = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tensors here are tiny: with several test processes sharing the cores, thread hand-offs cost
+    # more than the arithmetic.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> BERT4RecConfig:
+    values = dict(hidden_size=16, num_heads=2, inner_size=32, max_length=200, dropout=0.0)
+    return BERT4RecConfig.from_preset(None, **{**values, **overrides})
+
+
+def model(seed: int = 0, **overrides) -> BERT4Rec:
+    torch.manual_seed(seed)
+    return BERT4Rec(tiny(**overrides), N_ITEMS)
+
+
+def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.zeros(len(lengths), width, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
+    return seq, torch.tensor(lengths)
+
+
+def cycle_task(n_items: int, n_train: int = 300, n_test: int = 100, seed: int = 0):
+    """Histories walking the cycle i -> i % n + 1 from random starts; the target is the next item."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    lengths = torch.randint(2, 10, (n,), generator=g)
+    start = torch.randint(0, n_items, (n, 1), generator=g)
+    walk = (start + torch.arange(10)) % n_items + 1
+    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
+    targets = walk[torch.arange(n), lengths]
+    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
+
+
+def test_shapes_and_scores():
+    m = model().eval()
+    seq, lengths = histories(20)
+    assert m(seq, lengths).shape == (4, 16)
+    assert m.encode(seq, lengths).shape == (4, 20, 16)
+    scores = m.scores(seq, lengths)
+    assert scores.shape == (4, N_ITEMS + 1)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    # The mask token (id n_items + 1) has an embedding row but is never scored.
+    assert m.mask_token == N_ITEMS + 1
+    assert m.item_embedding.weight.shape[0] == N_ITEMS + 2
+    assert m.item_embeddings().shape == (N_ITEMS + 1, 16)
+    m.train()
+    loss = m.loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert m.position_embedding.weight.grad is not None
+    assert m.item_embedding.weight.grad[m.mask_token].abs().sum() > 0
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_padding_invariance(train_mode):
+    m = model().train(train_mode)
+    short, lengths = histories(20)
+    long, _ = histories(200)
+    torch.testing.assert_close(m(short, lengths), m(long, lengths))
+    torch.testing.assert_close(m.scores(short, lengths), m.scores(long, lengths))
+
+
+def test_forward_reads_the_appended_mask():
+    m = model().eval()
+    seq, lengths = histories(20)
+    wide = torch.nn.functional.pad(seq, (0, 1))
+    wide[torch.arange(4), lengths] = m.mask_token
+    h = m.encode(wide, lengths + 1)
+    torch.testing.assert_close(m(seq, lengths), m.head(h[torch.arange(4), lengths]))
+
+
+def test_append_widens_or_drops_the_oldest_item():
+    m = model(max_length=5)
+    seq = torch.tensor([[1, 2, 0, 0], [1, 2, 3, 4]])
+    out, pos = m.append(seq, torch.tensor([2, 4]), torch.tensor([9, 9]))
+    assert out.tolist() == [[1, 2, 9, 0, 0], [1, 2, 3, 4, 9]] and pos.tolist() == [2, 4]
+    full = torch.tensor([[1, 2, 3, 0, 0], [1, 2, 3, 4, 5]])
+    out, pos = m.append(full, torch.tensor([3, 5]), torch.tensor([9, 9]))
+    assert out.tolist() == [[1, 2, 3, 9, 0], [2, 3, 4, 5, 9]] and pos.tolist() == [3, 4]
+    # A history filling max_length is represented as if its oldest item were gone.
+    m.eval()
+    torch.testing.assert_close(m(full[1:], torch.tensor([5])), m(full[1:, 1:], torch.tensor([4])))
+
+
+def test_masking_scheme():
+    seq = torch.tensor([[3, 4, 5, 6, 0, 0], [7, 8, 0, 0, 0, 0]])
+    pos = torch.tensor([3, 1])
+    last = torch.tensor([[0, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(model(ft_ratio=1.0).mask_positions(seq, pos), last)
+    # No Cloze mask drawn: the appended target is masked so every sequence has a label.
+    assert torch.equal(model(ft_ratio=0.0, mask_ratio=0.0).mask_positions(seq, pos), last)
+    assert torch.equal(model(ft_ratio=0.0, mask_ratio=1.0).mask_positions(seq, pos), seq.ne(0))
+    # Cloze masks only real positions; over many draws about mask_ratio of them.
+    m = model(ft_ratio=0.0, mask_ratio=0.3)
+    torch.manual_seed(0)
+    big = torch.randint(1, N_ITEMS + 1, (2000, 10)) * (torch.arange(10) < 8)
+    masked = m.mask_positions(big, torch.full((2000,), 7))
+    assert not masked[:, 8:].any()
+    assert abs(masked[:, :8].float().mean().item() - 0.3) < 0.02
+    with pytest.raises(ValueError, match="mask_ratio must lie in"):
+        BERT4RecConfig.from_preset(None, mask_ratio=1.5)
+
+
+def test_loss_is_deterministic_given_seed_and_uses_the_target():
+    m = model(dropout=0.2).train()
+    seq, lengths = histories(20)
+    targets = torch.tensor([1, 2, 3, 4])
+    torch.manual_seed(5)
+    a = m.loss(seq, lengths, targets)
+    torch.manual_seed(5)
+    b = m.loss(seq, lengths, targets)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # With only the appended target masked, the loss is next-item cross-entropy of forward().
+    m = model(ft_ratio=1.0).eval()
+    expected = torch.nn.functional.cross_entropy(m.scores(seq, lengths), targets)
+    torch.testing.assert_close(m.loss(seq, lengths, targets), expected)
+
+
+def test_deterministic_given_seed():
+    a, b = model(seed=3), model(seed=3)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(model(seed=4).position_embedding.weight, a.position_embedding.weight)
+    # With dropout active, the same torch seed gives the same forward pass.
+    seq, lengths = histories(20)
+    dropped_a, dropped_b = model(seed=3, dropout=0.3).train(), model(seed=3, dropout=0.3).train()
+    torch.manual_seed(7)
+    out_a = dropped_a(seq, lengths)
+    torch.manual_seed(7)
+    out_b = dropped_b(seq, lengths)
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+
+
+def test_state_dict_round_trip(tmp_path):
+    m = model(seed=0).eval()
+    torch.save(m.state_dict(), tmp_path / "model.pt")
+    other = model(seed=1).eval()
+    seq, lengths = histories(20)
+    assert not torch.allclose(m(seq, lengths), other(seq, lengths))
+    other.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    torch.testing.assert_close(m(seq, lengths), other(seq, lengths), rtol=0, atol=0)
+
+
+def test_learns_cycle_beyond_popularity():
+    (seq, lengths, targets), (test_seq, test_lengths, test_targets) = cycle_task(N_ITEMS)
+    torch.manual_seed(0)
+    m = BERT4Rec(tiny(hidden_size=32, inner_size=64, max_length=10, dropout=0.1), N_ITEMS)
+    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        idx = torch.randint(0, len(seq), (64,), generator=g)
+        opt.zero_grad()
+        m.loss(seq[idx], lengths[idx], targets[idx]).backward()
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        accuracy = (m.scores(test_seq, test_lengths).argmax(1) == test_targets).float().mean().item()
+    popular = torch.bincount(targets, minlength=N_ITEMS + 1).argmax()
+    popularity = (test_targets == popular).float().mean().item()
+    assert popularity < 0.15
+    assert accuracy > 0.8, accuracy
+
+
+def test_presets_and_validation():
+    beauty = resolve_config("bert4rec", "beauty")
+    assert isinstance(beauty, BERT4RecConfig)
+    assert (beauty.hidden_size, beauty.dropout, beauty.max_length) == (64, 0.5, 100)
+    assert (beauty.num_layers, beauty.num_heads) == (2, 8)
+    ml = resolve_config("bert4rec", "ml-1m", {"num_heads": 2})
+    assert (ml.hidden_size, ml.dropout, ml.max_length, ml.num_heads) == (128, 0.2, 200, 2)
+    assert isinstance(build_model("bert4rec", N_ITEMS, ml), BERT4Rec)
+    with pytest.raises(ValueError, match="num_heads must divide hidden_size"):
+        BERT4RecConfig.from_preset(None, hidden_size=20, num_heads=8)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_and_trains_in_bf16():
+    m = model().eval()
+    seq, lengths = histories(20)
+    expected = m(seq, lengths)
+    gpu = m.cuda()
+    torch.testing.assert_close(gpu(seq.cuda(), lengths.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
+    gpu.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = gpu.loss(seq.cuda(), lengths.cuda(), torch.tensor([1, 2, 3, 4], device="cuda"))
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_rejects_input_wider_than_max_length():
+    m = model(max_length=10)
+    seq, lengths = histories(20)
+    with pytest.raises(ValueError, match="exceeds max_length 10"):
+        m(seq, lengths)
