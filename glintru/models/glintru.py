@@ -1,0 +1,299 @@
+"""GLINT-RU (Zhang et al., KDD'25): dense selective GRU and linear-attention experts, mixed by
+trainable softmax weights and filtered by GELU gates; the config documents the reproduction choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from glintru.models.base import ModelConfig, SequentialRecommender, xavier_init
+from glintru.models.layers import LinearAttention
+
+GATE_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+}
+CONV_PADDINGS = ("same", "causal")
+
+
+class TemporalConv1d(nn.Module):
+    """A d -> d convolution along the sequence; output position t sees t + offsets."""
+
+    def __init__(self, d: int, kernel_size: int, padding: str):
+        super().__init__()
+        left = (kernel_size - 1) // 2 if padding == "same" else kernel_size - 1
+        self.pad = (left, kernel_size - 1 - left)
+        self.conv = nn.Conv1d(d, d, kernel_size)
+        self.register_buffer("offsets", torch.arange(kernel_size) - left, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x[B, N, d] with padding positions already zeroed -> [B, N, d]."""
+        if self.pad[0] != self.pad[1]:
+            x = F.pad(x, (0, 0, *self.pad))
+        # [B, N, d] seen as [B, d, 1, N] is the channels-last layout: the 2-d convolution runs on
+        # it without the two transposing copies a Conv1d call would make.
+        y = F.conv2d(x.transpose(1, 2).unsqueeze(2), self.conv.weight.unsqueeze(2), self.conv.bias,
+                     padding=(0, self.pad[0] if self.pad[0] == self.pad[1] else 0))
+        return y.squeeze(2).transpose(1, 2)
+
+    def window(self, rows: torch.Tensor) -> torch.Tensor:
+        """The output at one position from its k input rows [B, k, d] (zeros off the sequence)."""
+        w = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)  # [d, k*d]
+        return F.linear(rows.reshape(rows.size(0), -1), w, self.conv.bias)
+
+
+def _window(last: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor, n: int):
+    """Positions last + offsets [B, k], clamped into range, and whether each is a real item."""
+    idx = last.unsqueeze(1) + offsets
+    valid = (idx >= 0) & (idx < lengths.unsqueeze(1))
+    return idx.clamp(0, n - 1), valid
+
+
+def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """x[b, idx[b, j]] -> [B, k, d]."""
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
+class DenseSelectiveGRU(nn.Module):
+    """The GRU expert: temporal conv, GRU, selective gate on C, channel crossing, temporal conv."""
+
+    def __init__(self, cfg: "GLINTRUConfig"):
+        super().__init__()
+        d = cfg.hidden_size
+        self.w0 = nn.Linear(d, d)
+        self.conv_in = TemporalConv1d(d, cfg.kernel_size, cfg.conv_padding) if cfg.use_conv else None
+        self.gru = nn.GRU(d, d, num_layers=cfg.gru_num_layers, bias=cfg.gru_bias, batch_first=True)
+        self.gate = nn.Sequential(
+            nn.Linear(d, d // 2),
+            GATE_ACTIVATIONS[cfg.gate_activation](),
+            nn.Linear(d // 2, d),
+            nn.Dropout(cfg.inner_dropout),
+        )
+        self.proj = nn.Linear(d, d)
+        self.conv_out = TemporalConv1d(d, cfg.kernel_size, cfg.conv_padding) if cfg.use_conv else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
+                last: torch.Tensor | None = None) -> torch.Tensor:
+        """x[B, N, d] -> Y [B, N, d], or Y at positions `last` [B, d]."""
+        m = mask.unsqueeze(-1).to(x.dtype)
+        c = self.w0(x)
+        if self.conv_in is not None:
+            c = self.conv_in(c * m)
+        # Right padding and a causal GRU: outputs at real positions never see the padding, so
+        # the unpacked cuDNN-friendly call is exact there (packing would only cost time).
+        h, _ = self.gru(c)
+        if last is None:
+            u = self.gate(c) * self.proj(h)
+            return self.conv_out(u * m) if self.conv_out is not None else u
+        if self.conv_out is None:
+            idx = last.unsqueeze(1)
+            return (self.gate(_rows(c, idx)) * self.proj(_rows(h, idx))).squeeze(1)
+        idx, valid = _window(last, lengths, self.conv_out.offsets, x.size(1))
+        u = self.gate(_rows(c, idx)) * self.proj(_rows(h, idx)) * valid.unsqueeze(-1).to(c.dtype)
+        return self.conv_out.window(u)
+
+
+class GatedMLP(nn.Module):
+    """P = GELU(Z W3 + b3) * (Z W + b); R = Dropout(P Wo + bo) (residual and norm outside)."""
+
+    def __init__(self, d: int, dropout: float):
+        super().__init__()
+        self.gate = nn.Linear(d, d)
+        self.value = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.out(F.gelu(self.gate(z)) * self.value(z)))
+
+
+class GLINTRUBlock(nn.Module):
+    """Expert mixing block (GRU and attention experts, mixing and data-aware gates) + gated MLP."""
+
+    def __init__(self, cfg: "GLINTRUConfig"):
+        super().__init__()
+        d, eps = cfg.hidden_size, cfg.layer_norm_eps
+        self.attn = None
+        if cfg.use_attention:
+            self.attn = LinearAttention(d, cfg.num_heads, cfg.dropout, key_norm=cfg.attention_key_norm)
+            self.attn_norm = nn.LayerNorm(d, eps=eps)
+        self.gru = DenseSelectiveGRU(cfg) if cfg.use_gru else None
+        # (attention, GRU) logits; one expert alone takes the whole weight.
+        self.mix_logits = nn.Parameter(torch.tensor([0.5, 0.5])) if cfg.use_gru and cfg.use_attention else None
+        self.data_gate = nn.Linear(d, d)
+        self.mix_out = nn.Linear(d, d)
+        self.mix_dropout = nn.Dropout(cfg.inner_dropout)
+        self.mix_norm = nn.LayerNorm(d, eps=eps)
+        self.mlp = GatedMLP(d, cfg.inner_dropout) if cfg.use_gated_mlp else None
+        self.mlp_norm = None
+        if cfg.use_gated_mlp and not cfg.shared_layer_norm:
+            self.mlp_norm = nn.LayerNorm(d, eps=eps)
+
+    def mixing_weights(self) -> torch.Tensor:
+        """(a1, a2) for (attention, GRU): a softmax, so they are positive and sum to 1."""
+        if self.mix_logits is None:
+            return torch.tensor([1.0 if self.attn is not None else 0.0, 1.0 if self.gru is not None else 0.0])
+        return torch.softmax(self.mix_logits, dim=0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
+                last: torch.Tensor | None = None) -> torch.Tensor:
+        """x[B, N, d] -> [B, N, d], or [B, d] at positions `last` when given."""
+        xs = x if last is None else x[torch.arange(x.size(0), device=x.device), last]
+        a = y = None
+        if self.attn is not None:
+            a = self.attn_norm(self.attn(x, mask, index=last) + xs)
+        if self.gru is not None:
+            y = self.gru(x, mask, lengths, last)
+        if self.mix_logits is not None:
+            w = torch.softmax(self.mix_logits, dim=0)
+            mixed = w[0] * a + w[1] * y
+        else:
+            mixed = a if a is not None else y
+        z = F.gelu(self.data_gate(xs)) * mixed
+        z = self.mix_norm(self.mix_dropout(self.mix_out(z)) + xs)
+        if self.mlp is not None:
+            norm = self.mlp_norm if self.mlp_norm is not None else self.mix_norm
+            z = norm(self.mlp(z) + z)
+        return z
+
+
+@dataclass
+class GLINTRUConfig(ModelConfig):
+    """GLINT-RU hyperparameters, and where they follow the paper or its public reference code.
+
+    - dropout (Table 5: 0.2 ML-1M, 0.5 Amazon) acts on the item embeddings and the attention
+      output; inner_dropout (0.3 in the reference) in the selective gate, after the mixing
+      linear and after the gated MLP.
+    - num_layers: stacked blocks. Table 5 lists 2 for every model, but the text ("only requiring
+      a single layer"), Table 3's timings (equal to Table 7's L=1 row) and the reference
+      ("n_layers: 1") use one GLINT-RU layer, so the presets use 1.
+    - num_heads: 8 (Table 5; the reference run script uses 8 at d=128 and 4 at d=64).
+    - kernel_size / conv_padding: "same" centres the window (k//2 items either side), as the
+      reference does and the paper says ("each input state c_t incorporates information from
+      both preceding and subsequent items"). The input is the user's history only, so seeing
+      the next item of that history leaks nothing about the target. "causal" looks back k-1.
+    - gate_activation: of the selective gate (Appendix C); silu, relu, sigmoid, elu, gelu, tanh.
+    - use_gru / use_attention / use_conv / use_gated_mlp: the ablations (Table 4). Without the
+      gated MLP it is "Light GLINT-RU". One expert alone takes the whole mixing weight.
+    - gru_bias: the reference GRU is bias-free (default); the paper's Eq. 1 has biases.
+    - gru_num_layers: layers inside the GRU expert (the reference's num_layers, 1).
+    - attention_key_norm: "sequence" normalises each column of ELU(K) over the sequence, as the
+      LinRec and GLINT-RU papers write it; "feature" normalises each key over its features per
+      position, as the reference code computes it.
+    - shared_layer_norm: the reference applies one LayerNorm module to both the mixing and the
+      gated-MLP residuals; by default each gets its own.
+    - layer_norm_eps: 1e-12 as in the reference.
+    Not options: padding is always masked (positions after each sequence's end are zeroed
+    before both convolutions and left out of the attention sums; the reference masks nothing,
+    so there the padding, projected to the bias b0, reaches the last real position), and the
+    mixing weights are softmax(trainable logits) computed in each forward (the paper's Eq. 10
+    reads as re-applying softmax to the previous weights; the working reference does not).
+    """
+
+    num_layers: int = 1
+    kernel_size: int = 3
+    num_heads: int = 8
+    inner_dropout: float = 0.3
+    gate_activation: str = "silu"
+    use_gru: bool = True
+    use_attention: bool = True
+    use_conv: bool = True
+    use_gated_mlp: bool = True
+    conv_padding: str = "same"
+    gru_bias: bool = False
+    gru_num_layers: int = 1
+    attention_key_norm: str = "sequence"
+    shared_layer_norm: bool = False
+    layer_norm_eps: float = 1e-12
+
+    # Table 5 (d, dropout and max length come from DATASET_PRESETS); one layer, see above.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "ml-1m": {"num_layers": 1, "kernel_size": 3, "num_heads": 8},
+        "beauty": {"num_layers": 1, "kernel_size": 3, "num_heads": 8},
+        "video-games": {"num_layers": 1, "kernel_size": 3, "num_heads": 8},
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        super().validate()
+        if not (self.use_gru or self.use_attention):
+            raise ValueError("GLINT-RU needs at least one expert: use_gru and use_attention cannot both be False")
+        if self.gate_activation not in GATE_ACTIVATIONS:
+            raise ValueError(
+                f"unknown gate_activation {self.gate_activation!r}; choose one of {', '.join(GATE_ACTIVATIONS)}"
+            )
+        if self.conv_padding not in CONV_PADDINGS:
+            raise ValueError(f"unknown conv_padding {self.conv_padding!r}; choose one of {', '.join(CONV_PADDINGS)}")
+        if self.attention_key_norm not in LinearAttention.KEY_NORMS:
+            raise ValueError(
+                f"unknown attention_key_norm {self.attention_key_norm!r}; "
+                f"choose one of {', '.join(LinearAttention.KEY_NORMS)}"
+            )
+        if self.kernel_size < 1 or self.gru_num_layers < 1 or self.num_heads < 1:
+            raise ValueError("kernel_size, gru_num_layers and num_heads must be positive")
+        if self.use_attention and self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if not 0.0 <= self.inner_dropout < 1.0:
+            raise ValueError(f"inner_dropout must lie in [0, 1); got {self.inner_dropout}")
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be positive; got {self.layer_norm_eps}")
+
+
+class GLINTRU(SequentialRecommender):
+    """GLINT-RU over right-padded item sequences (id 0 = padding, no positional embedding).
+
+    One block, for input X [B, N, d] (the item embeddings for the first block):
+        C = TemporalConv1d_k(X W0 + b0);  H = GRU(C)
+        Y = TemporalConv1d_k(G(C) * (H W_H + b_H)),  G = Linear(d, d/2), act, Linear(d/2, d), Dropout
+        A = LayerNorm(Dropout(LinearAttention(X)) + X)
+        M = a1 A + a2 Y,  (a1, a2) = softmax of two trainable scalars (initialised 0.5, 0.5)
+        Z = LayerNorm(Dropout(Linear(GELU(X W + b) * M)) + X)
+        R = LayerNorm(Dropout((GELU(Z W3 + b3) * (Z W + b)) Wo + bo) + Z)
+    The representation is R at the last real position. Xavier init (normal for the embedding,
+    uniform for Linear and GRU weights); the convolutions keep PyTorch's default, as in the
+    reference. Only the last position is returned, so the last block computes its
+    position-wise tail (second convolution, gates, mixing, gated MLP, attention queries) there
+    alone; `sequence_output` gives every position.
+    """
+
+    config_class = GLINTRUConfig
+
+    def __init__(self, config: GLINTRUConfig, n_items: int, item_features=None):
+        super().__init__(config, n_items, item_features)
+        config.validate()
+        self.item_embedding = nn.Embedding(n_items + 1, config.hidden_size, padding_idx=0)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(GLINTRUBlock(config) for _ in range(config.num_layers))
+        xavier_init(self)
+
+    def _encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, last_only: bool) -> torch.Tensor:
+        n = item_seq.size(1)
+        mask = torch.arange(n, device=item_seq.device).unsqueeze(0) < lengths.unsqueeze(1)
+        x = self.emb_dropout(self.item_embedding(item_seq))
+        last = (lengths - 1).clamp(min=0)
+        for i, block in enumerate(self.blocks):
+            final = last_only and i == len(self.blocks) - 1
+            x = block(x, mask, lengths, last if final else None)
+        return x
+
+    def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self._encode(item_seq, lengths, last_only=True)
+
+    def sequence_output(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Block outputs at every position [B, N, d]; only real positions are meaningful."""
+        return self._encode(item_seq, lengths, last_only=False)
+
+    def mixing_weights(self) -> torch.Tensor:
+        """[num_layers, 2]: each block's (attention, GRU) expert weights."""
+        return torch.stack([b.mixing_weights().to(self.item_embedding.weight.device) for b in self.blocks])

@@ -1,0 +1,396 @@
+"""GLINT-RU: shapes, padding invariance, ablations, mixing weights, config errors, persistence."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from glintru.models import build_model, resolve_config
+from glintru.models.base import gather_last
+from glintru.models.glintru import GATE_ACTIVATIONS, GLINTRU, GLINTRUConfig
+from glintru.models.layers import LinearAttention
+
+N_ITEMS = 40
+D = 16
+
+# (use_gru, use_attention, use_conv, use_gated_mlp) with at least one expert: 12 combinations.
+ABLATIONS = [
+    dict(use_gru=g, use_attention=a, use_conv=c, use_gated_mlp=m)
+    for g, a, c, m in itertools.product([True, False], repeat=4)
+    if g or a
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    # These models are tiny: intra-op threads only add contention on a shared 2-core runner.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ablation_id(ab: dict) -> str:
+    return "-".join(k[4:] for k, v in ab.items() if v) + "".join(f"-no_{k[4:]}" for k, v in ab.items() if not v)
+
+
+def make_config(**overrides) -> GLINTRUConfig:
+    values = dict(hidden_size=D, num_heads=2, max_length=200, dropout=0.0, inner_dropout=0.0)
+    values.update(overrides)
+    return resolve_config("glintru", None, values)
+
+
+def make_model(seed: int = 0, **overrides) -> GLINTRU:
+    torch.manual_seed(seed)
+    return build_model("glintru", N_ITEMS, make_config(**overrides))
+
+
+def histories(seed: int = 1) -> tuple[list[list[int]], torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([1, 2, 5, 11, 20])
+    seqs = [torch.randint(1, N_ITEMS + 1, (int(n),), generator=g).tolist() for n in lengths]
+    return seqs, lengths
+
+
+def pad(seqs: list[list[int]], width: int) -> torch.Tensor:
+    out = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s)
+    return out
+
+
+def test_shapes():
+    model = make_model().eval()
+    seqs, lengths = histories()
+    seq = pad(seqs, 20)
+    assert model(seq, lengths).shape == (5, D)
+    assert model.sequence_output(seq, lengths).shape == (5, 20, D)
+    assert model.item_embeddings().shape == (N_ITEMS + 1, D)
+    scores = model.scores(seq, lengths)
+    assert scores.shape == (5, N_ITEMS + 1)
+    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    # Padding embedding starts at zero (padding_idx 0 after Xavier init).
+    assert model.item_embedding.weight[0].abs().sum().item() == 0.0
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS, ids=ablation_id)
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_padding_invariance(ablation, mode):
+    model = make_model(num_layers=2, **ablation)
+    model.train(mode == "train")
+    seqs, lengths = histories()
+    short, long = pad(seqs, 20), pad(seqs, 200)
+    torch.testing.assert_close(model(short, lengths), model(long, lengths))
+    torch.testing.assert_close(model.scores(short, lengths), model.scores(long, lengths))
+    # The fast last-position path equals the full computation gathered at the last item.
+    torch.testing.assert_close(model(long, lengths), gather_last(model.sequence_output(long, lengths), lengths))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(conv_padding="causal"),
+        dict(kernel_size=4),
+        dict(kernel_size=5, conv_padding="causal"),
+        dict(attention_key_norm="feature", shared_layer_norm=True, gru_bias=True, gru_num_layers=2),
+    ],
+    ids=["causal", "even-k", "causal-k5", "reference-options"],
+)
+def test_padding_invariance_options(options):
+    model = make_model(**options).eval()
+    seqs, lengths = histories()
+    torch.testing.assert_close(model(pad(seqs, 20), lengths), model(pad(seqs, 200), lengths))
+    long = pad(seqs, 200)
+    torch.testing.assert_close(model(long, lengths), gather_last(model.sequence_output(long, lengths), lengths))
+
+
+def equations_forward(model: GLINTRU, seq: torch.Tensor) -> torch.Tensor:
+    """The paper's equations, written out step by step for unpadded sequences (one block)."""
+    cfg, blk = model.config, model.blocks[0]
+    x = model.item_embedding(seq)  # [B, N, d]
+    B, N, d = x.shape
+    att, h, dh = blk.attn, cfg.num_heads, d // cfg.num_heads
+    heads = []
+    for i in range(h):
+        cols = slice(i * dh, (i + 1) * dh)
+        q = F.elu(att.query(x)[..., cols])
+        k = F.elu(att.key(x)[..., cols])
+        v = att.value(x)[..., cols]
+        q = q / q.norm(dim=-1, keepdim=True)
+        k = k / k.norm(dim=1 if cfg.attention_key_norm == "sequence" else -1, keepdim=True)
+        heads.append(q @ (k.transpose(1, 2) @ v) / math.sqrt(dh))
+    a = blk.attn_norm(att.dense(torch.cat(heads, dim=-1)) + x)
+
+    g = blk.gru
+
+    def conv(t, tc):  # centred temporal convolution, zero beyond both ends
+        return F.conv1d(t.transpose(1, 2), tc.conv.weight, tc.conv.bias, padding=cfg.kernel_size // 2).transpose(1, 2)
+    c = conv(g.w0(x), g.conv_in)
+    w_ir, w_iz, w_in = g.gru.weight_ih_l0.chunk(3)
+    w_hr, w_hz, w_hn = g.gru.weight_hh_l0.chunk(3)
+    state, hs = torch.zeros(B, d), []
+    for t in range(N):  # bias-free GRU cell, PyTorch/cuDNN gate order (r, z, n)
+        r = torch.sigmoid(c[:, t] @ w_ir.t() + state @ w_hr.t())
+        z = torch.sigmoid(c[:, t] @ w_iz.t() + state @ w_hz.t())
+        n = torch.tanh(c[:, t] @ w_in.t() + r * (state @ w_hn.t()))
+        state = (1 - z) * n + z * state
+        hs.append(state)
+    hidden = torch.stack(hs, dim=1)
+    gate = g.gate[2](F.silu(g.gate[0](c)))
+    y = conv(gate * g.proj(hidden), g.conv_out)
+
+    alpha = torch.softmax(blk.mix_logits, dim=0)
+    m = alpha[0] * a + alpha[1] * y
+    z = blk.mix_norm(blk.mix_out(F.gelu(blk.data_gate(x)) * m) + x)
+    p = F.gelu(blk.mlp.gate(z)) * blk.mlp.value(z)
+    norm = blk.mix_norm if cfg.shared_layer_norm else blk.mlp_norm
+    return norm(blk.mlp.out(p) + z)[:, -1]
+
+
+@pytest.mark.parametrize(
+    "options", [dict(), dict(attention_key_norm="feature", shared_layer_norm=True)], ids=["paper", "reference"]
+)
+def test_matches_equations(options):
+    model = make_model(seed=2, hidden_size=8, num_heads=2, **options).eval()
+    seq = torch.randint(1, N_ITEMS + 1, (3, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(model(seq, torch.full((3,), 7)), equations_forward(model, seq))
+
+
+@pytest.mark.parametrize("padding,sees_next", [("same", True), ("causal", False)])
+def test_conv_padding_context(padding, sees_next):
+    # Without attention (non-causal by design), position t sees item t+1 only through a centred conv.
+    model = make_model(use_attention=False, conv_padding=padding).eval()
+    seq = torch.randint(1, N_ITEMS + 1, (1, 10))
+    changed = seq.clone()
+    changed[0, 6] = seq[0, 6] % N_ITEMS + 1
+    lengths = torch.tensor([10])
+    before = model.sequence_output(seq, lengths)[0, 5]
+    after = model.sequence_output(changed, lengths)[0, 5]
+    assert (not torch.allclose(before, after)) == sees_next
+
+
+@pytest.mark.parametrize("activation", sorted(GATE_ACTIVATIONS))
+def test_gate_activations_train(activation):
+    model = make_model(gate_activation=activation, dropout=0.2, inner_dropout=0.3).train()
+    assert isinstance(model.blocks[0].gru.gate[1], GATE_ACTIVATIONS[activation])
+    seqs, lengths = histories()
+    loss = model.loss(pad(seqs, 20), lengths, torch.tensor([1, 2, 3, 4, 5]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS, ids=ablation_id)
+def test_ablations_train(ablation):
+    model = make_model(dropout=0.2, inner_dropout=0.3, **ablation).train()
+    block = model.blocks[0]
+    assert (block.gru is not None) == ablation["use_gru"]
+    assert (block.attn is not None) == ablation["use_attention"]
+    assert (block.mlp is not None) == ablation["use_gated_mlp"]
+    if ablation["use_gru"]:
+        assert (block.gru.conv_in is not None) == ablation["use_conv"]
+    seqs, lengths = histories()
+    loss = model.loss(pad(seqs, 20), lengths, torch.tensor([1, 2, 3, 4, 5]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    # Every parameter of every variant takes part in the loss.
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_mixing_weights_softmax_and_trainable():
+    model = make_model().train()
+    weights = model.mixing_weights()
+    assert weights.shape == (1, 2)
+    torch.testing.assert_close(weights, torch.tensor([[0.5, 0.5]]))
+    logits = model.blocks[0].mix_logits
+    assert logits.requires_grad and any(p is logits for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    seqs, lengths = histories()
+    for _ in range(3):
+        opt.zero_grad()
+        model.loss(pad(seqs, 20), lengths, torch.tensor([1, 2, 3, 4, 5])).backward()
+        assert logits.grad is not None and logits.grad.abs().sum() > 0
+        opt.step()
+    after = model.mixing_weights()
+    assert not torch.allclose(after, weights)
+    torch.testing.assert_close(after.sum(dim=1), torch.ones(1))
+    assert (after > 0).all()
+    # A single expert takes the whole weight and has no mixing parameter.
+    solo = make_model(use_attention=False)
+    assert solo.blocks[0].mix_logits is None
+    torch.testing.assert_close(solo.mixing_weights(), torch.tensor([[0.0, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(use_gru=False, use_attention=False), "at least one expert"),
+        (dict(hidden_size=30, num_heads=8), "hidden_size 30 is not divisible by num_heads 8"),
+        (dict(gate_activation="swish"), "unknown gate_activation 'swish'"),
+        (dict(conv_padding="valid"), "unknown conv_padding 'valid'"),
+        (dict(attention_key_norm="rows"), "unknown attention_key_norm 'rows'"),
+        (dict(inner_dropout=1.0), "inner_dropout must lie in"),
+        (dict(kernel_size=0), "kernel_size, gru_num_layers and num_heads must be positive"),
+        (dict(dropout=-0.1), "dropout must lie in"),
+        (dict(kernel_sizes=3), "has no field"),
+    ],
+)
+def test_invalid_config(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config("glintru", None, overrides)
+
+
+def test_invalid_config_direct():
+    with pytest.raises(ValueError, match="at least one expert"):
+        GLINTRUConfig(use_gru=False, use_attention=False)
+    # Heads only need to divide d when the attention expert exists.
+    cfg = GLINTRUConfig(hidden_size=30, num_heads=8, use_attention=False)
+    assert GLINTRU(cfg, N_ITEMS)(pad([[1, 2]], 4), torch.tensor([2])).shape == (1, 30)
+
+
+def test_presets():
+    ml = resolve_config("glintru", "ml-1m")
+    assert isinstance(ml, GLINTRUConfig)
+    assert (ml.hidden_size, ml.dropout, ml.max_length, ml.kernel_size, ml.num_layers, ml.num_heads) == (
+        128, 0.2, 200, 3, 1, 8)
+    for name in ("beauty", "video-games"):
+        cfg = resolve_config("glintru", name)
+        assert (cfg.hidden_size, cfg.dropout, cfg.max_length, cfg.kernel_size, cfg.num_layers) == (64, 0.5, 100, 3, 1)
+    tuned = resolve_config("glintru", "beauty", {"kernel_size": 5, "gate_activation": "relu"})
+    assert (tuned.kernel_size, tuned.gate_activation, tuned.hidden_size) == (5, "relu", 64)
+    assert (ml.inner_dropout, ml.gate_activation, ml.conv_padding, ml.gru_bias) == (0.3, "silu", "same", False)
+
+
+def test_determinism():
+    seqs, lengths = histories()
+    seq = pad(seqs, 20)
+    a = make_model(seed=3, dropout=0.3, inner_dropout=0.3)
+    b = make_model(seed=3, dropout=0.3, inner_dropout=0.3)
+    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert na == nb and torch.equal(pa, pb)
+    torch.manual_seed(7)
+    out_a = a.train()(seq, lengths)
+    torch.manual_seed(7)
+    out_b = b.train()(seq, lengths)
+    assert torch.equal(out_a, out_b)
+    c = make_model(seed=4)
+    assert not torch.equal(a.item_embedding.weight, c.item_embedding.weight)
+
+
+def expected_parameters(cfg: GLINTRUConfig, n_items: int) -> int:
+    d, k, h2 = cfg.hidden_size, cfg.kernel_size, cfg.hidden_size // 2
+    linear = d * d + d
+    norm = 2 * d
+    total = (n_items + 1) * d
+    block = linear + linear + norm  # data-aware gate, mixing linear, mixing LayerNorm
+    if cfg.use_attention:
+        block += 4 * linear + norm
+    if cfg.use_gru:
+        gru = 6 * d * d * cfg.gru_num_layers + (6 * d * cfg.gru_num_layers if cfg.gru_bias else 0)
+        block += linear + gru + (d * h2 + h2 + h2 * d + d) + linear  # W0, GRU, selective gate, W_H
+        if cfg.use_conv:
+            block += 2 * (d * d * k + d)
+    if cfg.use_gru and cfg.use_attention:
+        block += 2
+    if cfg.use_gated_mlp:
+        block += 3 * linear + (0 if cfg.shared_layer_norm else norm)
+    return total + cfg.num_layers * block
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(), dict(use_gru=False), dict(use_attention=False, use_conv=False), dict(use_gated_mlp=False),
+     dict(num_layers=3, kernel_size=5, gru_bias=True, shared_layer_norm=True, gru_num_layers=2)],
+)
+def test_parameter_count(overrides):
+    model = make_model(**overrides)
+    assert sum(p.numel() for p in model.parameters()) == expected_parameters(model.config, N_ITEMS)
+
+
+def test_parameter_count_ml1m_preset():
+    cfg = resolve_config("glintru", "ml-1m")
+    model = build_model("glintru", 3706, cfg)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == expected_parameters(cfg, 3706)
+    # One block holds (2k + 18) d^2 weights plus O(d) biases and norms.
+    block = n - 3707 * 128
+    assert 24 * 128 ** 2 < block < 24 * 128 ** 2 + 40 * 128
+
+
+def test_state_dict_round_trip():
+    model = make_model(seed=5).eval()
+    seqs, lengths = histories()
+    seq = pad(seqs, 20)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    fresh = make_model(seed=6).eval()
+    assert not torch.equal(fresh.scores(seq, lengths), model.scores(seq, lengths))
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    assert torch.equal(fresh.scores(seq, lengths), model.scores(seq, lengths))
+
+
+def test_overfits_fixed_batch():
+    model = make_model(seed=0, hidden_size=32, num_heads=4, dropout=0.1, inner_dropout=0.1).train()
+    seqs, lengths = histories(seed=2)
+    seq = pad(seqs, 20)
+    targets = torch.tensor([3, 9, 17, 25, 33])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = model.loss(seq, lengths, targets)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > math.log(N_ITEMS) * 0.8
+    assert losses[-1] < 0.25 * losses[0]
+    model.eval()
+    assert torch.equal(model.scores(seq, lengths).argmax(dim=1), targets)
+
+
+@pytest.mark.parametrize("key_norm", ["sequence", "feature"])
+def test_linear_attention_matches_formula(key_norm):
+    torch.manual_seed(0)
+    attn = LinearAttention(8, 2, dropout=0.0, key_norm=key_norm).eval()
+    x = torch.randn(2, 6, 8)
+    lengths = torch.tensor([6, 4])
+    mask = torch.arange(6).unsqueeze(0) < lengths.unsqueeze(1)
+    out = attn(x, mask)
+    for b in range(2):
+        n = int(lengths[b])
+        heads = []
+        for h in range(2):
+            cols = slice(4 * h, 4 * h + 4)
+            q = F.elu(attn.query(x[b, :n])[:, cols])
+            k = F.elu(attn.key(x[b, :n])[:, cols])
+            v = attn.value(x[b, :n])[:, cols]
+            q = q / q.norm(dim=1, keepdim=True)
+            k = k / k.norm(dim=0 if key_norm == "sequence" else 1, keepdim=True)
+            heads.append(q @ (k.t() @ v) / 2.0)
+        torch.testing.assert_close(out[b, :n], attn.dense(torch.cat(heads, dim=1)))
+    last = lengths - 1
+    torch.testing.assert_close(attn(x, mask, index=last), out[torch.arange(2), last])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_and_cuda_agree():
+    model = make_model(seed=0, hidden_size=64, num_heads=8, num_layers=2).eval()
+    seqs, lengths = histories()
+    seq = pad(seqs, 20)
+    expected = model.scores(seq, lengths)
+    allow = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        got = model.cuda().scores(seq.cuda(), lengths.cuda()).cpu()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
