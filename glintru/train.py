@@ -77,7 +77,8 @@ class EpochReport:
 @dataclass
 class RunResult:
     out_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # empty on ranks other than 0
+    model: torch.nn.Module | None = None                    # holding the best weights
 
 
 def split_overrides(model_name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -382,7 +383,7 @@ def train(
         torch.save(best_state, out / "model.pt")
         _write_json(out / "env.json", environment(device))
         _write_json(out / "metrics.json", metrics)
-    return RunResult(out_dir=out, metrics=metrics)
+    return RunResult(out_dir=out, metrics=metrics, model=model)
 
 
 class _LossModule(torch.nn.Module):

@@ -25,3 +25,14 @@ def cyclic_dataset(tmp_path):
     from glintru.data.dataset import load_dataset
 
     return load_dataset(make_cyclic_dataset(tmp_path / "cyclic"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny models, where thread hand-offs cost more than they save on 2 cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

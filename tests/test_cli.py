@@ -1,0 +1,77 @@
+"""`glintru` command line: synthetic -> stats -> train -> evaluate, and its error messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from glintru.cli import main, parse_settings, parse_value
+
+
+def test_parse_value_types():
+    assert parse_value("64") == 64 and parse_value("0.5") == 0.5
+    assert parse_value("true") is True and parse_value("False") is False
+    assert parse_value("none") is None and parse_value("silu") == "silu"
+    assert parse_value("(5, 10)") == (5, 10)
+    assert parse_settings(["hidden_size=32", "gate_activation=relu"]) == {"hidden_size": 32,
+                                                                        "gate_activation": "relu"}
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_settings(["hidden_size"])
+
+
+def test_end_to_end(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["synthetic", "--out", str(data), "--users", "150", "--items", "60",
+                 "--avg-length", "12"]) == 0
+    capsys.readouterr()
+    assert main(["stats", str(data), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["users"] == 150 and stats["items"] <= 60
+    assert {"interactions", "avg_length", "sparsity"} <= set(stats)
+
+    args = ["train", "--data", str(data), "--model", "glintru", "--set", "hidden_size=16",
+            "--set", "max_length=20", "--set", "batch_size=256", "--epochs", "2", "--eval-mode", "uni50",
+            "--device", "cpu", "--quiet", "--out", str(run)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ndcg@10" in out and f"run: {run}" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["eval_mode"] == "uni50"
+
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        main(args)
+
+    assert main(["evaluate", "--run", str(run), "--eval-mode", "full", "--device", "cpu"]) == 0
+    full = json.loads((run / "eval-full.json").read_text())
+    assert full["eval_mode"] == "full"
+    # re-evaluating under the run's own protocol reproduces its test metrics exactly
+    assert main(["evaluate", "--run", str(run), "--device", "cpu"]) == 0
+    again = json.loads((run / "eval-uni50.json").read_text())
+    assert again["test"] == pytest.approx(metrics["test"])
+
+
+def test_unknown_setting_is_one_clear_error(tmp_path, capsys):
+    data = tmp_path / "data"
+    main(["synthetic", "--out", str(data), "--users", "50", "--items", "30", "--avg-length", "8"])
+    code = main(["train", "--data", str(data), "--model", "glintru", "--set", "hidden=16",
+                 "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert "unknown setting(s) hidden" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path / "nope"), "--model", "glintru", "--out",
+                 str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert "no such dataset directory" in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "glintru.cli", "train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for flag in ("--data", "--model", "--preset", "--set", "--epochs", "--patience", "--eval-mode",
+                 "--seed", "--device", "--out"):
+        assert flag in out

@@ -1,0 +1,149 @@
+"""The training loop: run directory contract, learning, determinism, resume, failure modes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from glintru.data.dataset import load_dataset
+from glintru.evaluate import evaluate
+from glintru.models.pop import PopularityRanker
+from glintru.train import TrainConfig, split_overrides, train
+
+SMALL = {"hidden_size": 16, "max_length": 20, "dropout": 0.1}
+
+
+def _cfg(**kw):
+    base = dict(epochs=2, patience=5, batch_size=128, eval_batch_size=512, seed=0, device="cpu",
+                eval_mode="pop100")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from glintru.data.synthetic import generate
+
+    return load_dataset(generate(tmp_path_factory.mktemp("tiny") / "tiny", n_users=150, n_items=50,
+                                 avg_length=10, seed=2))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from glintru.data.synthetic import generate
+
+    return load_dataset(generate(tmp_path_factory.mktemp("syn") / "syn", n_users=400, n_items=120,
+                                 avg_length=20, seed=1))
+
+
+def test_run_directory_contract(tiny, tmp_path):
+    res = train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), progress=False)
+    out = tmp_path / "run"
+    for name in ("config.json", "metrics.json", "test_users.parquet", "env.json", "model.pt",
+                 "checkpoint/checkpoint.pt"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m == json.loads(json.dumps(res.metrics))
+    for split in ("valid", "test"):
+        for name in ("recall@10", "mrr@10", "ndcg@10", "hit@5", "precision@20"):
+            assert 0.0 <= m[split][name] <= 1.0
+    assert m["epochs"] == 2 and 1 <= m["best_epoch"] <= 2 and len(m["history"]) == 2
+    assert m["seconds_per_epoch"] > 0 and m["infer_ms_per_batch"] > 0 and m["peak_memory_mb"] > 0
+    users = pd.read_parquet(out / "test_users.parquet")
+    assert len(users) == tiny.n_users
+    assert users["ndcg@10"].mean() == pytest.approx(m["test"]["ndcg@10"], abs=1e-6)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "glintru" and cfg["model_config"]["hidden_size"] == 16
+    assert cfg["train_config"]["eval_mode"] == "pop100"
+
+
+def test_glintru_beats_popularity_by_a_wide_margin(synthetic, tmp_path):
+    res = train(synthetic, "glintru", tmp_path / "run", overrides=SMALL | {"hidden_size": 32},
+                config=_cfg(epochs=8, batch_size=256, eval_mode="full"), progress=False)
+    pop = evaluate(PopularityRanker(synthetic.popularity, 20), synthetic, "test", mode="full").metrics
+    assert res.metrics["test"]["ndcg@10"] > 2 * pop["ndcg@10"], (res.metrics["test"], pop)
+    assert res.metrics["test"]["recall@10"] > pop["recall@10"] + 0.1
+
+
+def test_same_seed_same_metrics(tiny, tmp_path):
+    a = train(tiny, "glintru", tmp_path / "a", overrides=SMALL, config=_cfg(), progress=False)
+    b = train(tiny, "glintru", tmp_path / "b", overrides=SMALL, config=_cfg(), progress=False)
+    assert a.metrics["test"] == b.metrics["test"]
+    assert [h["train_loss"] for h in a.metrics["history"]] == [h["train_loss"] for h in b.metrics["history"]]
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tiny, tmp_path):
+    full = train(tiny, "glintru", tmp_path / "full", overrides=SMALL, config=_cfg(epochs=3),
+                 progress=False)
+
+    def stop_after_two(report):
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, "glintru", tmp_path / "cut", overrides=SMALL, config=_cfg(epochs=3),
+              reporter=stop_after_two, progress=False)
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    epochs_run = []
+    resumed = train(tiny, "glintru", tmp_path / "cut", overrides=SMALL, config=_cfg(epochs=3),
+                    reporter=lambda r: epochs_run.append(r.epoch), progress=False)
+    assert epochs_run == [3]
+    assert resumed.metrics["test"] == full.metrics["test"]
+    assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
+
+
+def test_early_stopping_keeps_the_best_epoch(tiny, tmp_path):
+    res = train(tiny, "glintru", tmp_path / "run", overrides=SMALL | {"lr": 0.5},
+                config=_cfg(epochs=30, patience=2), progress=False)
+    m = res.metrics
+    assert m["epochs"] <= m["best_epoch"] + 2
+    best = max(h["valid"]["ndcg@10"] for h in m["history"])
+    assert m["valid"]["ndcg@10"] == best
+
+
+def test_reporter_sees_every_epoch_with_a_loadable_checkpoint(tiny, tmp_path):
+    from glintru.train import load_checkpoint
+
+    reports = []
+    train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), reporter=reports.append,
+          progress=False)
+    assert [r.epoch for r in reports] == [1, 2]
+    state = load_checkpoint(reports[-1].checkpoint_dir)
+    assert state["epoch"] == 2 and state["model_name"] == "glintru"
+
+
+def test_nan_loss_is_an_error_naming_the_epoch(tiny, tmp_path):
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        train(tiny, "glintru", tmp_path / "run", overrides=SMALL | {"lr": 1e30},
+              config=_cfg(epochs=3), progress=False)
+
+
+def test_settings_are_routed_and_unknown_ones_rejected():
+    model, trainer = split_overrides("glintru", {"hidden_size": 8, "kernel_size": 5, "lr": 0.01})
+    assert model == {"hidden_size": 8, "kernel_size": 5} and trainer == {"lr": 0.01}
+    with pytest.raises(ValueError, match="unknown setting\\(s\\) hiden_size"):
+        split_overrides("glintru", {"hiden_size": 8})
+
+
+def test_bad_train_config_is_rejected(tiny, tmp_path):
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train(tiny, "glintru", tmp_path / "r", config=_cfg(epochs=0), progress=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_cuda_requested_without_cuda_is_a_clear_error(tiny, tmp_path):
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        train(tiny, "glintru", tmp_path / "r", overrides=SMALL, config=_cfg(device="cuda"),
+              progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_run_learns(tiny, tmp_path):
+    res = train(tiny, "glintru", tmp_path / "r", overrides=SMALL,
+                config=_cfg(device="cuda", bf16=True, epochs=3), progress=False)
+    assert res.metrics["test"]["ndcg@10"] > 0
+    assert json.loads((tmp_path / "r" / "env.json").read_text())["gpu"]
