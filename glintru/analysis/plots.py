@@ -1,0 +1,180 @@
+"""Figures: metric and cost vs a hyperparameter (paper Figures 3-6), search history, importances.
+
+Figures are built with the object-oriented matplotlib API on the Agg canvas (PNG and PDF), so no
+global pyplot state is touched and the functions return the `Figure` for inspection. A point at x = v is the
+configuration chosen on validation among the trials with that parameter value (mean over its
+seeds, error bar = sd over seeds when there are several): for a controlled sweep that is simply
+the mean over seeds, for a search it is the best configuration found at each value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from glintru.analysis.collect import FINISHED, select_best
+from glintru.analysis.tables import dataset_name, metric_name, model_name, MODEL_ORDER, ordered
+
+PARAM_LABELS = {
+    "kernel_size": "kernel size k",
+    "hidden_size": "hidden size d",
+    "num_layers": "layers L",
+    "max_length": "max sequence length N",
+    "lr": "learning rate",
+    "dropout": "dropout",
+}
+COST_LABELS = {
+    "infer_ms_per_batch": "inference (ms/batch)",
+    "seconds_per_epoch": "training (s/epoch)",
+    "peak_memory_mb": "peak memory (MB)",
+}
+PAPER_TEST_METRICS = ("test/recall@10", "test/mrr@10", "test/ndcg@10")
+TRIAL_ORDER_COLUMNS = ("trial_number", "start_time", "timestamp")
+
+
+def param_label(column: str) -> str:
+    name = column.removeprefix("config/")
+    return PARAM_LABELS.get(name, name)
+
+
+def value_label(column: str) -> str:
+    if column in COST_LABELS:
+        return COST_LABELS[column]
+    split = column.split("/", 1)[0] if "/" in column else ""
+    prefix = {"valid": "validation ", "test": "test "}.get(split, "")
+    return prefix + metric_name(column)
+
+
+def _figure(ncols: int, width: float = 4.2, height: float = 3.3, left: float = 0.8) -> tuple[Figure, list]:
+    """A row of `ncols` panels with margins fixed in inches (a layout solver would cost more than the plot)."""
+    fig = Figure(figsize=(width * ncols, height))
+    FigureCanvasAgg(fig)
+    total = width * ncols
+    panel = (total - left - 0.25 - 0.8 * (ncols - 1)) / ncols
+    fig.subplots_adjust(left=left / total, right=1 - 0.25 / total, bottom=0.6 / height, top=1 - 0.55 / height,
+                        wspace=0.8 / panel)
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
+def _one_dataset(trials: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFrame, str]:
+    present = trials["dataset"].dropna().unique().tolist()
+    if dataset is None:
+        if len(present) != 1:
+            raise ValueError(f"the trials cover {len(present)} datasets ({', '.join(map(str, present))}); pass dataset=")
+        dataset = present[0]
+    return trials[trials["dataset"] == dataset], dataset
+
+
+def sweep(trials: pd.DataFrame, param: str, value: str, select: str = "valid/ndcg@10",
+          dataset: str | None = None) -> pd.DataFrame:
+    """Per model and parameter value: mean, sd and seed count of `value` (see module docstring)."""
+    if param not in trials.columns:
+        raise KeyError(f"no column {param!r} in the trials")
+    t, _ = _one_dataset(trials, dataset)
+    chosen = select_best(t, select, by=("model", "dataset", param))
+    chosen = chosen[chosen[value].notna()]
+    agg = chosen.groupby(["model", param])[value].agg(["mean", "std", "count"]).reset_index()
+    return agg.rename(columns={param: "x", "count": "seeds"}).sort_values(["model", "x"]).reset_index(drop=True)
+
+
+def _lines(ax, data: pd.DataFrame) -> None:
+    for model in ordered(data["model"].tolist(), MODEL_ORDER):
+        d = data[data["model"] == model]
+        yerr = d["std"].where(d["seeds"] > 1)
+        ax.errorbar(d["x"].astype(float), d["mean"], yerr=None if yerr.isna().all() else yerr.fillna(0),
+                    marker="o", capsize=3, label=model_name(model))
+
+
+def metric_vs_param(trials: pd.DataFrame, param: str, metrics: Sequence[str] = PAPER_TEST_METRICS,
+                    select: str = "valid/ndcg@10", dataset: str | None = None) -> Figure:
+    """One panel per metric: the metric against a hyperparameter, one line per model (Figures 3, 5, 6)."""
+    t, dataset = _one_dataset(trials, dataset)
+    fig, axes = _figure(len(metrics))
+    for ax, metric in zip(axes, metrics):
+        _lines(ax, sweep(t, param, metric, select, dataset))
+        ax.set_xlabel(param_label(param))
+        ax.set_ylabel(value_label(metric))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{dataset_name(dataset)}: {value_label(metrics[0]).split(' ', 1)[0]} metrics vs {param_label(param)}")
+    return fig
+
+
+def cost_vs_param(trials: pd.DataFrame, param: str,
+                  costs: Sequence[str] = ("infer_ms_per_batch", "seconds_per_epoch", "peak_memory_mb"),
+                  select: str = "valid/ndcg@10", dataset: str | None = None) -> Figure:
+    """One panel per cost (time, memory) against a hyperparameter, one line per model (Figure 4)."""
+    t, dataset = _one_dataset(trials, dataset)
+    costs = [c for c in costs if c in t.columns and t[c].notna().any()]
+    if not costs:
+        raise ValueError("the trials hold no efficiency figures to plot")
+    fig, axes = _figure(len(costs))
+    for ax, cost in zip(axes, costs):
+        _lines(ax, sweep(t, param, cost, select, dataset))
+        ax.set_xlabel(param_label(param))
+        ax.set_ylabel(value_label(cost))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{dataset_name(dataset)}: cost vs {param_label(param)}")
+    return fig
+
+
+def trial_order(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials in the order they started (a start/number column if present, else file order)."""
+    for col in TRIAL_ORDER_COLUMNS:
+        if col in trials.columns and trials[col].notna().all():
+            return trials.sort_values(col, kind="stable")
+    return trials
+
+
+def optimisation_history(trials: pd.DataFrame, metric: str = "valid/ndcg@10", maximize: bool = True) -> Figure:
+    """Each finished trial's `metric` in start order with the best-so-far line, per model and dataset.
+
+    Reruns of a "seeds" phase are not part of the optimisation and are left out.
+    """
+    if "phase" in trials.columns:
+        trials = trials[trials["phase"] != "seeds"]
+    t = trial_order(trials).reset_index(drop=True)
+    t["_order"] = np.arange(1, len(t) + 1)
+    t = t[(t["status"] == FINISHED) & t[metric].notna()] if "status" in t.columns else t[t[metric].notna()]
+    if t.empty:
+        raise ValueError(f"no finished trials with {metric} to plot")
+    fig, (ax,) = _figure(1, width=6.0, height=3.8)
+    groups = list(t.groupby(["model", "dataset"], sort=False))
+    for (model, ds), g in groups:
+        label = model_name(model) if len(groups) == 1 else f"{model_name(model)} / {dataset_name(ds)}"
+        best = g[metric].cummax() if maximize else g[metric].cummin()
+        points = ax.scatter(g["_order"], g[metric], s=14, alpha=0.5, label=f"{label} (trial)")
+        ax.step(g["_order"], best, where="post", color=points.get_facecolor()[0][:3], label=f"{label} (best so far)")
+    ax.set_xlabel("trial (start order)")
+    ax.set_ylabel(value_label(metric))
+    ax.set_title("Optimisation history")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def importance_plot(importances: pd.DataFrame, method: str, metric: str = "valid/ndcg@10") -> Figure:
+    """Horizontal bars of parameter importances (from `stats.param_importances`)."""
+    fig, (ax,) = _figure(1, width=6.0, height=0.45 * len(importances) + 1.4, left=1.9)
+    imp = importances.iloc[::-1]
+    ax.barh([param_label(p) for p in imp["param"]], imp["importance"])
+    ax.set_xlabel(f"importance for {value_label(metric)} ({method})")
+    ax.set_ylabel("parameter")
+    ax.set_title("Parameter importances")
+    return fig
+
+
+def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf under out_dir; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths

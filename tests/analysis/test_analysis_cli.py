@@ -1,0 +1,123 @@
+"""analysis/report.py and analysis/significance.py end to end, as a user runs them from the repo root."""
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+
+import analysis_fakes as fakes
+from conftest import GOLDEN, REPO
+from glintru.analysis import collect, performance_table
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def script(name: str):
+    """The CLI module itself, so that most option checks skip a fresh interpreter."""
+    spec = importlib.util.spec_from_file_location(f"cli_{name}", REPO / "analysis" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_end_to_end(golden_exp, search_exp, tmp_path):
+    out = tmp_path / "report"
+    proc = run("analysis/report.py", str(golden_exp), str(search_exp), "--out", str(out),
+               "--ablation", "config/gate_activation", "--reference", "glintru")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(out / "report.html"), str(out / "report.md")]
+    md = (out / "report.md").read_text()
+    table2 = performance_table(collect([golden_exp, search_exp]), reference="glintru").to_markdown()
+    assert table2.strip() in md and (out / "tables" / "table2.md").read_text() == table2
+    for heading in ("## Overall performance (Table 2)", "## Efficiency (Table 3)", "## Ablation: gate_activation",
+                    "## Parameter analysis", "## Search: search"):
+        assert heading in md
+    assert "## Search: golden" not in md  # one configuration per model is no search
+    assert "Wilcoxon signed-rank test over users as a check" in md
+    assert "Welch's t-test over seeds as a check" in md  # the seeds phase gives GLINT-RU 3 seeds
+    figures = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
+    assert "figures/history_search.png" in figures and "figures/metric_vs_kernel_size_beauty.png" in figures
+    for fig in figures:
+        for ext in (".png", ".pdf"):
+            assert (out / fig).with_suffix(ext).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert html.count("<img src=\"figures/") == len(figures)
+    assert "<sup>*</sup>" in html and "<table" in html
+    for name in ("table2.md", "table2.tex", "table2.csv", "table2_comparisons.csv", "table3.tex",
+                 "ablation_gate_activation.md", "best_configs_search.csv"):
+        assert (out / "tables" / name).stat().st_size > 0
+
+
+def test_significance_prints_the_golden_table(golden_exp, capsys):
+    proc = run("analysis/significance.py", str(golden_exp))  # from a fresh interpreter, default md
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (GOLDEN / "table2.md").read_text()
+    cli = script("significance")
+    for fmt, ext in (("latex", "tex"), ("csv", "csv")):
+        assert cli.main([str(golden_exp), "--format", fmt]) == 0
+        assert capsys.readouterr().out == (GOLDEN / f"table2.{ext}").read_text()
+
+
+def test_significance_options_and_run_dirs(tmp_path):
+    base = 0.3 + 0.2 * np.sin(np.arange(40))
+    runs = [fakes.write_run(tmp_path / f"{m}_{s}", fakes.explicit_trial(
+        m, "ml-1m", s, {"ndcg@10": base + d + 0.01 * s * np.cos(np.arange(40)), "mrr@10": base}))
+        for m, d in (("glintru", 0.1), ("sasrec", 0.0)) for s in (0, 1)]
+    out = tmp_path / "t.md"
+    code = script("significance").main([*map(str, runs), "--metric", "ndcg@10", "--test", "welch",
+                                        "--comparisons", "--out", str(out)])
+    assert code == 0
+    text = out.read_text()
+    assert "| Model | NDCG@10 |" in text and "**0.4" in text and "Welch's t-test over seeds" in text
+    assert "hedges_g" in text  # the comparisons follow the table
+
+
+def test_significance_ablation_rows(ablation_exp, capsys):
+    cli = script("significance")
+    assert cli.main([str(ablation_exp), "--ablation", "config/gate_activation", "--format", "csv",
+                     "--models", "silu,relu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Variant,Recall@10,MRR@10,NDCG@10"
+    assert lines[1].startswith("Default (SiLU),0.8333*,") and lines[2].startswith("ReLU,")
+    assert len(lines) == 3
+
+
+def test_only_keeps_matching_trials_and_baselines(tmp_path, capsys):
+    base = 0.3 + 0.2 * np.sin(np.arange(30))
+    trials = [fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.2}, config={"ablation": "no_conv"}),
+              fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.1}, config={"ablation": "full"}),
+              fakes.explicit_trial("sasrec", "ml-1m", 0, {"ndcg@10": base})]
+    exp = str(fakes.write_experiment(tmp_path / "exp", trials))
+    cli = script("significance")
+    assert cli.main([exp, "--metric", "ndcg@10", "--test", "wilcoxon", "--only", "config/ablation=full"]) == 0
+    out = capsys.readouterr().out
+    assert f"| GLINT-RU | **{(base + 0.1).mean():.4f}**" in out and "| SASRec |" in out
+    assert cli.main([exp, "--metric", "ndcg@10"]) == 0  # without the filter the no_conv variant wins
+    assert f"| GLINT-RU | **{(base + 0.2).mean():.4f}**" in capsys.readouterr().out
+    assert cli.main([exp, "--only", "config/heads=2"]) == 2
+    assert "no column 'config/heads'" in capsys.readouterr().err
+    assert cli.main([exp, "--only", "full"]) == 2
+    assert "expected COLUMN=VALUE (e.g. config/ablation=full), got 'full'" in capsys.readouterr().err
+
+
+def test_significance_refusals_exit_with_a_message(tmp_path, capsys):
+    cli = script("significance")
+    one_seed = fakes.write_experiment(tmp_path / "one", fakes.golden_trials(n_users=20, seeds=(0,)))
+    assert cli.main([str(one_seed), "--test", "welch"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("error: Welch's t-test over seeds needs at least 2 seeds on each side: "
+                              "GLINT-RU on ML-1M has 1, GRU4Rec on ML-1M has 1")
+    base = np.linspace(0.1, 0.5, 30)
+    trials = [fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base + 0.1}),
+              fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base[:-1]}, users=range(1, 30))]
+    exp = fakes.write_experiment(tmp_path / "mismatch", trials)
+    assert cli.main([str(exp), "--metric", "ndcg@10"]) == 2
+    assert "needs the same test users on both sides: GLINT-RU on Amazon Beauty has 30 users" in capsys.readouterr().err
+    assert cli.main([str(tmp_path / "nowhere")]) == 2
+    assert "neither an experiment directory" in capsys.readouterr().err
+    assert script("report").main([str(exp), "--out", str(tmp_path / "r"), "--metric", "recall@50"]) == 2
+    assert "no column test/recall@50" in capsys.readouterr().err
