@@ -1,0 +1,175 @@
+"""SMLP4Rec (Gao et al., TOIS 2024): an all-MLP recommender that mixes the item-and-feature
+tensor [features, positions, channels] along all three axes in parallel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from glintru.models.base import ModelConfig, SequentialRecommender
+
+
+@dataclass
+class SMLP4RecConfig(ModelConfig):
+    """expansion_factor: inner width of every mixing MLP relative to its axis (1, as the paper's
+    Appendix B sets it). use_features: embed the dataset's item side features as extra slots of
+    the feature axis; without them (or with none in the data) the axis holds the id alone."""
+
+    expansion_factor: int = 1
+    use_features: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.expansion_factor <= 0:
+            raise ValueError(f"expansion_factor must be positive; got {self.expansion_factor}")
+
+
+class MixingMLP(nn.Module):
+    """Linear(n -> e*n) -> GELU -> Dropout -> Linear(e*n -> n) -> Dropout along one axis.
+
+    Bias-free as in the public SMLP4Rec code; for the sequence axis this also means a zeroed
+    (padding) position contributes exactly nothing.
+    """
+
+    def __init__(self, n: int, expansion: int, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(n, expansion * n, bias=False)
+        self.fc2 = nn.Linear(expansion * n, n, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        dim = dim % x.dim()
+        if dim == x.dim() - 1:
+            return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
+        # An inner axis: multiply by the weights from the left over [..., n, rest] rather than
+        # transposing the axis last and back (half the time for the feature axis).
+        y = x.reshape(*x.shape[: dim + 1], -1)
+        y = self.dropout(F.gelu(torch.matmul(self.fc1.weight, y)))
+        y = self.dropout(torch.matmul(self.fc2.weight, y))
+        return y.view(x.shape)
+
+
+class SMLPLayer(nn.Module):
+    """One parallel tri-directional mixing layer over x[batch, F, L, d].
+
+    One shared LayerNorm (over channels) feeds three MLPs at once, along the sequence (L),
+    channel (d) and feature (F) axes; their sum is added back to the input. The parallel form
+    with a single normalisation is what SMLP4Rec changes relative to MLP4Rec's cascade.
+    """
+
+    def __init__(self, n_slots: int, max_length: int, d: int, expansion: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.sequence = MixingMLP(max_length, expansion, dropout)
+        self.channel = MixingMLP(d, expansion, dropout)
+        self.feature = MixingMLP(n_slots, expansion, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """mask[batch, 1, L, 1] is 1 at real items: padding is zeroed before the sequence mix,
+        so whatever the other mixers left at padding positions never reaches a real one."""
+        xn = self.norm(x)
+        return x + self.sequence(xn * mask, dim=2) + self.channel(xn, dim=3) + self.feature(xn, dim=1)
+
+
+class FeatureEmbedding(nn.Module):
+    """Per-item embedding of one side feature: the mean over the item's tokens (0 = no token)."""
+
+    def __init__(self, tokens: np.ndarray, vocab_size: int, d: int):
+        super().__init__()
+        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+        if tokens.dim() != 2:
+            raise ValueError(f"feature tokens must be a [n_items + 1, T] matrix; got shape {tuple(tokens.shape)}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+            raise ValueError(f"feature tokens must lie in 0..{vocab_size - 1}; got {tokens.min()}..{tokens.max()}")
+        # Data, not state: the dataset supplies it again whenever the model is built.
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.embedding = nn.Embedding(vocab_size, d, padding_idx=0)
+
+    def table(self) -> torch.Tensor:
+        """[n_items + 1, d]: pooled once per forward over all items, then indexed by the batch,
+        which is far cheaper than pooling every position of every sequence."""
+        counts = self.tokens.ne(0).sum(1, keepdim=True).clamp(min=1)
+        return self.embedding(self.tokens).sum(1) / counts
+
+
+class SMLP4Rec(SequentialRecommender):
+    """Items and their side features form x[batch, F, L, d] (slot 0: the item id embedding,
+    then one mean-pooled embedding per feature); `num_layers` parallel mixing layers follow; the
+    representation is the id slot at the last real position after a LayerNorm, scored against
+    the id embeddings.
+
+    Choices where the paper and its public code leave room:
+    - Fixed length. The sequence mixer's weights are tied to absolute positions
+      0..max_length-1, so the input is re-laid out left-aligned at exactly max_length (the last
+      max_length real items, zeros after) and padding is zeroed before every sequence mix. The
+      result is then independent of how much padding the batch carried; item k of a history
+      always sits at position k. The mixer is bidirectional within the history, which only
+      ever holds items before the target.
+    - Residual. The public code replaces x by the sum of the three mixers; we add the sum to x
+      (as MLP-Mixer and MLP4Rec do), which keeps stacked layers trainable.
+    - Layers. The public code applies one layer's weights num_layers times; each layer here has
+      its own weights (Table 5's 2 layers).
+    - Features are pooled once per item (mean over its tokens, token 0 ignored), the RecBole
+      "mean" pooling the public code configures.
+    """
+
+    config_class = SMLP4RecConfig
+
+    def __init__(self, config: SMLP4RecConfig, n_items: int,
+                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+        super().__init__(config, n_items, item_features)
+        d = config.hidden_size
+        self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
+        features = item_features if config.use_features and item_features else {}
+        for name, (tokens, _vocab) in features.items():
+            if np.asarray(tokens).shape[0] != n_items + 1:
+                raise ValueError(f"feature {name!r} has {np.asarray(tokens).shape[0]} rows; expected "
+                                 f"n_items + 1 = {n_items + 1} (row 0 is padding)")
+        self.features = nn.ModuleDict(
+            {name: FeatureEmbedding(tokens, vocab, d) for name, (tokens, vocab) in sorted(features.items())}
+        )
+        n_slots = 1 + len(self.features)
+        self.layers = nn.ModuleList(
+            SMLPLayer(n_slots, config.max_length, d, config.expansion_factor, config.dropout)
+            for _ in range(config.num_layers)
+        )
+        self.norm = nn.LayerNorm(d, eps=1e-12)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # The public SMLP4Rec code: normal(0, 0.02) for Linear and Embedding, LayerNorm 1/0.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _left_aligned(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, max_length] holding each row's last max_length real items from position 0."""
+        M = self.config.max_length
+        lengths = lengths.clamp(min=1)
+        start = (lengths - M).clamp(min=0)
+        idx = start.unsqueeze(1) + torch.arange(M, device=item_seq.device)
+        seq = item_seq.gather(1, idx.clamp(max=item_seq.size(1) - 1))
+        seq = seq.masked_fill(idx >= lengths.unsqueeze(1), 0)
+        return seq, lengths.clamp(max=M)
+
+    def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        seq, lengths = self._left_aligned(item_seq, lengths)
+        slots = [self.item_embedding(seq)]
+        slots += [F.embedding(seq, feat.table()) for feat in self.features.values()]
+        x = torch.stack(slots, 1)  # [B, F, L, d]; slot 0 is the item id
+        mask = (torch.arange(seq.size(1), device=seq.device) < lengths.unsqueeze(1)).to(x.dtype)
+        mask = mask[:, None, :, None]
+        for layer in self.layers:
+            x = layer(x, mask)
+        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, x.size(-1))
+        return self.norm(x[:, 0].gather(1, last).squeeze(1))

@@ -1,0 +1,281 @@
+"""Mamba4Rec and the scans under it: parallel vs sequential scan (values, gradients, prefixes),
+selective scan backends, contract, padding invariance, causality, determinism, save/load,
+learning, presets, and the mamba_ssm kernel on CUDA."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from glintru.models import build_model, resolve_config
+from glintru.models.mamba4rec import Mamba4Rec, Mamba4RecConfig
+from glintru.models.scan import (
+    mamba_ssm_available,
+    parallel_scan,
+    selective_scan,
+    selective_scan_reference,
+    sequential_scan,
+)
+
+N_ITEMS = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors and shared cores: thread hand-offs would cost more than the arithmetic.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def model(seed: int = 0, **overrides) -> Mamba4Rec:
+    torch.manual_seed(seed)
+    values = {"hidden_size": 16, "d_state": 8, "dropout": 0.0, **overrides}
+    return Mamba4Rec(Mamba4RecConfig.from_preset(None, **values), N_ITEMS)
+
+
+def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.zeros(len(lengths), width, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
+    return seq, torch.tensor(lengths)
+
+
+def cycle_task(n_items: int, n_train: int = 400, n_test: int = 200, seed: int = 0):
+    """Histories walking i -> (i + k) mod n from random starts with a per-history stride k in
+    {1, 2, 3}; the target is the next item. The last item alone leaves k open (hit@1 <= 1/3),
+    so a model must read the order of at least two items; popularity is flat."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    lengths = torch.randint(2, 10, (n,), generator=g)
+    start = torch.randint(0, n_items, (n, 1), generator=g)
+    stride = torch.randint(1, 4, (n, 1), generator=g)
+    walk = (start + stride * torch.arange(10)) % n_items + 1
+    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
+    targets = walk[torch.arange(n), lengths]
+    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
+
+
+def ssm_inputs(batch=3, L=29, ch=6, n=5, dtype=torch.float64, seed=0, requires_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, L, ch, generator=g, dtype=dtype)
+    delta = torch.rand(batch, L, ch, generator=g, dtype=dtype) * 0.5
+    A = -torch.rand(ch, n, generator=g, dtype=dtype) * 2 - 0.1
+    B = torch.randn(batch, L, n, generator=g, dtype=dtype)
+    C = torch.randn(batch, L, n, generator=g, dtype=dtype)
+    D = torch.randn(ch, generator=g, dtype=dtype)
+    return tuple(t.requires_grad_(requires_grad) for t in (x, delta, A, B, C, D))
+
+
+# --- scans -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 8, 33, 200])
+def test_parallel_scan_matches_sequential_values_and_gradients(T):
+    g = torch.Generator().manual_seed(T)
+    a = torch.rand(2, T, 3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    b = torch.randn(2, T, 3, 4, generator=g, dtype=torch.float64).requires_grad_()
+    up = torch.randn(2, T, 3, 4, generator=g, dtype=torch.float64)
+    hp, hs = parallel_scan(a, b, dim=1), sequential_scan(a, b, dim=1)
+    torch.testing.assert_close(hp, hs)
+    torch.testing.assert_close(torch.autograd.grad(hp, (a, b), up), torch.autograd.grad(hs, (a, b), up))
+    with torch.no_grad():
+        torch.testing.assert_close(parallel_scan(a, b, dim=1), hs)
+    # Any scan axis: the same recurrence laid out along dim 2.
+    torch.testing.assert_close(parallel_scan(a.transpose(1, 2), b.transpose(1, 2), dim=2), hs.transpose(1, 2))
+
+
+def test_parallel_scan_gradcheck_and_known_values():
+    a = torch.rand(2, 11, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 11, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: parallel_scan(a, b), (a, b))
+    # a = 1: a running sum; a = 0: h = b.
+    ones, vals = torch.ones(1, 6), torch.arange(1.0, 7.0).unsqueeze(0)
+    assert torch.equal(parallel_scan(ones, vals), torch.tensor([[1.0, 3.0, 6.0, 10.0, 15.0, 21.0]]))
+    assert torch.equal(parallel_scan(torch.zeros(1, 6), vals), vals)
+
+
+def test_parallel_scan_of_a_prefix_is_bit_identical():
+    # Padding invariance rests on this: what follows a prefix never changes its states.
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 200, 8, generator=g), torch.randn(2, 200, 8, generator=g)
+    full = parallel_scan(a, b)
+    for T in (1, 13, 20, 64, 117):
+        assert torch.equal(parallel_scan(a[:, :T], b[:, :T]), full[:, :T])
+
+
+def test_parallel_scan_leaves_inputs_and_rejects_bad_shapes():
+    a, b = torch.rand(2, 9, 3), torch.randn(2, 9, 3)
+    a0, b0 = a.clone(), b.clone()
+    parallel_scan(a, b)
+    assert torch.equal(a, a0) and torch.equal(b, b0)
+    with pytest.raises(ValueError, match="same shape"):
+        parallel_scan(a, b[:, :5])
+
+
+@pytest.mark.parametrize("chunk_elements", [None, 1, 40])
+def test_selective_scan_matches_reference(chunk_elements):
+    args = ssm_inputs()
+    y = selective_scan(*args, backend="parallel", chunk_elements=chunk_elements)
+    ref = selective_scan_reference(*args)
+    torch.testing.assert_close(y, ref)
+    up = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(y, args, up), torch.autograd.grad(ref, args, up))
+    torch.testing.assert_close(selective_scan(*args, backend="sequential"), ref)
+
+
+def test_selective_scan_is_causal_and_keeps_dtype():
+    x, delta, A, B, C, D = ssm_inputs(requires_grad=False)
+    y = selective_scan(x, delta, A, B, C, D)
+    x2 = x.clone()
+    x2[:, 15:] += 1.0
+    y2 = selective_scan(x2, delta, A, B, C, D)
+    torch.testing.assert_close(y[:, :15], y2[:, :15])
+    assert not torch.allclose(y[:, 15:], y2[:, 15:])
+    # Half-precision inputs are scanned in float32 and returned in their own dtype.
+    half = selective_scan(*(t.to(torch.bfloat16) for t in (x, delta, A, B, C, D)))
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.double(), y, atol=0.1, rtol=0.05)
+
+
+def test_selective_scan_rejects_bad_input():
+    x, delta, A, B, C, D = ssm_inputs(requires_grad=False)
+    with pytest.raises(ValueError, match="unknown scan backend"):
+        selective_scan(x, delta, A, B, C, D, backend="fast")
+    with pytest.raises(ValueError, match="A must be"):
+        selective_scan(x, delta, A[:2], B, C, D)
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan(x, delta, A, B[:, :4], C, D)
+    if not (torch.cuda.is_available() and mamba_ssm_available()):
+        with pytest.raises(RuntimeError, match="mamba_ssm"):
+            selective_scan(x, delta, A, B, C, D, backend="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (torch.cuda.is_available() and mamba_ssm_available()),
+                    reason="needs CUDA and the mamba_ssm package")
+def test_mamba_ssm_kernel_matches_parallel_scan():
+    args = [t.detach().float().cuda().requires_grad_() for t in ssm_inputs(batch=4, L=200, ch=64, n=16)]
+    fast = selective_scan(*args, backend="cuda")
+    ours = selective_scan(*args, backend="parallel")
+    torch.testing.assert_close(fast, ours, atol=1e-4, rtol=1e-3)
+    up = torch.randn_like(ours)
+    torch.testing.assert_close(torch.autograd.grad(fast, args, up), torch.autograd.grad(ours, args, up),
+                               atol=1e-3, rtol=1e-3)
+    torch.manual_seed(0)
+    cfg = Mamba4RecConfig.from_preset("ml-1m", dropout=0.0)
+    m = Mamba4Rec(cfg, 100).cuda().eval()
+    seq, lengths = histories(200)
+    seq, lengths = seq.cuda(), lengths.cuda()
+    with torch.no_grad():
+        out_fast = m(seq, lengths)
+        for layer in m.layers:
+            layer.mamba.scan = "parallel"
+        torch.testing.assert_close(out_fast, m(seq, lengths), atol=1e-4, rtol=1e-3)
+
+
+# --- the model -------------------------------------------------------------------------------
+
+def test_shapes_and_scores():
+    m = model(num_layers=2).eval()
+    seq, lengths = histories(20)
+    assert m(seq, lengths).shape == (4, 16)
+    scores = m.scores(seq, lengths)
+    assert scores.shape == (4, N_ITEMS + 1)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    block = m.layers[0].mamba
+    assert block.in_proj.out_features == 2 * 2 * 16 and block.A_log.shape == (32, 8)
+    assert block.conv1d.kernel_size == (4,) and block.dt_rank == 1
+    # Mamba's step-size init survives the model's blanket Linear init.
+    dt = torch.nn.functional.softplus(block.dt_proj.bias)
+    assert dt.min() >= 1e-3 * 0.99 and dt.max() <= 0.1 * 1.01
+    assert m.layers[0].residual and not model(num_layers=1).layers[0].residual
+    loss = m.train().loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_padding_invariance(train_mode):
+    m = model(num_layers=2, d_conv=3).train(train_mode)
+    short, lengths = histories(20)
+    long, _ = histories(200)
+    torch.testing.assert_close(m(short, lengths), m(long, lengths))
+
+
+def test_causal_items_after_t_do_not_change_t():
+    m = model(num_layers=2).eval()
+    seq, _ = histories(20, lengths=(20, 20))
+    changed = seq.clone()
+    changed[:, 8:] = torch.randint(1, N_ITEMS + 1, (2, 12))
+    t = torch.tensor([8, 8])  # representation after item index 7
+    torch.testing.assert_close(m(seq, t), m(changed, t))
+    assert not torch.allclose(m(seq, torch.tensor([20, 20])), m(changed, torch.tensor([20, 20])))
+
+
+def test_scan_backends_agree_in_the_model():
+    seq, lengths = histories(20)
+    parallel = model(scan="parallel").eval()
+    sequential = model(scan="sequential").eval()
+    sequential.load_state_dict(parallel.state_dict())
+    torch.testing.assert_close(parallel(seq, lengths), sequential(seq, lengths))
+
+
+def test_determinism():
+    seq, lengths = histories(20)
+    a, b = model(seed=3).eval(), model(seed=3).eval()
+    assert torch.equal(a(seq, lengths), b(seq, lengths))
+    assert torch.equal(a(seq, lengths), a(seq, lengths))
+    assert not torch.equal(a(seq, lengths), model(seed=4).eval()(seq, lengths))
+
+
+def test_state_dict_round_trip():
+    seq, lengths = histories(20)
+    a = model(seed=0, num_layers=2).eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = model(seed=9, num_layers=2).eval()
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+
+
+def test_learns_strided_cycles_better_than_popularity():
+    n_items = 30
+    (seq, lengths, targets), (tseq, tlengths, ttargets) = cycle_task(n_items)
+    torch.manual_seed(0)
+    cfg = Mamba4RecConfig.from_preset(None, hidden_size=32, d_state=8, dropout=0.0)
+    m = Mamba4Rec(cfg, n_items)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for step in range(200):
+        idx = torch.randint(0, len(seq), (64,))
+        loss = m.loss(seq[idx], lengths[idx], targets[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        hit = (m.scores(tseq, tlengths).argmax(1) == ttargets).float().mean()
+    pop_hit = (ttargets == torch.bincount(targets, minlength=n_items + 1)[1:].argmax() + 1).float().mean()
+    assert hit > 0.8 and hit > pop_hit + 0.6, (hit, pop_hit)
+
+
+def test_presets_and_registry():
+    cfg = resolve_config("mamba4rec", "ml-1m")
+    assert isinstance(cfg, Mamba4RecConfig)
+    assert (cfg.hidden_size, cfg.dropout, cfg.max_length) == (128, 0.2, 200)
+    assert (cfg.num_layers, cfg.d_conv, cfg.d_state, cfg.expand) == (2, 3, 32, 2)  # Table 5 / App. B
+    games = resolve_config("mamba4rec", "video-games")
+    assert (games.hidden_size, games.dropout, games.max_length) == (64, 0.5, 100)
+    default = resolve_config("mamba4rec")
+    assert (default.num_layers, default.d_conv) == (1, 4)  # the Mamba4Rec repository's defaults
+    m = build_model("mamba4rec", N_ITEMS, resolve_config("mamba4rec", overrides={"hidden_size": 8, "d_state": 4}))
+    assert isinstance(m, Mamba4Rec) and m.item_embeddings().shape == (N_ITEMS + 1, 8)
+    with pytest.raises(ValueError, match="scan must be one of"):
+        resolve_config("mamba4rec", overrides={"scan": "fast"})
+    with pytest.raises(ValueError, match="positive"):
+        resolve_config("mamba4rec", overrides={"d_state": 0})

@@ -1,0 +1,195 @@
+"""SMLP4Rec: contract, side features (used, pooled, optional), padding invariance at any padded
+length, truncation, determinism, save/load, learning, presets."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from glintru.models import build_model, resolve_config
+from glintru.models.smlp4rec import SMLP4Rec, SMLP4RecConfig
+
+N_ITEMS = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors and shared cores: thread hand-offs would cost more than the arithmetic.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def features(seed: int = 0) -> dict[str, tuple[np.ndarray, int]]:
+    """Two side features as PreparedDataset.item_features() returns them (row 0 = padding)."""
+    rng = np.random.default_rng(seed)
+    genre = rng.integers(1, 6, size=(N_ITEMS + 1, 3))
+    genre[rng.random((N_ITEMS + 1, 3)) < 0.4] = 0  # ragged token lists, 0 = no token
+    brand = rng.integers(1, 4, size=(N_ITEMS + 1, 1))
+    genre[0], brand[0] = 0, 0
+    return {"genre": (genre, 6), "brand": (brand, 4)}
+
+
+def model(seed: int = 0, feats="default", **overrides) -> SMLP4Rec:
+    torch.manual_seed(seed)
+    values = {"hidden_size": 16, "max_length": 30, "dropout": 0.0, **overrides}
+    return SMLP4Rec(SMLP4RecConfig.from_preset(None, **values), N_ITEMS,
+                    item_features=features() if feats == "default" else feats)
+
+
+def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.zeros(len(lengths), width, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
+    return seq, torch.tensor(lengths)
+
+
+def cycle_task(n_items: int, n_train: int = 400, n_test: int = 200, seed: int = 0):
+    """Histories walking i -> (i + k) mod n from random starts with a per-history stride k in
+    {1, 2, 3}; the target is the next item. The last item alone leaves k open (hit@1 <= 1/3),
+    so a model must read the order of at least two items; popularity is flat."""
+    g = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    lengths = torch.randint(2, 10, (n,), generator=g)
+    start = torch.randint(0, n_items, (n, 1), generator=g)
+    stride = torch.randint(1, 4, (n, 1), generator=g)
+    walk = (start + stride * torch.arange(10)) % n_items + 1
+    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
+    targets = walk[torch.arange(n), lengths]
+    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
+
+
+def test_shapes_and_scores():
+    m = model().eval()
+    seq, lengths = histories(20)
+    assert m(seq, lengths).shape == (4, 16)
+    scores = m.scores(seq, lengths)
+    assert scores.shape == (4, N_ITEMS + 1)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    assert m.item_embeddings().shape == (N_ITEMS + 1, 16)
+    layer = m.layers[0]
+    assert layer.feature.fc1.weight.shape == (3, 3)  # id + 2 features, expansion 1
+    assert layer.sequence.fc1.weight.shape == (30, 30) and layer.channel.fc1.weight.shape == (16, 16)
+    loss = m.train().loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert m.features["genre"].embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+@pytest.mark.parametrize("width", [20, 30, 200])
+def test_padding_invariance(train_mode, width):
+    # The batch may be padded shorter than, exactly to, or beyond max_length (30).
+    m = model().train(train_mode)
+    base, lengths = histories(20)
+    padded, _ = histories(width)
+    torch.testing.assert_close(m(base, lengths), m(padded, lengths))
+
+
+def test_histories_longer_than_max_length_keep_their_last_items():
+    m = model(max_length=10).eval()
+    seq, lengths = histories(20, lengths=(20, 13))
+    tail = torch.zeros(2, 10, dtype=torch.long)
+    tail[0], tail[1] = seq[0, 10:20], seq[1, 3:13]
+    torch.testing.assert_close(m(seq, lengths), m(tail, torch.tensor([10, 10])))
+
+
+def test_features_change_the_representation():
+    seq, lengths = histories(20)
+    base = model().eval()
+    other = features()
+    genre = other["genre"][0].copy()
+    genre[seq[3, 5].item()] = [5, 5, 5]  # an item in the middle of the last history
+    other["genre"] = (genre, 6)
+    edited = model(feats=other).eval()
+    out_base, out_edit = base(seq, lengths), edited(seq, lengths)
+    assert not torch.allclose(out_base[3], out_edit[3])
+    # Histories without that item are untouched.
+    for b in range(3):
+        if seq[3, 5] not in seq[b, : lengths[b]]:
+            torch.testing.assert_close(out_base[b], out_edit[b])
+
+
+def test_feature_pooling_ignores_padding_tokens():
+    narrow = {"brand": (features()["brand"][0], 4)}
+    wide = {"brand": (np.concatenate([narrow["brand"][0], np.zeros((N_ITEMS + 1, 4), dtype=np.int64)], 1), 4)}
+    seq, lengths = histories(20)
+    torch.testing.assert_close(model(feats=narrow).eval()(seq, lengths), model(feats=wide).eval()(seq, lengths))
+    table = model(feats=narrow).features["brand"].table()
+    assert torch.equal(table[0], torch.zeros(16))  # padding item
+
+
+def test_runs_without_features():
+    seq, lengths = histories(20)
+    bare = model(feats=None).eval()
+    off = model(use_features=False).eval()  # features supplied but switched off
+    assert len(bare.features) == 0 and bare.layers[0].feature.fc1.weight.shape == (1, 1)
+    torch.testing.assert_close(bare(seq, lengths), off(seq, lengths))
+    long, _ = histories(200)
+    torch.testing.assert_close(bare(seq, lengths), bare(long, lengths))
+
+
+def test_rejects_bad_features():
+    genre = features()["genre"][0]
+    with pytest.raises(ValueError, match="n_items \\+ 1"):
+        model(feats={"genre": (genre[:-1], 6)})
+    with pytest.raises(ValueError, match="must lie in 0..5"):
+        model(feats={"genre": (genre + 6, 6)})
+
+
+def test_determinism():
+    seq, lengths = histories(20)
+    a, b = model(seed=3).eval(), model(seed=3).eval()
+    assert torch.equal(a(seq, lengths), b(seq, lengths))
+    assert torch.equal(a(seq, lengths), a(seq, lengths))
+    assert not torch.equal(a(seq, lengths), model(seed=4).eval()(seq, lengths))
+
+
+def test_state_dict_round_trip():
+    seq, lengths = histories(20)
+    a = model(seed=0).eval()
+    state = a.state_dict()
+    assert not any(k.endswith(".tokens") for k in state)  # feature data comes from the dataset
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    b = model(seed=9).eval()
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+
+
+def test_learns_strided_cycles_better_than_popularity():
+    n_items = 30
+    (seq, lengths, targets), (tseq, tlengths, ttargets) = cycle_task(n_items)
+    torch.manual_seed(0)
+    m = SMLP4Rec(SMLP4RecConfig.from_preset(None, hidden_size=32, max_length=9, dropout=0.0), n_items)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for step in range(200):
+        idx = torch.randint(0, len(seq), (64,))
+        loss = m.loss(seq[idx], lengths[idx], targets[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    with torch.no_grad():
+        hit = (m.scores(tseq, tlengths).argmax(1) == ttargets).float().mean()
+    pop_hit = (ttargets == torch.bincount(targets, minlength=n_items + 1)[1:].argmax() + 1).float().mean()
+    assert hit > 0.8 and hit > pop_hit + 0.6, (hit, pop_hit)
+
+
+def test_presets_and_registry():
+    cfg = resolve_config("smlp4rec", "ml-1m")
+    assert isinstance(cfg, SMLP4RecConfig)
+    assert (cfg.hidden_size, cfg.dropout, cfg.max_length, cfg.num_layers) == (128, 0.2, 200, 2)
+    assert (cfg.expansion_factor, cfg.use_features) == (1, True)
+    beauty = resolve_config("smlp4rec", "beauty")
+    assert (beauty.hidden_size, beauty.dropout, beauty.max_length) == (64, 0.5, 100)
+    m = build_model("smlp4rec", N_ITEMS, resolve_config("smlp4rec", overrides={"hidden_size": 8}), features())
+    assert isinstance(m, SMLP4Rec) and sorted(m.features) == ["brand", "genre"]
+    with pytest.raises(ValueError, match="expansion_factor"):
+        resolve_config("smlp4rec", overrides={"expansion_factor": 0})
