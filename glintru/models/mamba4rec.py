@@ -82,7 +82,7 @@ class MambaBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         L = x.size(1)
         u, z = self.in_proj(x).chunk(2, dim=-1)
-        # Left padding d_conv-1 and keeping the first L outputs makes the conv causal.
+        # With d_conv-1 zeros of padding, output t of the first L sees inputs t-d_conv+1..t only.
         u = F.silu(self.conv1d(u.transpose(1, 2))[..., :L].transpose(1, 2))
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt))
