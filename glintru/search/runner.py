@@ -1,0 +1,595 @@
+"""Runs a search on Ray: checks the settings before Ray starts, starts an embedded Ray or joins a
+cluster, shares the dataset, runs the phases with Tune and writes the experiment directory.
+
+Phases: "search" (Optuna TPE over a space, ASHA or FIFO), then "seeds" (the best configurations by
+validation rerun with several seeds) when seeds are given; or "grid" alone (every combination of
+the listed values, times the seeds) when a grid is given. Each phase is one Tune experiment under
+EXP_DIR/tune/<phase>, so an interrupted search resumes phase by phase with Tuner.restore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import glintru
+from glintru.data.dataset import DatasetError, PreparedDataset, load_dataset
+from glintru.models import DATASET_PRESETS, get_model_class, resolve_config
+from glintru.search import results
+from glintru.search.results import SELECTION_METRIC, VARIANT_KEY, TrialRecord, join
+from glintru.search.spaces import Space, get_space
+from glintru.train import TrainConfig, split_overrides
+
+MODE = "max"
+SCHEDULERS = ("asha", "fifo")
+# TrainConfig fields the search sets itself, each from its own option
+MANAGED = {"epochs": "--max-epochs", "eval_mode": "--eval-mode", "seed": "--seed/--seeds",
+           "device": "--gpus-per-trial", "num_threads": "--cpus-per-trial"}
+# settings that a resumed search may change; everything else comes from experiment.json
+RUNTIME_FIELDS = ("address", "num_cpus", "num_gpus", "max_concurrent", "verbose", "mlflow",
+                  "retry_errored", "resume")
+
+
+class SearchError(ValueError):
+    """Settings that cannot work; raised before Ray starts."""
+
+
+class SearchInterrupted(RuntimeError):
+    """The search stopped (Ctrl-C) with trials unfinished; `--resume` finishes it."""
+
+
+@dataclass
+class SearchSettings:
+    space: str
+    data: str
+    num_samples: int = 20
+    max_epochs: int = 50
+    scheduler: str | None = None          # asha | fifo; default asha for search, fifo for a grid
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    top_k: int = 1
+    seed: int = 0
+    gpus_per_trial: float | None = None  # default: 1 on a machine with a GPU (local mode), else 0
+    workers_per_trial: int = 1
+    cpus_per_trial: float = 1.0
+    address: str | None = None
+    storage: str = "./results"
+    name: str | None = None
+    resume: bool = False
+    retry_errored: bool = False
+    eval_mode: str = "full"
+    preset: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_failures: int = 3
+    max_concurrent: int | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    mlflow: str | None = None             # tracking URI; "" uses MLflow's default
+    optuna_storage: str | None = None     # RDB URL or journal file; default EXP_DIR/optuna.journal
+    verbose: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Plan:
+    """Validated settings and what follows from them."""
+
+    settings: SearchSettings
+    space: Space
+    dataset: PreparedDataset
+    exp_dir: str
+    phases: list[str]
+    scheduler: str
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or ""
+
+    @property
+    def train_storage(self) -> str:
+        return join(self.exp_dir, "train")
+
+    @property
+    def tune_storage(self) -> str:
+        return join(self.exp_dir, "tune")
+
+    @property
+    def local(self) -> bool:
+        return self.settings.address is None
+
+
+# -- validation (no Ray) --------------------------------------------------------------------------
+
+def _fail(msg: str) -> None:
+    raise SearchError(msg)
+
+
+def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
+    """A resumed search's settings: those stored in experiment.json plus the runtime options given."""
+    if not settings.name:
+        _fail("--resume needs --name (the experiment to resume) and the same --storage")
+    exp_dir = join(results.normalize_location(settings.storage), settings.name)
+    if not results.exists(join(exp_dir, results.EXPERIMENT_FILE)):
+        _fail(f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} "
+              f"(check --name and --storage)")
+    stored = results.read_experiment(exp_dir)["settings"]
+    merged = {**stored, "storage": settings.storage, "name": settings.name}
+    given = settings.to_dict()
+    defaults = SearchSettings(space="", data="").to_dict()
+    for key in RUNTIME_FIELDS:
+        if given[key] != defaults[key]:
+            merged[key] = given[key]
+    for key in ("gpus_per_trial", "cpus_per_trial", "workers_per_trial"):
+        if given[key] != defaults[key]:
+            merged[key] = given[key]
+    merged["resume"] = True
+    return SearchSettings(**{k: v for k, v in merged.items() if k in defaults})
+
+
+def check_settings(settings: SearchSettings) -> Plan:
+    """Every check that can run before Ray starts; raises SearchError with the fix."""
+    s = settings
+    try:
+        space = get_space(s.space)
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    try:
+        model_cls = get_model_class(space.model)
+    except ImportError as e:
+        raise SearchError(f"model {space.model!r} of space {space.name!r} cannot be imported: {e}") from None
+
+    try:
+        dataset = load_dataset(s.data)
+    except DatasetError as e:
+        raise SearchError(f"--data: {e}") from None
+
+    for opt, value, low in (("--num-samples", s.num_samples, 1), ("--max-epochs", s.max_epochs, 1),
+                            ("--top-k", s.top_k, 1), ("--workers-per-trial", s.workers_per_trial, 1),
+                            ("--grace-period", s.grace_period, 1), ("--reduction-factor", s.reduction_factor, 2),
+                            ("--max-failures", s.max_failures, 0)):
+        if value < low:
+            _fail(f"{opt} must be at least {low}, got {value}")
+    if s.cpus_per_trial <= 0:
+        _fail(f"--cpus-per-trial must be positive, got {s.cpus_per_trial}")
+    if s.gpus_per_trial is None:  # local mode on a GPU machine: a GPU per worker when there are enough
+        local_gpus = _local_gpus(s) if s.address is None else 0
+        s.gpus_per_trial = float(s.workers_per_trial) if local_gpus >= s.workers_per_trial else 0.0
+    if s.gpus_per_trial < 0:
+        _fail(f"--gpus-per-trial must be >= 0, got {s.gpus_per_trial}")
+    if s.scheduler is not None and s.scheduler not in SCHEDULERS:
+        _fail(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {s.scheduler!r}")
+    if s.grace_period > s.max_epochs:
+        _fail(f"--grace-period {s.grace_period} exceeds --max-epochs {s.max_epochs}")
+    if s.preset is not None and s.preset not in DATASET_PRESETS:
+        _fail(f"unknown --preset {s.preset!r}; choose one of {', '.join(sorted(DATASET_PRESETS))}")
+    from glintru.evaluate import parse_mode
+
+    try:
+        parse_mode(s.eval_mode)
+    except ValueError as e:
+        raise SearchError(f"--eval-mode: {e}") from None
+    if len(set(s.seeds)) != len(s.seeds):
+        _fail(f"--seeds has repeated values: {s.seeds}")
+
+    # fixed overrides and grid keys must be settings this model (or training) has
+    for key in s.overrides:
+        if key in MANAGED:
+            _fail(f"--set {key}=... is managed by the search; use {MANAGED[key]}")
+    try:
+        split_overrides(space.model, {k: v for k, v in s.overrides.items()})
+    except ValueError as e:
+        raise SearchError(f"--set: {e}") from None
+    for key, values in s.grid.items():
+        if key in MANAGED:
+            _fail(f"--grid {key}=... is managed by the search; use {MANAGED[key]}")
+        if not values:
+            _fail(f"--grid {key}= lists no values")
+        if key in s.overrides:
+            _fail(f"{key} is both fixed by --set and listed by --grid; keep one")
+        if key not in space.labels and key not in model_cls.config_class.field_names() | TrainConfig.field_names():
+            _fail(f"--grid {key}: not a setting of {space.model} (model keys: "
+                  f"{', '.join(sorted(model_cls.config_class.field_names()))}; training keys: "
+                  f"{', '.join(sorted(TrainConfig.field_names() - set(MANAGED)))}; space labels: "
+                  f"{', '.join(space.labels) or 'none'})")
+    for config in _sample_configs(space, s):
+        _check_config(space, s, config)
+
+    _check_resources(s)
+    if s.mlflow is not None:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            _fail("--mlflow needs the mlflow package: pip install mlflow (or drop --mlflow)")
+    if s.retry_errored and not s.resume:
+        _fail("--retry-errored applies to --resume")
+    if s.optuna_storage and s.grid:
+        _fail("--optuna-storage applies to an Optuna search; a --grid search has no study")
+    if s.optuna_storage and "://" not in s.optuna_storage and not s.optuna_storage.endswith((".journal", ".log")):
+        _fail(f"--optuna-storage must be an RDB URL (sqlite:///study.db, postgresql://...) or a journal "
+              f"file ending in .journal; got {s.optuna_storage!r}")
+    if s.grid and s.num_samples != SearchSettings.num_samples:
+        _fail("--num-samples applies to an Optuna search; a --grid runs every combination once per seed")
+    if not s.grid and s.seeds and s.top_k > s.num_samples:
+        _fail(f"--top-k {s.top_k} exceeds --num-samples {s.num_samples}")
+
+    if not s.name:
+        s.name = f"{space.name}-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "/" in s.name or s.name.startswith("."):
+        _fail(f"--name {s.name!r} must be a plain directory name")
+    exp_dir = join(results.normalize_location(s.storage), s.name)
+    if not s.resume and results.exists(exp_dir):
+        _fail(f"experiment {exp_dir} already exists; resume it with --resume --name {s.name} "
+              f"or choose another --name")
+    phases = ["grid"] if s.grid else (["search", "seeds"] if s.seeds else ["search"])
+    scheduler = s.scheduler or ("fifo" if s.grid else "asha")
+    return Plan(settings=s, space=space, dataset=dataset, exp_dir=exp_dir, phases=phases, scheduler=scheduler)
+
+
+def grid_configs(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = sorted(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _sample_configs(space: Space, s: SearchSettings, n: int = 16) -> list[dict[str, Any]]:
+    """Configs to check before the search starts: the whole grid, or samples of the space."""
+    if s.grid:
+        return grid_configs(s.grid)
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a throwaway study: no "study created" line
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=s.seed))
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            extra = space.sampler(s.overrides)(trial) or {}
+            out.append({**trial.params, **extra})
+            study.tell(trial, 0.0)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return out
+
+
+def _check_config(space: Space, s: SearchSettings, config: dict[str, Any]) -> None:
+    try:
+        overrides = {**space.to_overrides(config), **s.overrides}
+        model_over, train_over = split_overrides(space.model, overrides)
+        resolve_config(space.model, s.preset, model_over)
+        dataclasses.replace(TrainConfig(), **train_over).validate()
+    except (ValueError, TypeError) as e:
+        raise SearchError(f"configuration {config} is invalid for {space.model}: {e}") from None
+
+
+def _local_gpus(s: SearchSettings) -> int:
+    if s.num_gpus is not None:
+        return s.num_gpus
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _check_resources(s: SearchSettings) -> None:
+    per_worker_gpu = s.gpus_per_trial / s.workers_per_trial
+    if s.workers_per_trial > 1 and 0 < per_worker_gpu < 1:
+        _fail(f"--gpus-per-trial {s.gpus_per_trial:g} over {s.workers_per_trial} DDP workers gives each "
+              f"worker a fraction of a GPU; DDP needs one whole GPU per worker "
+              f"(use --gpus-per-trial {s.workers_per_trial})")
+    if per_worker_gpu > 1:
+        _fail(f"--gpus-per-trial {s.gpus_per_trial:g} with {s.workers_per_trial} worker(s) gives a worker "
+              f"{per_worker_gpu:g} GPUs, but a worker trains on one; raise --workers-per-trial to "
+              f"{math.ceil(s.gpus_per_trial)}")
+    if s.address is not None:
+        return  # a cluster's resources are known (and may grow) only once joined
+    cpus = s.num_cpus or os.cpu_count() or 1
+    if s.cpus_per_trial > cpus:
+        _fail(f"--cpus-per-trial {s.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
+              f"(lower it, or raise --num-cpus)")
+    if s.gpus_per_trial > 0:
+        gpus = _local_gpus(s)
+        if gpus == 0:
+            _fail(f"--gpus-per-trial {s.gpus_per_trial:g} needs a GPU, but this machine has none visible "
+                  f"to torch; use --gpus-per-trial 0, or --address to join a GPU cluster")
+        if s.gpus_per_trial > gpus:
+            _fail(f"--gpus-per-trial {s.gpus_per_trial:g} exceeds the {gpus} GPU(s) of this machine")
+
+
+# -- Ray ------------------------------------------------------------------------------------------
+
+def _runtime_env() -> dict[str, Any]:
+    """Make a source checkout importable by Ray's workers (an installed package needs nothing)."""
+    root = Path(glintru.__file__).resolve().parent.parent
+    if "site-packages" in root.parts or "dist-packages" in root.parts:
+        return {}
+    paths = [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def start_ray(s: SearchSettings) -> bool:
+    """Start an embedded Ray (local mode) or join a cluster; False when Ray was already running."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = _runtime_env()
+    if s.address is not None:
+        ray.init(address=s.address, runtime_env=env or None)
+    else:
+        # the dashboard serves the state API that Ray Train's placement-group cleaner polls: without
+        # it, trials stopped by ASHA would keep their workers' CPUs and GPUs reserved
+        ray.init(num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),
+                 include_dashboard=True, runtime_env=env or None)
+    return True
+
+
+def concurrency(s: SearchSettings, resources: dict[str, float]) -> int:
+    """How many trials fit at once in the cluster's current resources."""
+    if s.max_concurrent:
+        return s.max_concurrent
+    cap = math.floor(resources.get("CPU", 0) / s.cpus_per_trial + 1e-9)
+    if s.gpus_per_trial > 0:
+        cap = min(cap, math.floor(resources.get("GPU", 0) / s.gpus_per_trial + 1e-9))
+    if cap < 1:
+        # an autoscaling cluster may start without the resources a trial needs
+        print(f"the cluster has no room for a trial yet ({resources}); running one at a time until it "
+              f"grows (set --max-concurrent to run more)", file=sys.stderr)
+        cap = 1
+    return cap
+
+
+# -- the phases -----------------------------------------------------------------------------------
+
+def _trial_dirname(trial: Any) -> str:
+    return trial.trial_id
+
+
+def _optuna_storage(plan: Plan) -> Any:
+    import optuna
+
+    s = plan.settings
+    target = s.optuna_storage
+    if target and "://" in target:
+        return optuna.storages.RDBStorage(target)
+    if not target:
+        if results.is_uri(plan.exp_dir):
+            local = Path.home() / ".cache" / "glintru" / plan.name
+            local.mkdir(parents=True, exist_ok=True)
+            target = str(local / "optuna.journal")
+        else:
+            Path(plan.exp_dir).mkdir(parents=True, exist_ok=True)
+            target = join(plan.exp_dir, "optuna.journal")
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(target))
+
+
+def _seed_variants(plan: Plan, search: list[TrialRecord]) -> list[dict[str, Any]]:
+    """The best search configurations (by validation) times every seed."""
+    rows = results.trials_frame(results.build_row(r, model=plan.space.model, dataset=plan.dataset.name,
+                                                  default_seed=plan.settings.seed) for r in search)
+    best = results.best_rows(rows, plan.settings.top_k)
+    if best.empty:
+        raise SearchError("no search trial finished, so there is no configuration to rerun with --seeds")
+    configs = {r.trial_id: results.flat_config(r.config) for r in search}
+    return [{**configs[tid], "seed": int(seed), "source_trial": tid}
+            for tid in best["trial_id"] for seed in plan.settings.seeds]
+
+
+def _tuner(plan: Plan, phase: str, trainable: Any, ray_resources: dict[str, float],
+           search: list[TrialRecord] | None = None) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    s = plan.settings
+    param_space: dict[str, Any] = {}
+    search_alg = None
+    num_samples = 1
+    scheduler: Any = FIFOScheduler()
+    if phase == "search":
+        from optuna.samplers import TPESampler
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(space=plan.space.sampler(s.overrides), metric=SELECTION_METRIC, mode=MODE,
+                                  sampler=TPESampler(seed=s.seed), study_name=plan.name,
+                                  storage=_optuna_storage(plan))
+        num_samples = s.num_samples
+    elif phase == "grid":
+        param_space = {k: tune.grid_search(v) for k, v in s.grid.items()}
+        if s.seeds:
+            param_space["seed"] = tune.grid_search(list(s.seeds))
+    elif phase == "seeds":
+        param_space = {VARIANT_KEY: tune.grid_search(_seed_variants(plan, search or []))}
+    if phase != "seeds" and plan.scheduler == "asha":
+        # max_t beyond the last epoch: ASHA only stops trials at its rungs, and a trial reaching
+        # the last epoch must still run its test evaluation
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=s.max_epochs + 1, grace_period=s.grace_period,
+                                  reduction_factor=s.reduction_factor)
+    callbacks = []
+    if s.mlflow is not None:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(MLflowLoggerCallback(tracking_uri=s.mlflow or None,
+                                              experiment_name=f"{plan.name}-{phase}"))
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=SELECTION_METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler,
+            num_samples=num_samples, max_concurrent_trials=concurrency(s, ray_resources),
+            trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=phase, storage_path=plan.tune_storage, callbacks=callbacks, verbose=s.verbose,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures)),
+    )
+
+
+def _trainable(plan: Plan, shared: Any) -> Any:
+    from ray import tune
+
+    from glintru.search.trainable import TrialSpec, run_trial
+
+    s = plan.settings
+    spec = TrialSpec(
+        space=plan.space.name, model=plan.space.model, train_storage=plan.train_storage, preset=s.preset,
+        overrides=dict(s.overrides),
+        train_config={"epochs": s.max_epochs, "eval_mode": s.eval_mode, "seed": s.seed},
+        workers=s.workers_per_trial, cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
+        gpus_per_worker=s.gpus_per_trial / s.workers_per_trial,
+        log_level="INFO" if s.verbose >= 2 else "WARNING")
+    # the trial's own process only drives Train, whose workers hold the CPUs and GPUs; Tune needs a
+    # non-empty request, so it asks for one byte of memory
+    return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), {"memory": 1})
+
+
+def _run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | None = None) -> None:
+    import ray
+    from ray import tune
+
+    from glintru.search.trainable import clear_failure
+
+    path = join(plan.tune_storage, phase)
+    trainable = _trainable(plan, shared)
+    if tune.Tuner.can_restore(path):
+        retry = plan.settings.retry_errored
+        if retry:
+            for rec in collect_phase(plan, phase):
+                if rec.status == "ERROR":
+                    clear_failure(plan.train_storage, rec.trial_id)
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=retry)
+    else:
+        tuner = _tuner(plan, phase, trainable, ray.cluster_resources(), search)
+    tuner.fit()
+
+
+def collect_phase(plan: Plan, phase: str) -> list[TrialRecord]:
+    """Every trial of one phase, from Tune's experiment state and the trials' last checkpoints."""
+    from ray import tune
+    from ray.tune import ExperimentAnalysis
+
+    path = join(plan.tune_storage, phase)
+    if not tune.Tuner.can_restore(path):
+        return []
+    records = []
+    for trial in ExperimentAnalysis(path).trials:
+        last = dict(trial.last_result or {})
+        run_dir, run_metrics = results.final_run(plan.train_storage, trial.trial_id, last)
+        error = results.error_reason(trial.get_error()) if trial.status == "ERROR" else None
+        records.append(TrialRecord(trial_id=trial.trial_id, phase=phase, status=trial.status,
+                                   config=dict(trial.config), last_result=last, error=error,
+                                   num_failures=trial.num_failures, run_metrics=run_metrics,
+                                   run_dir=run_dir))
+    return records
+
+
+def _close_stale_optuna_trials(plan: Plan) -> None:
+    """Trials asked for before an interruption and never told stay RUNNING in the study: fail them."""
+    import optuna
+
+    storage = _optuna_storage(plan)
+    try:
+        study = optuna.load_study(study_name=plan.name, storage=storage)
+    except KeyError:
+        return
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    if results.is_uri(plan.exp_dir) and not plan.settings.optuna_storage:
+        journal = Path.home() / ".cache" / "glintru" / plan.name / "optuna.journal"
+        results.write_bytes(join(plan.exp_dir, "optuna.journal"), journal.read_bytes())
+
+
+def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
+    import ray
+
+    s = plan.settings
+    return {
+        "name": plan.name,
+        "space": plan.space.name,
+        "model": plan.space.model,
+        "dataset": plan.dataset.name,
+        "dataset_path": str(plan.dataset.path),
+        "dataset_stats": plan.dataset.meta.get("stats", {}),
+        "eval_mode": s.eval_mode,
+        "metric": SELECTION_METRIC,
+        "mode": MODE,
+        "scheduler": plan.scheduler,
+        "phases": phase_status,
+        "settings": s.to_dict(),
+        "versions": {"glintru": glintru.__version__, "ray": ray.__version__, "python": sys.version.split()[0]},
+    }
+
+
+# -- the whole search -----------------------------------------------------------------------------
+
+def format_best(df: Any, n: int = 10) -> str:
+    """The console table of the best trials by validation NDCG@10."""
+    import pandas as pd
+
+    if df.empty:
+        return "no trials"
+    ranked = df.sort_values(SELECTION_METRIC, ascending=False, na_position="last").head(n)
+    cols = ["trial_id", "phase", "status", "seed"]
+    cols += [c for c in ranked.columns if c.startswith("config/") and ranked[c].notna().any()]
+    cols += [c for c in (SELECTION_METRIC, "test/ndcg@10", "test/recall@10", "epochs") if c in ranked.columns]
+    table = ranked[cols].rename(columns=lambda c: c.split("/", 1)[1] if c.startswith("config/") else c)
+    with pd.option_context("display.max_columns", None, "display.width", 200,
+                           "display.float_format", "{:.4f}".format):
+        return table.to_string(index=False)
+
+
+def run_search(settings: SearchSettings) -> str:
+    """Run (or resume) a search; returns the experiment directory (a path or URI)."""
+    if settings.resume:
+        settings = load_settings_for_resume(settings)
+    plan = check_settings(settings)
+
+    import ray
+
+    from glintru.search.data import share_dataset
+
+    if plan.settings.address is not None and not results.is_uri(plan.exp_dir):
+        warnings.warn(f"with several nodes, --storage must be shared by all of them (NFS or s3://...); "
+                      f"{plan.exp_dir} is a local path", stacklevel=2)
+    started = start_ray(plan.settings)
+    try:
+        shared = share_dataset(plan.dataset)
+        phase_status = {p: "pending" for p in plan.phases}
+        if plan.settings.resume:
+            phase_status.update(results.read_experiment(plan.exp_dir).get("phases", {}))
+        results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+        records: list[TrialRecord] = []
+        for phase in plan.phases:
+            if phase_status.get(phase) != "done":
+                phase_status[phase] = "running"
+                results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+                _run_phase(plan, phase, shared, collect_phase(plan, "search") if phase == "seeds" else None)
+                unfinished = [r for r in collect_phase(plan, phase) if r.status not in ("TERMINATED", "ERROR")]
+                if unfinished:  # Tune returns after Ctrl-C with its state saved
+                    raise SearchInterrupted(
+                        f"{len(unfinished)} trial(s) of phase {phase!r} unfinished; finish them with "
+                        f"--resume --name {plan.name} --storage {plan.settings.storage}")
+                phase_status[phase] = "done"
+                results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+            records += collect_phase(plan, phase)
+        if "search" in plan.phases:
+            _close_stale_optuna_trials(plan)
+        df = results.write_results(plan.exp_dir, records, model=plan.space.model, dataset=plan.dataset.name,
+                                   default_seed=plan.settings.seed)
+        print(f"\nbest trials by {SELECTION_METRIC} ({len(df)} trials, "
+              f"{int((df['status'] == 'ERROR').sum())} errored):")
+        print(format_best(df))
+    finally:
+        if started:
+            ray.shutdown()
+    return plan.exp_dir

@@ -1,0 +1,30 @@
+"""Helpers of the search tests: paths and a runner of the CLI in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = REPO / "tune" / "search.py"
+# every trial fixes a short history and small batches, so that an epoch takes well under a second
+SMALL = ["--set", "max_length=20", "batch_size=256", "patience=3"]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, str(CLI), *args]
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """tune/search.py in a fresh process (its own embedded Ray unless --address is given)."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(), cwd=REPO)

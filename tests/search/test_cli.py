@@ -1,0 +1,119 @@
+"""tune/search.py: `--space list`, value parsing, and clear errors for bad arguments before Ray starts."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import ray
+
+from glintru.search.runner import SearchSettings, check_settings, grid_configs
+from search_helpers import CLI
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("glintru_tune_search_cli", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cli = _load_cli()
+
+
+def _error(capsys, *argv: str) -> str:
+    assert not ray.is_initialized()
+    rc = cli.main(list(argv))
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not ray.is_initialized(), "Ray started before the arguments were checked"
+    assert err.startswith("error: ")
+    return err
+
+
+def test_space_list_prints_every_space_with_ranges(capsys):
+    assert cli.main(["--space", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "glintru  (model glintru)" in out and "mamba4rec  (model mamba4rec)" in out
+    assert "kernel_size int [1, 9] step 2" in out
+
+
+def test_values_parse_as_literals():
+    assert [cli.parse_value(v) for v in ("3", "0.5", "1e-3", "true", "None", "silu", "[1, 2]")] == \
+        [3, 0.5, 1e-3, True, None, "silu", [1, 2]]
+    args = cli.build_parser().parse_args(["--space", "glintru", "--data", "d", "--grid", "lr=1e-3,1e-2",
+                                          "ablation=full,no_gru", "--seeds", "0,1,2", "--set", "max_length=20"])
+    s = cli.settings_from_args(args)
+    assert s.grid == {"lr": [1e-3, 1e-2], "ablation": ["full", "no_gru"]}
+    assert s.seeds == [0, 1, 2] and s.overrides == {"max_length": 20}
+    assert grid_configs(s.grid) == [{"ablation": a, "lr": lr} for a in ("full", "no_gru") for lr in (1e-3, 1e-2)]
+
+
+def test_unknown_space(capsys, tiny_data):
+    err = _error(capsys, "--space", "nope", "--data", str(tiny_data))
+    assert "unknown space 'nope'" in err and "glintru" in err
+
+
+def test_missing_dataset(capsys, tmp_path):
+    err = _error(capsys, "--space", "glintru", "--data", str(tmp_path / "absent"))
+    assert "--data:" in err and "no such dataset directory" in err
+    (tmp_path / "half").mkdir()
+    err = _error(capsys, "--space", "glintru", "--data", str(tmp_path / "half"))
+    assert "missing sequences.parquet" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpus-per-trial", "1", "--num-gpus", "0"], "needs a GPU, but this machine has none"),
+    (["--cpus-per-trial", "64", "--num-cpus", "4"], "exceeds the 4 CPUs"),
+    (["--gpus-per-trial", "1", "--workers-per-trial", "2", "--address", "auto"], "DDP needs one whole GPU"),
+    (["--gpus-per-trial", "2", "--address", "auto"], "raise --workers-per-trial to 2"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+    (["--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--grace-period", "9", "--max-epochs", "3"], "--grace-period 9 exceeds --max-epochs 3"),
+    (["--eval-mode", "pop"], "--eval-mode"),
+    (["--preset", "netflix"], "unknown --preset 'netflix'"),
+    (["--set", "epochs=3"], "use --max-epochs"),
+    (["--set", "nope=1"], "unknown setting(s) nope"),
+    (["--grid", "bogus=1,2"], "--grid bogus: not a setting of glintru"),
+    (["--grid", "ablation=full,no_everything"], "unknown ablation 'no_everything'"),
+    (["--grid", "hidden_size=30"], "not divisible"),
+    (["--grid", "dropout=0.1", "--set", "dropout=0.2"], "both fixed by --set and listed by --grid"),
+    (["--seeds", "0,1", "--top-k", "5", "--num-samples", "3"], "--top-k 5 exceeds --num-samples 3"),
+    (["--retry-errored"], "--retry-errored applies to --resume"),
+    (["--optuna-storage", "study.txt"], "--optuna-storage must be an RDB URL"),
+])
+def test_bad_arguments_fail_before_ray(capsys, tiny_data, tmp_path, args, message):
+    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), *args)
+    assert message in err
+
+
+def test_mlflow_needs_its_package(capsys, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if it were not installed
+    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), "--mlflow")
+    assert "pip install mlflow" in err
+
+
+def test_existing_and_missing_experiments(capsys, tiny_data, tmp_path):
+    (tmp_path / "taken").mkdir()
+    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path),
+                 "--name", "taken")
+    assert "already exists" in err and "--resume --name taken" in err
+    err = _error(capsys, "--resume", "--name", "never-ran", "--storage", str(tmp_path))
+    assert "nothing to resume" in err
+
+
+def test_a_valid_plan(tiny_data, tmp_path):
+    plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+                                         seeds=[0, 1], num_samples=4, max_epochs=3))
+    assert plan.phases == ["search", "seeds"] and plan.scheduler == "asha"
+    assert plan.exp_dir.startswith(str(tmp_path)) and plan.settings.name.startswith("glintru-synthetic-")
+    grid = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+                                         grid={"ablation": ["full", "no_gru"]}, seeds=[0, 1]))
+    assert grid.phases == ["grid"] and grid.scheduler == "fifo"
+    # without --gpus-per-trial a trial takes a GPU when the machine has one, and none otherwise
+    for gpus, expected in ((0, 0.0), (1, 1.0)):
+        plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+                                             num_gpus=gpus))
+        assert plan.settings.gpus_per_trial == expected
+    assert not ray.is_initialized()

@@ -1,0 +1,147 @@
+"""With an embedded Ray: the dataset shared through the object store, and short real searches on
+synthetic data (Optuna + ASHA, seed reruns, a grid with DDP trials, a trial that fails with NaN
+loss, TensorBoard logs, the Optuna study, resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import ray
+
+from glintru.data.dataset import load_dataset
+from glintru.search import results
+from glintru.search.data import fetch_dataset, in_shared_memory, share_dataset
+from glintru.search.runner import SearchSettings, run_search
+from search_helpers import REPO
+
+SMALL = {"max_length": 20, "batch_size": 256, "patience": 3}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # as the search starts it, with the dashboard (Ray Train's placement-group cleaner needs it);
+    # the data probes below live in this test module, so workers import it from here
+    paths = f"{REPO}:{REPO / 'tests' / 'search'}"
+    ray.init(num_cpus=4, include_dashboard=True, runtime_env={"env_vars": {"PYTHONPATH": paths}})
+    yield
+    ray.shutdown()
+
+
+# -- the dataset in the object store --------------------------------------------------------------
+
+def _location(ds) -> tuple[str, int]:
+    """(shared file backing the item ids, their offset in it) as this process maps them."""
+    address = ds.values.__array_interface__["data"][0]
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            if lo <= address < hi:
+                return parts[-1] if len(parts) > 5 else "", address - lo + int(parts[2], 16)
+    raise AssertionError("address not mapped")
+
+
+@ray.remote(num_cpus=1)
+def _probe(shared):
+    import os
+
+    ds = fetch_dataset(shared)
+    return {"pid": os.getpid(), "shared": in_shared_memory(ds), "location": _location(ds),
+            "sum": int(ds.values.sum()), "n_users": ds.n_users, "lengths": ds.lengths.tolist(),
+            "writeable": ds.values.flags.writeable}
+
+
+def test_workers_read_one_shared_copy(local_ray, tiny_data):
+    local = load_dataset(tiny_data)
+    assert in_shared_memory(local) is False  # read from Parquet: private memory
+    shared = share_dataset(tiny_data)
+    assert shared.name == "synthetic" and shared.nbytes > local.values.nbytes
+    probes = ray.get([_probe.remote(shared) for _ in range(3)])
+    assert len({p["pid"] for p in probes}) > 1, "the probes should run in different processes"
+    for p in probes:
+        assert p["shared"] is True and p["writeable"] is False
+        assert p["sum"] == int(local.values.sum()) and p["n_users"] == local.n_users
+        assert p["lengths"] == local.lengths.tolist()
+    # every process maps the same bytes of the same object-store file: one copy on the node
+    assert len({p["location"] for p in probes}) == 1
+    driver_view = fetch_dataset(shared)
+    assert in_shared_memory(driver_view) is True and driver_view.path.name == "tiny"
+    np.testing.assert_array_equal(driver_view.offsets, local.offsets)
+
+
+# -- searches -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
+    settings = SearchSettings(space="glintru", data=str(tiny_data), num_samples=3, max_epochs=2, seeds=[0, 1],
+                              storage=str(tmp_path), name="opt", overrides={**SMALL, "hidden_size": 16},
+                              verbose=0, seed=7)
+    exp = Path(run_search(settings))
+    assert exp == tmp_path / "opt"
+    df = results.read_trials(str(exp))
+    assert df["trial_id"].is_unique and len(df) == 5
+    search, seeds = df[df["phase"] == "search"], df[df["phase"] == "seeds"]
+    assert len(search) == 3 and len(seeds) == 2
+    assert (df["status"] == "TERMINATED").all()
+    # hidden_size was fixed by --set, so it is not a searched parameter
+    assert "config/hidden_size" not in df.columns
+    assert {"config/lr", "config/kernel_size", "config/ablation", "config/gate_activation"} <= set(df.columns)
+    # the seed reruns repeat the best search trial by validation, with each seed, trained to the end
+    best = search.sort_values("valid/ndcg@10", ascending=False).iloc[0]
+    assert set(seeds["source_trial"]) == {best["trial_id"]} and sorted(seeds["seed"]) == [0, 1]
+    for col in ("config/lr", "config/kernel_size", "config/ablation"):
+        assert (seeds[col] == best[col]).all()
+    assert seeds["completed"].all() and seeds["test/ndcg@10"].notna().all()
+    for tid in df.loc[df["completed"], "trial_id"]:
+        users = pd.read_parquet(exp / "users" / f"{tid}.parquet")
+        assert len(users) == 120 and "ndcg@10" in users.columns
+    # the Optuna study is on disk for optuna-dashboard, one finished trial per search trial
+    study = optuna.load_study(study_name="opt", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert sorted(t.value for t in study.trials) == sorted(search["valid/ndcg@10"])
+    info = json.loads((exp / "experiment.json").read_text())
+    assert info["phases"] == {"search": "done", "seeds": "done"}
+    assert info["metric"] == "valid/ndcg@10" and info["model"] == "glintru" and info["eval_mode"] == "full"
+
+
+@pytest.mark.slow
+def test_grid_with_ddp_asha_and_a_failing_trial(local_ray, tiny_data, tmp_path):
+    # one at a time, so that ASHA sees the good trial first and stops the slow learner at its rung
+    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e9, 1e-6]},
+                              scheduler="asha", reduction_factor=2, max_epochs=3, max_concurrent=1,
+                              workers_per_trial=2, cpus_per_trial=2, max_failures=1, storage=str(tmp_path),
+                              name="grid", overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    exp = Path(run_search(settings))
+    df = results.read_trials(str(exp)).set_index("config/lr")
+    good, nan, slow = df.loc[1e-2], df.loc[1e9], df.loc[1e-6]
+    assert good["status"] == "TERMINATED" and good["completed"] and good["test/ndcg@10"] > 0
+    assert good["epochs"] == 3 and good["data_zero_copy"] and good["setup_seconds"] > 0
+    assert good["device"] == "cpu" and good["node"]
+    assert nan["status"] == "ERROR" and nan["error"].startswith("FloatingPointError: training loss became nan")
+    assert pd.isna(nan["test/ndcg@10"])
+    # a failure in user code is not retried (retrying would fail the same way)
+    assert nan["num_failures"] >= 1
+    assert slow["status"] == "TERMINATED" and not slow["completed"] and slow["epochs"] < 3
+    assert slow["valid/ndcg@10"] < good["valid/ndcg@10"]
+    run = Path(good["run_dir"])
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2 and config["train_config"]["lr"] == 1e-2
+    assert config["model_config"]["hidden_size"] == 16 and (run / "model.pt").exists()
+    assert sorted(p.stem for p in (exp / "users").iterdir()) == [good["trial_id"]]
+    # Tune's TensorBoard logs, one directory per trial named by its id
+    for tid in df["trial_id"]:
+        assert list((exp / "tune" / "grid" / tid).glob("events.out.tfevents.*")), tid
+
+    # resuming a finished experiment reruns nothing and keeps every row
+    before = results.read_trials(str(exp))
+    again = run_search(SearchSettings(space="", data="", storage=str(tmp_path), name="grid", resume=True,
+                                      verbose=0))
+    after = results.read_trials(again)
+    pd.testing.assert_frame_equal(before.drop(columns=["num_failures"]), after.drop(columns=["num_failures"]))
