@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DATA   := data/synthetic
 SPACE  ?= glintru
-SAMPLES ?= 8
-EPOCHS ?= 8
+SAMPLES ?= 6
+EPOCHS ?= 5
 PYTEST_ARGS ?=
 
 .PHONY: install data search test bench clean
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 $(DATA)/meta.json: | $(STAMP)
-	$(BIN)/glintru synthetic --out $(DATA) --users 2000 --items 800 --avg-length 30 --seed 0 --overwrite
+	$(BIN)/glintru synthetic --out $(DATA) --users 1000 --items 400 --avg-length 20 --seed 0 --overwrite
 
 data: $(DATA)/meta.json
 
@@ -33,6 +33,8 @@ test: $(STAMP)
 
 bench: $(STAMP) $(DATA)/meta.json
 	$(BIN)/python benchmarks/efficiency.py --data $(DATA)
+	$(BIN)/python benchmarks/loader.py --data $(DATA)
+	$(BIN)/python benchmarks/search_overhead.py
 
 clean:
 	rm -rf $(VENV) $(DATA) results report benchmarks/results .pytest_cache
