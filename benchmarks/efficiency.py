@@ -196,10 +196,13 @@ def main(argv=None) -> int:
     p.add_argument("--full-epoch", action="store_true", help="time a whole epoch instead of estimating")
     p.add_argument("--sweep", default="50,100,200,400,800", help="sequence lengths; empty for none")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: measure one model, print JSON
     a = p.parse_args(argv)
     sweep = [int(x) for x in a.sweep.split(",") if x.strip()]
+    if a.threads:
+        torch.set_num_threads(a.threads)
     if a.one:
         res = measure_one(a.one, a.data, a.hidden_size, a.max_length, a.batch_size, a.device, a.repeats,
                           a.train_batches, a.full_epoch, sweep)
