@@ -7,6 +7,8 @@ DATA   := data/synthetic
 SPACE  ?= glintru
 SAMPLES ?= 6
 EPOCHS ?= 5
+# a CPU-sized quickstart: one GLINT-RU layer of width 64; clear it for the full space
+SEARCH_ARGS ?= --set hidden_size=64 num_layers=1 batch_size=512
 PYTEST_ARGS ?=
 
 .PHONY: install data search test bench clean
@@ -26,7 +28,7 @@ data: $(DATA)/meta.json
 
 search: $(STAMP) $(DATA)/meta.json
 	$(BIN)/python tune/search.py --space $(SPACE) --data $(DATA) --num-samples $(SAMPLES) \
-		--max-epochs $(EPOCHS) --scheduler asha --eval-mode pop100 --cpus-per-trial 1
+		--max-epochs $(EPOCHS) --scheduler asha --eval-mode pop100 --cpus-per-trial 1 $(SEARCH_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
