@@ -308,13 +308,21 @@ def _check_resources(s: SearchSettings) -> None:
 
 # -- Ray ------------------------------------------------------------------------------------------
 
+# Ray Train gives a worker group 60 s to start by default: too little on a loaded CPU box, or
+# while the autoscaler brings up a GPU node. The user's own setting wins.
+WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+WORKER_START_TIMEOUT_S = "600"
+
+
 def _runtime_env() -> dict[str, Any]:
-    """Make a source checkout importable by Ray's workers (an installed package needs nothing)."""
+    """Environment of every Ray process of the search: a source checkout importable by the
+    workers (an installed package needs nothing) and a patient worker start."""
+    env = {WORKER_START_TIMEOUT_ENV: os.environ.get(WORKER_START_TIMEOUT_ENV, WORKER_START_TIMEOUT_S)}
     root = Path(glintru.__file__).resolve().parent.parent
-    if "site-packages" in root.parts or "dist-packages" in root.parts:
-        return {}
-    paths = [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+    if not ("site-packages" in root.parts or "dist-packages" in root.parts):
+        paths = [str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return {"env_vars": env}
 
 
 def start_ray(s: SearchSettings) -> bool:
