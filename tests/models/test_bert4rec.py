@@ -8,18 +8,15 @@ import torch
 
 from glintru.models import build_model, resolve_config
 from glintru.models.bert4rec import BERT4Rec, BERT4RecConfig
-
-N_ITEMS = 20
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tensors here are tiny: with several test processes sharing the cores, thread hand-offs cost
-    # more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
+    N_ITEMS,
+    assert_deterministic_given_seed,
+    assert_learns_cycle_beyond_popularity,
+    assert_padding_invariant,
+    assert_state_dict_file_round_trip,
+    histories,
+    one_thread,
+)
 
 
 def tiny(**overrides) -> BERT4RecConfig:
@@ -30,26 +27,6 @@ def tiny(**overrides) -> BERT4RecConfig:
 def model(seed: int = 0, **overrides) -> BERT4Rec:
     torch.manual_seed(seed)
     return BERT4Rec(tiny(**overrides), N_ITEMS)
-
-
-def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = torch.zeros(len(lengths), width, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
-    return seq, torch.tensor(lengths)
-
-
-def cycle_task(n_items: int, n_train: int = 300, n_test: int = 100, seed: int = 0):
-    """Histories walking the cycle i -> i % n + 1 from random starts; the target is the next item."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + n_test
-    lengths = torch.randint(2, 10, (n,), generator=g)
-    start = torch.randint(0, n_items, (n, 1), generator=g)
-    walk = (start + torch.arange(10)) % n_items + 1
-    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
-    targets = walk[torch.arange(n), lengths]
-    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
 
 
 def test_shapes_and_scores():
@@ -74,11 +51,7 @@ def test_shapes_and_scores():
 
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_padding_invariance(train_mode):
-    m = model().train(train_mode)
-    short, lengths = histories(20)
-    long, _ = histories(200)
-    torch.testing.assert_close(m(short, lengths), m(long, lengths))
-    torch.testing.assert_close(m.scores(short, lengths), m.scores(long, lengths))
+    assert_padding_invariant(model().train(train_mode), scores=True)
 
 
 def test_forward_reads_the_appended_mask():
@@ -138,48 +111,17 @@ def test_loss_is_deterministic_given_seed_and_uses_the_target():
 
 
 def test_deterministic_given_seed():
-    a, b = model(seed=3), model(seed=3)
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
-        assert torch.equal(p, q), name
-    assert not torch.equal(model(seed=4).position_embedding.weight, a.position_embedding.weight)
-    # With dropout active, the same torch seed gives the same forward pass.
-    seq, lengths = histories(20)
-    dropped_a, dropped_b = model(seed=3, dropout=0.3).train(), model(seed=3, dropout=0.3).train()
-    torch.manual_seed(7)
-    out_a = dropped_a(seq, lengths)
-    torch.manual_seed(7)
-    out_b = dropped_b(seq, lengths)
-    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    assert_deterministic_given_seed(model)
 
 
 def test_state_dict_round_trip(tmp_path):
-    m = model(seed=0).eval()
-    torch.save(m.state_dict(), tmp_path / "model.pt")
-    other = model(seed=1).eval()
-    seq, lengths = histories(20)
-    assert not torch.allclose(m(seq, lengths), other(seq, lengths))
-    other.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    torch.testing.assert_close(m(seq, lengths), other(seq, lengths), rtol=0, atol=0)
+    assert_state_dict_file_round_trip(model, tmp_path)
 
 
 def test_learns_cycle_beyond_popularity():
-    (seq, lengths, targets), (test_seq, test_lengths, test_targets) = cycle_task(N_ITEMS)
-    torch.manual_seed(0)
-    m = BERT4Rec(tiny(hidden_size=32, inner_size=64, max_length=10, dropout=0.1), N_ITEMS)
-    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(200):
-        idx = torch.randint(0, len(seq), (64,), generator=g)
-        opt.zero_grad()
-        m.loss(seq[idx], lengths[idx], targets[idx]).backward()
-        opt.step()
-    m.eval()
-    with torch.no_grad():
-        accuracy = (m.scores(test_seq, test_lengths).argmax(1) == test_targets).float().mean().item()
-    popular = torch.bincount(targets, minlength=N_ITEMS + 1).argmax()
-    popularity = (test_targets == popular).float().mean().item()
-    assert popularity < 0.15
-    assert accuracy > 0.8, accuracy
+    assert_learns_cycle_beyond_popularity(
+        lambda n_items: BERT4Rec(tiny(hidden_size=32, inner_size=64, max_length=10, dropout=0.1), n_items), 200
+    )
 
 
 def test_presets_and_validation():

@@ -4,8 +4,6 @@ learning, presets, and the mamba_ssm kernel on CUDA."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
@@ -18,46 +16,21 @@ from glintru.models.scan import (
     selective_scan_reference,
     sequential_scan,
 )
-
-N_ITEMS = 20
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors and shared cores: thread hand-offs would cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
+    N_ITEMS,
+    assert_eval_determinism,
+    assert_learns_strided_cycles,
+    assert_padding_invariant,
+    assert_state_dict_buffer_round_trip,
+    histories,
+    one_thread,
+)
 
 
 def model(seed: int = 0, **overrides) -> Mamba4Rec:
     torch.manual_seed(seed)
     values = {"hidden_size": 16, "d_state": 8, "dropout": 0.0, **overrides}
     return Mamba4Rec(Mamba4RecConfig.from_preset(None, **values), N_ITEMS)
-
-
-def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = torch.zeros(len(lengths), width, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
-    return seq, torch.tensor(lengths)
-
-
-def cycle_task(n_items: int, n_train: int = 400, n_test: int = 200, seed: int = 0):
-    """Histories walking i -> (i + k) mod n from random starts with a per-history stride k in
-    {1, 2, 3}; the target is the next item. The last item alone leaves k open (hit@1 <= 1/3),
-    so a model must read the order of at least two items; popularity is flat."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + n_test
-    lengths = torch.randint(2, 10, (n,), generator=g)
-    start = torch.randint(0, n_items, (n, 1), generator=g)
-    stride = torch.randint(1, 4, (n, 1), generator=g)
-    walk = (start + stride * torch.arange(10)) % n_items + 1
-    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
-    targets = walk[torch.arange(n), lengths]
-    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
 
 
 def ssm_inputs(batch=3, L=29, ch=6, n=5, dtype=torch.float64, seed=0, requires_grad=True):
@@ -201,9 +174,7 @@ def test_shapes_and_scores():
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_padding_invariance(train_mode):
     m = model(num_layers=2, d_conv=3).train(train_mode)
-    short, lengths = histories(20)
-    long, _ = histories(200)
-    torch.testing.assert_close(m(short, lengths), m(long, lengths))
+    assert_padding_invariant(m)
 
 
 def test_causal_items_after_t_do_not_change_t():
@@ -225,42 +196,21 @@ def test_scan_backends_agree_in_the_model():
 
 
 def test_determinism():
-    seq, lengths = histories(20)
-    a, b = model(seed=3).eval(), model(seed=3).eval()
-    assert torch.equal(a(seq, lengths), b(seq, lengths))
-    assert torch.equal(a(seq, lengths), a(seq, lengths))
-    assert not torch.equal(a(seq, lengths), model(seed=4).eval()(seq, lengths))
+    assert_eval_determinism(model)
 
 
 def test_state_dict_round_trip():
-    seq, lengths = histories(20)
     a = model(seed=0, num_layers=2).eval()
-    buf = io.BytesIO()
-    torch.save(a.state_dict(), buf)
-    buf.seek(0)
     b = model(seed=9, num_layers=2).eval()
-    b.load_state_dict(torch.load(buf, weights_only=True))
-    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+    assert_state_dict_buffer_round_trip(a, b)
 
 
 def test_learns_strided_cycles_better_than_popularity():
-    n_items = 30
-    (seq, lengths, targets), (tseq, tlengths, ttargets) = cycle_task(n_items)
-    torch.manual_seed(0)
-    cfg = Mamba4RecConfig.from_preset(None, hidden_size=32, d_state=8, dropout=0.0)
-    m = Mamba4Rec(cfg, n_items)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for step in range(200):
-        idx = torch.randint(0, len(seq), (64,))
-        loss = m.loss(seq[idx], lengths[idx], targets[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    m.eval()
-    with torch.no_grad():
-        hit = (m.scores(tseq, tlengths).argmax(1) == ttargets).float().mean()
-    pop_hit = (ttargets == torch.bincount(targets, minlength=n_items + 1)[1:].argmax() + 1).float().mean()
-    assert hit > 0.8 and hit > pop_hit + 0.6, (hit, pop_hit)
+    def make_model(n_items):
+        cfg = Mamba4RecConfig.from_preset(None, hidden_size=32, d_state=8, dropout=0.0)
+        return Mamba4Rec(cfg, n_items)
+
+    assert_learns_strided_cycles(make_model, n_items=30)
 
 
 def test_presets_and_registry():

@@ -3,25 +3,21 @@ length, truncation, determinism, save/load, learning, presets."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
 
 from glintru.models import build_model, resolve_config
 from glintru.models.smlp4rec import SMLP4Rec, SMLP4RecConfig
-
-N_ITEMS = 20
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors and shared cores: thread hand-offs would cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
+    N_ITEMS,
+    assert_eval_determinism,
+    assert_learns_strided_cycles,
+    assert_padding_invariant,
+    assert_state_dict_buffer_round_trip,
+    histories,
+    one_thread,
+)
 
 
 def features(seed: int = 0) -> dict[str, tuple[np.ndarray, int]]:
@@ -39,29 +35,6 @@ def model(seed: int = 0, feats="default", **overrides) -> SMLP4Rec:
     values = {"hidden_size": 16, "max_length": 30, "dropout": 0.0, **overrides}
     return SMLP4Rec(SMLP4RecConfig.from_preset(None, **values), N_ITEMS,
                     item_features=features() if feats == "default" else feats)
-
-
-def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    seq = torch.zeros(len(lengths), width, dtype=torch.long)
-    for b, n in enumerate(lengths):
-        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
-    return seq, torch.tensor(lengths)
-
-
-def cycle_task(n_items: int, n_train: int = 400, n_test: int = 200, seed: int = 0):
-    """Histories walking i -> (i + k) mod n from random starts with a per-history stride k in
-    {1, 2, 3}; the target is the next item. The last item alone leaves k open (hit@1 <= 1/3),
-    so a model must read the order of at least two items; popularity is flat."""
-    g = torch.Generator().manual_seed(seed)
-    n = n_train + n_test
-    lengths = torch.randint(2, 10, (n,), generator=g)
-    start = torch.randint(0, n_items, (n, 1), generator=g)
-    stride = torch.randint(1, 4, (n, 1), generator=g)
-    walk = (start + stride * torch.arange(10)) % n_items + 1
-    seq = walk[:, :9] * (torch.arange(9) < lengths.unsqueeze(1))
-    targets = walk[torch.arange(n), lengths]
-    return (seq[:n_train], lengths[:n_train], targets[:n_train]), (seq[n_train:], lengths[n_train:], targets[n_train:])
 
 
 def test_shapes_and_scores():
@@ -143,43 +116,22 @@ def test_rejects_bad_features():
 
 
 def test_determinism():
-    seq, lengths = histories(20)
-    a, b = model(seed=3).eval(), model(seed=3).eval()
-    assert torch.equal(a(seq, lengths), b(seq, lengths))
-    assert torch.equal(a(seq, lengths), a(seq, lengths))
-    assert not torch.equal(a(seq, lengths), model(seed=4).eval()(seq, lengths))
+    assert_eval_determinism(model)
 
 
 def test_state_dict_round_trip():
-    seq, lengths = histories(20)
     a = model(seed=0).eval()
     state = a.state_dict()
     assert not any(k.endswith(".tokens") for k in state)  # feature data comes from the dataset
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
     b = model(seed=9).eval()
-    b.load_state_dict(torch.load(buf, weights_only=True))
-    torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+    assert_state_dict_buffer_round_trip(a, b, state)
 
 
 def test_learns_strided_cycles_better_than_popularity():
-    n_items = 30
-    (seq, lengths, targets), (tseq, tlengths, ttargets) = cycle_task(n_items)
-    torch.manual_seed(0)
-    m = SMLP4Rec(SMLP4RecConfig.from_preset(None, hidden_size=32, max_length=9, dropout=0.0), n_items)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for step in range(200):
-        idx = torch.randint(0, len(seq), (64,))
-        loss = m.loss(seq[idx], lengths[idx], targets[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    m.eval()
-    with torch.no_grad():
-        hit = (m.scores(tseq, tlengths).argmax(1) == ttargets).float().mean()
-    pop_hit = (ttargets == torch.bincount(targets, minlength=n_items + 1)[1:].argmax() + 1).float().mean()
-    assert hit > 0.8 and hit > pop_hit + 0.6, (hit, pop_hit)
+    def make_model(n_items):
+        return SMLP4Rec(SMLP4RecConfig.from_preset(None, hidden_size=32, max_length=9, dropout=0.0), n_items)
+
+    assert_learns_strided_cycles(make_model, n_items=30)
 
 
 def test_presets_and_registry():
