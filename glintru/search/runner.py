@@ -338,8 +338,23 @@ def start_ray(s: SearchSettings) -> bool:
         # the dashboard serves the state API that Ray Train's placement-group cleaner polls: without
         # it, trials stopped by ASHA would keep their workers' CPUs and GPUs reserved
         ray.init(num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),
-                 include_dashboard=True, runtime_env=env or None)
+                 include_dashboard=True, dashboard_port=dashboard_port(), runtime_env=env or None)
     return True
+
+
+def dashboard_port(preferred: int = 8265) -> int:
+    """Ray's usual dashboard port, or a free one when another Ray on this machine holds it
+    (two local searches side by side)."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free local port for the Ray dashboard")
 
 
 def concurrency(s: SearchSettings, resources: dict[str, float]) -> int:

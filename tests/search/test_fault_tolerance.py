@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from glintru.search import results
+from glintru.search.runner import dashboard_port
 from search_helpers import REPO, SMALL, cli_command, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -126,7 +127,8 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
     from ray.cluster_utils import Cluster
 
     # the head trains nothing (no CPUs): every trial's workers run on the two worker nodes
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True,
+                                                                 "dashboard_port": dashboard_port()})
     workers = {n.node_id: n for n in (cluster.add_node(num_cpus=2) for _ in range(2))}
     cluster.wait_for_nodes()
     exp = tmp_path / "nodes"

@@ -16,7 +16,7 @@ import ray
 from glintru.data.dataset import load_dataset
 from glintru.search import results
 from glintru.search.data import fetch_dataset, in_shared_memory, share_dataset
-from glintru.search.runner import SearchSettings, run_search
+from glintru.search.runner import SearchSettings, dashboard_port, run_search
 from search_helpers import REPO
 
 SMALL = {"max_length": 20, "batch_size": 256, "patience": 3}
@@ -27,7 +27,8 @@ def local_ray():
     # as the search starts it, with the dashboard (Ray Train's placement-group cleaner needs it);
     # the data probes below live in this test module, so workers import it from here
     paths = f"{REPO}:{REPO / 'tests' / 'search'}"
-    ray.init(num_cpus=4, include_dashboard=True, runtime_env={"env_vars": {"PYTHONPATH": paths}})
+    ray.init(num_cpus=4, include_dashboard=True, dashboard_port=dashboard_port(),
+             runtime_env={"env_vars": {"PYTHONPATH": paths}})
     yield
     ray.shutdown()
 
