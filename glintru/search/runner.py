@@ -439,7 +439,9 @@ def _tuner(plan: Plan, phase: str, trainable: Any, ray_resources: dict[str, floa
         # the last epoch must still run its test evaluation
         scheduler = ASHAScheduler(time_attr="epoch", max_t=s.max_epochs + 1, grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor)
-    callbacks = []
+    from glintru.search.trainable import ReleaseTrainResources
+
+    callbacks: list[Any] = [ReleaseTrainResources()]
     if s.mlflow is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 

@@ -31,6 +31,9 @@ from glintru.search.spaces import get_space
 from glintru.train import EpochReport, TrainConfig, train
 
 FAILED_FILE = "failed.json"  # written beside a run's checkpoints after an error in user code
+# every report names the placement group holding the trial's Train workers, so that the driver can
+# release it when Tune stops the trial (see runner.ReleaseTrainResources)
+PLACEMENT_GROUP_KEY = "placement_group"
 
 
 class TrialError(RuntimeError):
@@ -84,6 +87,7 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
             "train_config": spec.train_config,
             "threads": max(1, int(spec.cpus_per_worker)),
             "trial_start": trial_start,
+            "quiet": spec.log_level.upper() != "INFO",
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0, resources_per_worker=resources),
@@ -106,6 +110,50 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
         if in_user_code:
             _write_failure(spec.train_storage, trial_id, reason, details)
         raise TrialError(reason, details) from None
+
+
+class ReleaseTrainResources(ray.tune.Callback):
+    """Frees the CPUs and GPUs of a trial's Train workers as soon as Tune ends the trial.
+
+    A trial that Tune stops (ASHA, a stop criterion, a retry after a failure) loses its Train
+    controller, but the workers' placement group belongs to the job and outlives it. Ray Train
+    removes it from a detached actor that polls the state API, which lags or stalls on a busy
+    machine; meanwhile the next trials cannot start. The driver knows the group from the
+    trial's reports and removes it at once.
+    """
+
+    def __init__(self) -> None:
+        self.released: list[str] = []
+
+    def _release(self, trial: Any) -> None:
+        pg_id = (trial.last_result or {}).get(PLACEMENT_GROUP_KEY)
+        if pg_id and release_placement_group(pg_id):
+            self.released.append(pg_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._release(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._release(trial)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._release(trial)
+
+
+def release_placement_group(pg_id: str) -> bool:
+    """Remove a placement group by its hex id unless it is gone already; True if removed."""
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id)))
+    try:
+        state = placement_group_table(pg).get("state", "REMOVED")
+    except Exception:  # an unknown id: nothing to free
+        return False
+    if state == "REMOVED":
+        return False
+    remove_placement_group(pg)
+    return True
 
 
 def describe_failure(error: Exception) -> tuple[str, str, bool]:
@@ -181,6 +229,8 @@ def _train_worker(cfg: dict[str, Any]) -> None:
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
     ds = fetch_dataset(cfg["data"])
     device = ray.train.torch.get_device()
+    if cfg.get("quiet"):
+        _quiet_report_log()
     now = time.time()
     # where a trial's start-up time goes: starting Train's actors, then fetching the data
     info = {
@@ -191,6 +241,7 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         "worker_start_seconds": entered - cfg["trial_start"],
         "data_fetch_seconds": now - entered,
         "setup_seconds": now - cfg["trial_start"],
+        PLACEMENT_GROUP_KEY: ray.get_runtime_context().get_placement_group_id() or "",
     }
     scratch = Path(tempfile.mkdtemp(prefix="glintru-trial-"))
     try:
@@ -225,6 +276,18 @@ def _train_worker(cfg: dict[str, Any]) -> None:
         _report_final(result.out_dir, rank, info)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _quiet_report_log() -> None:
+    """Ray Train logs every report with all its metrics at INFO under a logger that its
+    LoggingConfig does not reach (named by the module's file); keep it to warnings."""
+    import logging
+
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def _report_final(run_dir: Path, rank: int, info: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ loss, TensorBoard logs, the Optuna study, resume)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,58 @@ def test_workers_read_one_shared_copy(local_ray, tiny_data):
     np.testing.assert_array_equal(driver_view.offsets, local.offsets)
 
 
+# -- releasing the CPUs of stopped trials ---------------------------------------------------------
+
+@ray.remote(num_cpus=0)
+class _Owner:
+    """Stands in for a Train controller: it creates the workers' placement group, then dies."""
+
+    def reserve(self, cpus: int) -> str:
+        from ray.util.placement_group import placement_group
+
+        pg = placement_group([{"CPU": 1}] * cpus)
+        ray.get(pg.ready())
+        return pg.id.hex()
+
+    def ping(self) -> bool:
+        return True
+
+
+def _held_cpus() -> float:
+    from ray.util.placement_group import placement_group_table
+
+    return sum(b.get("CPU", 0) for pg in placement_group_table().values() if pg["state"] == "CREATED"
+               for b in pg["bundles"].values())
+
+
+def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
+    from types import SimpleNamespace
+
+    from glintru.search.trainable import PLACEMENT_GROUP_KEY, ReleaseTrainResources, release_placement_group
+
+    owner = _Owner.remote()
+    pg_id = ray.get(owner.reserve.remote(2))
+    ray.kill(owner)
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(owner.ping.remote())
+    # the group outlives its creator, holding its CPUs
+    assert _held_cpus() == 2
+    callback = ReleaseTrainResources()
+    trial = SimpleNamespace(last_result={"epoch": 1, PLACEMENT_GROUP_KEY: pg_id})
+    callback.on_trial_complete(iteration=1, trials=[trial], trial=trial)
+    assert callback.released == [pg_id]
+    deadline = time.time() + 30
+    while _held_cpus() and time.time() < deadline:
+        time.sleep(0.2)
+    assert _held_cpus() == 0
+    # already removed, never reported, or unknown: nothing to do
+    assert release_placement_group(pg_id) is False
+    callback.on_trial_error(iteration=2, trials=[], trial=SimpleNamespace(last_result={}))
+    callback.on_trial_recover(iteration=2, trials=[], trial=SimpleNamespace(last_result=None))
+    assert release_placement_group("ab" * 18) is False
+    assert callback.released == [pg_id]
+
+
 # -- searches -------------------------------------------------------------------------------------
 
 
@@ -120,6 +173,8 @@ def test_grid_with_ddp_asha_and_a_failing_trial(local_ray, tiny_data, tmp_path):
                               workers_per_trial=2, cpus_per_trial=2, max_failures=1, storage=str(tmp_path),
                               name="grid", overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
     exp = Path(run_search(settings))
+    # ASHA stopped the slow trial; its Train workers' CPUs are free when the search returns
+    assert _held_cpus() == 0
     df = results.read_trials(str(exp)).set_index("config/lr")
     good, nan, slow = df.loc[1e-2], df.loc[1e9], df.loc[1e-6]
     assert good["status"] == "TERMINATED" and good["completed"] and good["test/ndcg@10"] > 0
