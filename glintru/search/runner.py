@@ -188,7 +188,8 @@ def check_settings(settings: SearchSettings) -> Plan:
         if key in MANAGED:
             _fail(f"--set {key}=... is managed by the search; use {MANAGED[key]}")
     try:
-        split_overrides(space.model, {k: v for k, v in s.overrides.items()})
+        # a space label (e.g. ablation=full) stands for the settings it expands to
+        split_overrides(space.model, space.to_overrides(s.overrides))
     except ValueError as e:
         raise SearchError(f"--set: {e}") from None
     for key, values in s.grid.items():
@@ -265,7 +266,7 @@ def _sample_configs(space: Space, s: SearchSettings, n: int = 16) -> list[dict[s
 
 def _check_config(space: Space, s: SearchSettings, config: dict[str, Any]) -> None:
     try:
-        overrides = {**space.to_overrides(config), **s.overrides}
+        overrides = space.to_overrides({**config, **s.overrides})
         model_over, train_over = split_overrides(space.model, overrides)
         resolve_config(space.model, s.preset, model_over)
         dataclasses.replace(TrainConfig(), **train_over).validate()

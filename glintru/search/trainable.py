@@ -61,8 +61,9 @@ class TrialSpec:
 
 
 def trial_overrides(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
-    """The settings one trial trains with: its sampled config, then the fixed overrides."""
-    return {**get_space(spec.space).to_overrides(flat_config(config)), **spec.overrides}
+    """The settings one trial trains with: its sampled config, then the fixed overrides (space
+    labels such as `ablation` expanded)."""
+    return get_space(spec.space).to_overrides({**flat_config(config), **spec.overrides})
 
 
 def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -> None:

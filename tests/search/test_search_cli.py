@@ -77,6 +77,7 @@ def test_missing_dataset(capsys, tmp_path):
     (["--set", "nope=1"], "unknown setting(s) nope"),
     (["--grid", "bogus=1,2"], "--grid bogus: not a setting of glintru"),
     (["--grid", "ablation=full,no_everything"], "unknown ablation 'no_everything'"),
+    (["--set", "ablation=no_everything"], "unknown ablation 'no_everything'"),
     (["--grid", "hidden_size=30"], "not divisible"),
     (["--grid", "dropout=0.1", "--set", "dropout=0.2"], "both fixed by --set and listed by --grid"),
     (["--seeds", "0,1", "--top-k", "5", "--num-samples", "3"], "--top-k 5 exceeds --num-samples 3"),
@@ -86,6 +87,26 @@ def test_missing_dataset(capsys, tmp_path):
 def test_bad_arguments_fail_before_ray(capsys, tiny_data, tmp_path, args, message):
     err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), *args)
     assert message in err
+
+
+def test_set_fixes_a_space_label(tiny_data, tmp_path):
+    import optuna
+
+    from glintru.search.trainable import TrialSpec, trial_overrides
+
+    plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+                                         overrides={"ablation": "no_conv", "max_length": 20}))
+    # the fixed label leaves the search: Optuna is never asked for it
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    plan.space.sampler(plan.settings.overrides)(trial)
+    assert "ablation" not in trial.params and "kernel_size" in trial.params
+    # and every trial trains with the settings it stands for
+    spec = TrialSpec(space="glintru", model="glintru", train_storage=str(tmp_path),
+                     overrides=plan.settings.overrides)
+    settings = trial_overrides(spec, {"lr": 1e-3, "kernel_size": 3})
+    assert settings == {"lr": 1e-3, "kernel_size": 3, "max_length": 20, "use_gru": True,
+                        "use_attention": True, "use_conv": False, "use_gated_mlp": True}
 
 
 def test_mlflow_needs_its_package(capsys, tiny_data, tmp_path, monkeypatch):
