@@ -8,6 +8,9 @@ import io
 import pytest
 import torch
 
+from glintru.models import build_model, resolve_config
+from glintru.models.base import gather_last
+
 N_ITEMS = 20
 
 
@@ -28,6 +31,91 @@ def histories(width: int, lengths=(1, 7, 13, 20), seed: int = 1) -> tuple[torch.
     for b, n in enumerate(lengths):
         seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
     return seq, torch.tensor(lengths)
+
+
+def tiny_attention_config(config_cls, **overrides):
+    """A small dropout-free config of an attention baseline (d=16, 2 heads), `overrides` on top."""
+    values = dict(hidden_size=16, num_heads=2, inner_size=32, max_length=200, dropout=0.0)
+    return config_cls.from_preset(None, **{**values, **overrides})
+
+
+def assert_contract(m, hidden_size: int = 16, encodes: bool = True) -> None:
+    """What every model promises its callers, on histories(20): a [B, d] representation (and a
+    [B, L, d] encoding where the model `encodes`), [B, n_items + 1] scores that rank the padding
+    item 0 at -inf and every real item finitely, and in train mode a finite scalar loss with finite
+    gradients. Leaves `m` in train mode holding those gradients, for the model's own checks."""
+    m.eval()
+    seq, lengths = histories(20)
+    assert m(seq, lengths).shape == (4, hidden_size)
+    if encodes:
+        assert m.encode(seq, lengths).shape == (4, 20, hidden_size)
+    assert m.item_embeddings().shape == (N_ITEMS + 1, hidden_size)
+    scores = m.scores(seq, lengths)
+    assert scores.shape == (4, N_ITEMS + 1)
+    assert torch.isneginf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    m.train()
+    loss = m.loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def assert_forward_is_last_encoding(m) -> None:
+    """forward()'s last-position path equals encode() gathered at each history's last item."""
+    m.eval()
+    seq, lengths = histories(20)
+    torch.testing.assert_close(m(seq, lengths), gather_last(m.encode(seq, lengths), lengths))
+
+
+def assert_items_after_t_do_not_change_t(m) -> None:
+    """A left-to-right model: the representation after item t ignores every later item, while the
+    representation of the whole history does see them."""
+    m.eval()
+    seq, _ = histories(20, lengths=(20, 20))
+    changed = seq.clone()
+    changed[:, 8:] = torch.randint(1, N_ITEMS + 1, (2, 12))
+    t = torch.tensor([8, 8])  # representation after item index 7
+    torch.testing.assert_close(m(seq, t), m(changed, t))
+    assert not torch.allclose(m(seq, torch.tensor([20, 20])), m(changed, torch.tensor([20, 20])))
+
+
+def assert_rejects_wider_than_max_length(model) -> None:
+    """`model(max_length=10)` refuses a batch padded to 20 columns: it has no positions for the
+    extra columns, and the caller should truncate to the last max_length items."""
+    m = model(max_length=10)
+    seq, lengths = histories(20)
+    with pytest.raises(ValueError, match="exceeds max_length 10"):
+        m(seq, lengths)
+
+
+def assert_attention_presets(name: str, model_cls, config_cls) -> None:
+    """The attention baselines take Table 5's dataset settings, 2 layers of 8 heads, overrides on
+    top of a preset, build through the registry, and reject heads that do not divide d."""
+    beauty = resolve_config(name, "beauty")
+    assert isinstance(beauty, config_cls)
+    assert (beauty.hidden_size, beauty.dropout, beauty.max_length) == (64, 0.5, 100)
+    assert (beauty.num_layers, beauty.num_heads) == (2, 8)
+    ml = resolve_config(name, "ml-1m", {"num_heads": 2})
+    assert (ml.hidden_size, ml.dropout, ml.max_length, ml.num_heads) == (128, 0.2, 200, 2)
+    assert isinstance(build_model(name, N_ITEMS, ml), model_cls)
+    with pytest.raises(ValueError, match="num_heads must divide hidden_size"):
+        config_cls.from_preset(None, hidden_size=20, num_heads=8)
+
+
+def assert_cuda_matches_cpu_and_trains_in_bf16(m) -> None:
+    """`m` moved to CUDA gives its CPU output (to 1e-4) and trains under bf16 autocast with a
+    finite loss. Moves `m` to the GPU."""
+    m.eval()
+    seq, lengths = histories(20)
+    expected = m(seq, lengths)
+    gpu = m.cuda()
+    torch.testing.assert_close(gpu(seq.cuda(), lengths.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
+    gpu.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = gpu.loss(seq.cuda(), lengths.cuda(), torch.tensor([1, 2, 3, 4], device="cuda"))
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 def assert_padding_invariant(m, scores: bool = False) -> None:
@@ -144,11 +232,16 @@ def assert_eval_determinism(model) -> None:
     assert not torch.equal(a(seq, lengths), model(seed=4).eval()(seq, lengths))
 
 
-def assert_state_dict_buffer_round_trip(a, b, state=None) -> None:
-    """`a`'s state dict (or `state`), saved to memory and loaded into `b`, reproduces `a` exactly."""
+def assert_state_dict_buffer_round_trip(model, **overrides) -> dict:
+    """The state dict of `model(seed=0, **overrides)`, saved to memory and loaded into
+    `model(seed=9, **overrides)`, reproduces its output exactly. Returns the saved state dict."""
     seq, lengths = histories(20)
+    a = model(seed=0, **overrides).eval()
+    state = a.state_dict()
+    b = model(seed=9, **overrides).eval()
     buf = io.BytesIO()
-    torch.save(a.state_dict() if state is None else state, buf)
+    torch.save(state, buf)
     buf.seek(0)
     b.load_state_dict(torch.load(buf, weights_only=True))
     torch.testing.assert_close(a(seq, lengths), b(seq, lengths), rtol=0, atol=0)
+    return state

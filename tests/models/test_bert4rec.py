@@ -6,45 +6,34 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glintru.models import build_model, resolve_config
 from glintru.models.bert4rec import BERT4Rec, BERT4RecConfig
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
+    assert_attention_presets,
+    assert_contract,
+    assert_cuda_matches_cpu_and_trains_in_bf16,
     assert_deterministic_given_seed,
     assert_learns_cycle_beyond_popularity,
     assert_padding_invariant,
+    assert_rejects_wider_than_max_length,
     assert_state_dict_file_round_trip,
     histories,
     one_thread,
+    tiny_attention_config,
 )
-
-
-def tiny(**overrides) -> BERT4RecConfig:
-    values = dict(hidden_size=16, num_heads=2, inner_size=32, max_length=200, dropout=0.0)
-    return BERT4RecConfig.from_preset(None, **{**values, **overrides})
 
 
 def model(seed: int = 0, **overrides) -> BERT4Rec:
     torch.manual_seed(seed)
-    return BERT4Rec(tiny(**overrides), N_ITEMS)
+    return BERT4Rec(tiny_attention_config(BERT4RecConfig, **overrides), N_ITEMS)
 
 
 def test_shapes_and_scores():
-    m = model().eval()
-    seq, lengths = histories(20)
-    assert m(seq, lengths).shape == (4, 16)
-    assert m.encode(seq, lengths).shape == (4, 20, 16)
-    scores = m.scores(seq, lengths)
-    assert scores.shape == (4, N_ITEMS + 1)
-    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    m = model()
     # The mask token (id n_items + 1) has an embedding row but is never scored.
     assert m.mask_token == N_ITEMS + 1
     assert m.item_embedding.weight.shape[0] == N_ITEMS + 2
-    assert m.item_embeddings().shape == (N_ITEMS + 1, 16)
-    m.train()
-    loss = m.loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
-    loss.backward()
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert_contract(m)  # scores and item_embeddings() cover ids 0..n_items only
     assert m.position_embedding.weight.grad is not None
     assert m.item_embedding.weight.grad[m.mask_token].abs().sum() > 0
 
@@ -119,40 +108,22 @@ def test_state_dict_round_trip(tmp_path):
 
 
 def test_learns_cycle_beyond_popularity():
-    assert_learns_cycle_beyond_popularity(
-        lambda n_items: BERT4Rec(tiny(hidden_size=32, inner_size=64, max_length=10, dropout=0.1), n_items), 200
-    )
+    def make_model(n_items):
+        cfg = tiny_attention_config(BERT4RecConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1)
+        return BERT4Rec(cfg, n_items)
+
+    assert_learns_cycle_beyond_popularity(make_model, 200)
 
 
 def test_presets_and_validation():
-    beauty = resolve_config("bert4rec", "beauty")
-    assert isinstance(beauty, BERT4RecConfig)
-    assert (beauty.hidden_size, beauty.dropout, beauty.max_length) == (64, 0.5, 100)
-    assert (beauty.num_layers, beauty.num_heads) == (2, 8)
-    ml = resolve_config("bert4rec", "ml-1m", {"num_heads": 2})
-    assert (ml.hidden_size, ml.dropout, ml.max_length, ml.num_heads) == (128, 0.2, 200, 2)
-    assert isinstance(build_model("bert4rec", N_ITEMS, ml), BERT4Rec)
-    with pytest.raises(ValueError, match="num_heads must divide hidden_size"):
-        BERT4RecConfig.from_preset(None, hidden_size=20, num_heads=8)
+    assert_attention_presets("bert4rec", BERT4Rec, BERT4RecConfig)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_and_trains_in_bf16():
-    m = model().eval()
-    seq, lengths = histories(20)
-    expected = m(seq, lengths)
-    gpu = m.cuda()
-    torch.testing.assert_close(gpu(seq.cuda(), lengths.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
-    gpu.train()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = gpu.loss(seq.cuda(), lengths.cuda(), torch.tensor([1, 2, 3, 4], device="cuda"))
-    loss.backward()
-    assert torch.isfinite(loss)
+    assert_cuda_matches_cpu_and_trains_in_bf16(model())
 
 
 def test_rejects_input_wider_than_max_length():
-    m = model(max_length=10)
-    seq, lengths = histories(20)
-    with pytest.raises(ValueError, match="exceeds max_length 10"):
-        m(seq, lengths)
+    assert_rejects_wider_than_max_length(model)

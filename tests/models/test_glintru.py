@@ -14,6 +14,7 @@ from glintru.models import build_model, resolve_config
 from glintru.models.base import gather_last
 from glintru.models.glintru import GATE_ACTIVATIONS, GLINTRU, GLINTRUConfig
 from glintru.models.layers import LinearAttention
+from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
 
 N_ITEMS = 40
 D = 16
@@ -24,15 +25,6 @@ ABLATIONS = [
     for g, a, c, m in itertools.product([True, False], repeat=4)
     if g or a
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    # These models are tiny: intra-op threads only add contention on a shared 2-core runner.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def ablation_id(ab: dict) -> str:

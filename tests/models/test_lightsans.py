@@ -6,42 +6,33 @@ from __future__ import annotations
 import pytest
 import torch
 
-from glintru.models import build_model, resolve_config
-from glintru.models.base import gather_last
+from glintru.models import resolve_config
 from glintru.models.lightsans import InterestAggregation, LightSANs, LightSANsConfig
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
+    assert_attention_presets,
+    assert_contract,
+    assert_cuda_matches_cpu_and_trains_in_bf16,
     assert_deterministic_given_seed,
+    assert_forward_is_last_encoding,
     assert_learns_cycle_beyond_popularity,
     assert_padding_invariant,
+    assert_rejects_wider_than_max_length,
     assert_state_dict_file_round_trip,
     histories,
     one_thread,
+    tiny_attention_config,
 )
-
-
-def tiny(**overrides) -> LightSANsConfig:
-    values = dict(hidden_size=16, num_heads=2, inner_size=32, max_length=200, dropout=0.0)
-    return LightSANsConfig.from_preset(None, **{**values, **overrides})
 
 
 def model(seed: int = 0, **overrides) -> LightSANs:
     torch.manual_seed(seed)
-    return LightSANs(tiny(**overrides), N_ITEMS)
+    return LightSANs(tiny_attention_config(LightSANsConfig, **overrides), N_ITEMS)
 
 
 def test_shapes_and_scores():
-    m = model().eval()
-    seq, lengths = histories(20)
-    assert m(seq, lengths).shape == (4, 16)
-    assert m.encode(seq, lengths).shape == (4, 20, 16)
-    scores = m.scores(seq, lengths)
-    assert scores.shape == (4, N_ITEMS + 1)
-    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
-    m.train()
-    loss = m.loss(seq, lengths, torch.tensor([1, 2, 3, 4]))
-    loss.backward()
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    m = model()
+    assert_contract(m)
     assert m.position_embedding.weight.grad is not None
 
 
@@ -51,9 +42,7 @@ def test_padding_invariance(train_mode):
 
 
 def test_forward_is_encode_at_last_position():
-    m = model().eval()
-    seq, lengths = histories(20)
-    torch.testing.assert_close(m(seq, lengths), gather_last(m.encode(seq, lengths), lengths))
+    assert_forward_is_last_encoding(model())
 
 
 def test_interest_pooling_ignores_padding():
@@ -94,21 +83,16 @@ def test_state_dict_round_trip(tmp_path):
 
 
 def test_learns_cycle_beyond_popularity():
-    assert_learns_cycle_beyond_popularity(
-        lambda n_items: LightSANs(tiny(hidden_size=32, inner_size=64, max_length=10, dropout=0.1), n_items), 100
-    )
+    def make_model(n_items):
+        cfg = tiny_attention_config(LightSANsConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1)
+        return LightSANs(cfg, n_items)
+
+    assert_learns_cycle_beyond_popularity(make_model, 100)
 
 
 def test_presets_and_validation():
-    beauty = resolve_config("lightsans", "beauty")
-    assert isinstance(beauty, LightSANsConfig)
-    assert (beauty.hidden_size, beauty.dropout, beauty.max_length) == (64, 0.5, 100)
-    assert (beauty.num_layers, beauty.num_heads, beauty.k_interests) == (2, 8, 5)
-    ml = resolve_config("lightsans", "ml-1m", {"num_heads": 2})
-    assert (ml.hidden_size, ml.dropout, ml.max_length, ml.num_heads) == (128, 0.2, 200, 2)
-    assert isinstance(build_model("lightsans", N_ITEMS, ml), LightSANs)
-    with pytest.raises(ValueError, match="num_heads must divide hidden_size"):
-        LightSANsConfig.from_preset(None, hidden_size=20, num_heads=8)
+    assert_attention_presets("lightsans", LightSANs, LightSANsConfig)
+    assert resolve_config("lightsans", "beauty").k_interests == 5
     with pytest.raises(ValueError, match="k_interests must be positive"):
         LightSANsConfig.from_preset(None, k_interests=0)
 
@@ -116,20 +100,8 @@ def test_presets_and_validation():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_and_trains_in_bf16():
-    m = model().eval()
-    seq, lengths = histories(20)
-    expected = m(seq, lengths)
-    gpu = m.cuda()
-    torch.testing.assert_close(gpu(seq.cuda(), lengths.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
-    gpu.train()
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = gpu.loss(seq.cuda(), lengths.cuda(), torch.tensor([1, 2, 3, 4], device="cuda"))
-    loss.backward()
-    assert torch.isfinite(loss)
+    assert_cuda_matches_cpu_and_trains_in_bf16(model())
 
 
 def test_rejects_input_wider_than_max_length():
-    m = model(max_length=10)
-    seq, lengths = histories(20)
-    with pytest.raises(ValueError, match="exceeds max_length 10"):
-        m(seq, lengths)
+    assert_rejects_wider_than_max_length(model)
