@@ -338,7 +338,9 @@ def start_ray(s: SearchSettings) -> bool:
     else:
         # the dashboard serves the state API that Ray Train's placement-group cleaner polls: without
         # it, trials stopped by ASHA would keep their workers' CPUs and GPUs reserved
-        ray.init(num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),
+        # address="local": a Ray of its own even when a `ray start` cluster runs on this machine
+        # (plain ray.init() would join that one, whose resources this search did not ask for)
+        ray.init(address="local", num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),
                  include_dashboard=True, dashboard_port=dashboard_port(), runtime_env=env or None)
     return True
 

@@ -26,3 +26,43 @@ def test_dashboard_port_moves_when_the_usual_one_is_taken():
         port = runner.dashboard_port(preferred=taken)
         assert port != taken and port > 0
     assert runner.dashboard_port(preferred=taken) == taken
+
+
+def test_local_mode_starts_its_own_ray_beside_a_running_cluster(monkeypatch):
+    """Without --address the search must not join a Ray cluster that runs on this machine (plain
+    ray.init() would join the one RAY_ADDRESS or `ray start` names, then refuse the CPU count)."""
+    import os
+    import signal
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import ray
+
+    from glintru.search.runner import SearchSettings
+
+    port = runner.dashboard_port(preferred=0)  # any free port
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus=1", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                             f"--temp-dir={temp_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output = []
+        for line in head.stdout:  # --block: the head prints its banner, then waits
+            output.append(line)
+            if "Ray runtime started" in line:
+                break
+        assert head.poll() is None, "".join(output)
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        assert runner.start_ray(SearchSettings(space="glintru", data="", num_cpus=3, num_gpus=0)) is True
+        try:
+            assert ray.cluster_resources()["CPU"] == 3  # its own Ray, not the 1-CPU cluster
+        finally:
+            ray.shutdown()
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
