@@ -336,8 +336,8 @@ def start_ray(s: SearchSettings) -> bool:
     if s.address is not None:
         ray.init(address=s.address, runtime_env=env or None)
     else:
-        # the dashboard serves the state API that Ray Train's placement-group cleaner polls: without
-        # it, trials stopped by ASHA would keep their workers' CPUs and GPUs reserved
+        # the dashboard serves the state API that Ray Train's own placement-group cleaner polls (a
+        # second line of defence behind ReleaseTrainResources)
         # address="local": a Ray of its own even when a `ray start` cluster runs on this machine
         # (plain ray.init() would join that one, whose resources this search did not ask for)
         ray.init(address="local", num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),

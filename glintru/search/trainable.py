@@ -32,7 +32,7 @@ from glintru.train import EpochReport, TrainConfig, train
 
 FAILED_FILE = "failed.json"  # written beside a run's checkpoints after an error in user code
 # every report names the placement group holding the trial's Train workers, so that the driver can
-# release it when Tune stops the trial (see runner.ReleaseTrainResources)
+# release it when Tune stops the trial (see ReleaseTrainResources)
 PLACEMENT_GROUP_KEY = "placement_group"
 
 
