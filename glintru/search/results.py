@@ -255,9 +255,16 @@ def read_trials(exp_dir: str) -> pd.DataFrame:
 # -- reading a trial's checkpoints ----------------------------------------------------------------
 
 def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any]) -> tuple[str | None, dict | None]:
-    """(run dir, metrics.json) of a finished trial: its last checkpoint holding metrics.json."""
+    """(run dir, metrics.json) of a trial whose final report reached Tune, else (None, None).
+
+    A trial that Tune stops (ASHA) may still finish in its Train workers before they are torn
+    down, leaving a metrics.json behind. It is ignored: the row must say what the search saw and
+    told Optuna (the best validation up to the stop, no test), whatever the timing.
+    """
+    if not last_result.get(FINAL_KEY):
+        return None, None
     candidates = []
-    reported = last_result.get("checkpoint_path") if last_result.get(FINAL_KEY) else None
+    reported = last_result.get("checkpoint_path")
     if reported:
         candidates.append(reported if is_uri(train_storage) or is_uri(reported)
                           else normalize_location(reported))

@@ -118,3 +118,16 @@ def test_experiment_json_round_trip(tmp_path):
     results.write_experiment(exp, info)
     assert results.read_experiment(exp) == info
     assert results.final_run(str(tmp_path / "train"), "absent", {}) == (None, None)
+
+
+def test_a_run_is_final_only_if_its_final_report_reached_tune(tmp_path):
+    run_dir, metrics = _run_dir(tmp_path, "t9")
+    train = str(tmp_path / "train")
+    assert results.final_run(train, "t9", {"final": True, "epoch": 6}) == (run_dir, metrics)
+    # stopped by ASHA after epoch 1 while its workers went on to finish: the row keeps what Tune saw
+    stopped = {"final": False, "epoch": 1, "best_epoch": 1, "valid/ndcg@10": 0.1}
+    assert results.final_run(train, "t9", stopped) == (None, None)
+    row = results.build_row(TrialRecord("t9", "search", "TERMINATED", {"lr": 1e-3}, stopped),
+                            model="m", dataset="d", default_seed=0)
+    assert row["completed"] is False and row["valid/ndcg@10"] == 0.1 and row["epochs"] == 1
+    assert "test/ndcg@10" not in row
