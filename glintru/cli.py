@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-FORMATS = ("movielens", "amazon-json", "amazon-csv", "recbole", "seq-txt", "csv")
+from glintru.data.sources import FORMATS  # the format registry: choices follow it
+
 PRESETS = ("ml-1m", "beauty", "video-games")
 
 
