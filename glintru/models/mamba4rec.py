@@ -24,6 +24,13 @@ class Mamba4RecConfig(ModelConfig):
     dt_rank 0 means Mamba's "auto", ceil(hidden_size / 16). scan: the selective-scan backend,
     one of glintru.models.scan.SCAN_BACKENDS ("auto" takes the mamba_ssm kernel on CUDA when it
     is installed, the parallel scan otherwise).
+    dt_init: how the SSM step-size projection dt_proj starts. "mamba" (default): Mamba's own init,
+    weight U(-dt_rank^-0.5, dt_rank^-0.5) and a bias giving softplus(bias) log-uniform in
+    [1e-3, 1e-1], so each channel starts with a small step. "reference": what the Mamba4Rec
+    reference code ends up with (mamba4rec.py applies its N(0, 0.02)-weight, zero-bias init to
+    every nn.Linear after building mamba_ssm's Mamba, dt_proj included, which overwrites Mamba's
+    step-size init): weight N(0, 0.02), bias 0, so every step starts near softplus(0) = 0.69.
+    The paper's Mamba4Rec numbers come from that code; choose "reference" to rerun them.
     """
 
     num_layers: int = 1
@@ -32,7 +39,9 @@ class Mamba4RecConfig(ModelConfig):
     expand: int = 2
     dt_rank: int = 0
     scan: str = "auto"
+    dt_init: str = "mamba"
 
+    DT_INITS: ClassVar[tuple[str, ...]] = ("mamba", "reference")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "ml-1m": {"num_layers": 2, "d_conv": 3},
         "beauty": {"num_layers": 2, "d_conv": 3},
@@ -45,6 +54,8 @@ class Mamba4RecConfig(ModelConfig):
             raise ValueError("d_state, d_conv and expand must be positive and dt_rank >= 0")
         if self.scan not in SCAN_BACKENDS:
             raise ValueError(f"scan must be one of {', '.join(SCAN_BACKENDS)}; got {self.scan!r}")
+        if self.dt_init not in self.DT_INITS:
+            raise ValueError(f"dt_init must be one of {', '.join(self.DT_INITS)}; got {self.dt_init!r}")
 
 
 class MambaBlock(nn.Module):
@@ -145,13 +156,14 @@ class Mamba4Rec(SequentialRecommender):
             MambaLayer(config, residual=config.num_layers > 1) for _ in range(config.num_layers)
         )
         self.apply(self._init_weights)
-        for layer in self.layers:
-            layer.mamba.reset_dt()
+        if config.dt_init == "mamba":
+            for layer in self.layers:
+                layer.mamba.reset_dt()
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        # Mamba4Rec's init (normal 0.02, zero biases), except that the SSM step size keeps
-        # Mamba's own initialisation (reset_dt), which a blanket Linear init would erase.
+        # Mamba4Rec's init (normal 0.02, zero biases). With dt_init="mamba" the SSM step size then
+        # gets Mamba's own initialisation back (reset_dt), which this blanket Linear init erases.
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:

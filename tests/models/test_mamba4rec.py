@@ -166,6 +166,38 @@ def test_shapes_and_scores():
     assert all(p.grad is not None for p in m.parameters())
 
 
+def test_reference_dt_init_is_the_blanket_linear_init():
+    # Mamba4Rec's reference code re-initialises every Linear inside mamba_ssm's Mamba, dt_proj too.
+    ref = model(hidden_size=64, num_layers=2, dt_init="reference")
+    default = model(hidden_size=64, num_layers=2)
+    for layer in ref.layers:
+        dt_proj = layer.mamba.dt_proj
+        assert dt_proj.weight.shape == (128, 4)
+        assert torch.equal(dt_proj.bias, torch.zeros(128))
+        assert abs(dt_proj.weight.std().item() - 0.02) < 0.003  # 512 draws of N(0, 0.02)
+        torch.testing.assert_close(torch.nn.functional.softplus(dt_proj.bias),
+                                   torch.full((128,), 0.6931), atol=1e-4, rtol=0)
+    # Mamba's init: uniform weights at dt_rank^-0.5 = 0.5, steps in [1e-3, 1e-1]; nothing else differs.
+    dt_proj = default.layers[0].mamba.dt_proj
+    assert dt_proj.weight.abs().max() <= 0.5 and dt_proj.weight.std() > 0.2
+    assert torch.nn.functional.softplus(dt_proj.bias).max() <= 0.1 * 1.01
+    ref_state, default_state = ref.state_dict(), default.state_dict()
+    differing = {k for k in ref_state if not torch.equal(ref_state[k], default_state[k])}
+    assert differing == {f"layers.{i}.mamba.dt_proj.{p}" for i in (0, 1) for p in ("weight", "bias")}
+    # In use: the step delta = softplus(dt_proj(.)) the scan receives starts near 0.69 instead of <= 0.1.
+    seq, lengths = histories(20)
+    steps = {}
+    for name, m in (("reference", ref), ("mamba", default)):
+        hook = m.layers[0].mamba.dt_proj.register_forward_hook(
+            lambda mod, inp, out, name=name: steps.__setitem__(name, torch.nn.functional.softplus(out)))
+        m.eval()(seq, lengths)
+        hook.remove()
+    assert (steps["reference"] - 0.6931).abs().max() < 0.01
+    assert steps["mamba"].max() < 0.11
+    with pytest.raises(ValueError, match="dt_init must be one of"):
+        resolve_config("mamba4rec", overrides={"dt_init": "xavier"})
+
+
 @pytest.mark.parametrize("train_mode", [False, True])
 def test_padding_invariance(train_mode):
     m = model(num_layers=2, d_conv=3).train(train_mode)
