@@ -30,7 +30,8 @@ class Mamba4RecConfig(ModelConfig):
     reference code ends up with (mamba4rec.py applies its N(0, 0.02)-weight, zero-bias init to
     every nn.Linear after building mamba_ssm's Mamba, dt_proj included, which overwrites Mamba's
     step-size init): weight N(0, 0.02), bias 0, so every step starts near softplus(0) = 0.69.
-    The paper's Mamba4Rec numbers come from that code; choose "reference" to rerun them.
+    Mamba4Rec is not part of RecBole, so a RecBole-based rerun of it (as the GLINT-RU paper's
+    baselines are) runs that code: choose "reference" to match it.
     """
 
     num_layers: int = 1
