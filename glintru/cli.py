@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from glintru.data.sources import FORMATS  # the format registry: choices follow it
+from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
 
-PRESETS = ("ml-1m", "beauty", "video-games")
+PRESETS = tuple(DATASET_PRESETS)
 
 
 def parse_value(text: str) -> Any:
@@ -181,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("train", help="train one model and write a run directory")
     pt.add_argument("--data", required=True, help="prepared dataset directory")
-    pt.add_argument("--model", required=True, help="glintru, gru4rec, sasrec, bert4rec, linrec, lightsans, "
-                                                   "smlp4rec or mamba4rec")
+    pt.add_argument("--model", required=True, choices=list(MODELS), metavar="MODEL",
+                    help=f"one of {', '.join(MODELS)}")
     pt.add_argument("--preset", choices=PRESETS, help="the paper's Table 5 settings for that dataset")
     pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a model or training setting (repeatable), e.g. --set hidden_size=64")

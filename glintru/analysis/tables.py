@@ -19,12 +19,11 @@ import pandas as pd
 
 from glintru.analysis.collect import Results, select_best, tested
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, compare, comparisons_frame
+from glintru.models import MODELS, display_name
 
-MODEL_NAMES = {
-    "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec", "sasrec": "SASRec", "linrec": "LinRec",
-    "lightsans": "LightSANs", "smlp4rec": "SMLP4Rec", "mamba4rec": "Mamba4Rec", "glintru": "GLINT-RU",
-}
-MODEL_ORDER = list(MODEL_NAMES)  # the paper's row order: baselines first, GLINT-RU last
+# Display names and row order come from the model registry (the paper's order: GLINT-RU last).
+MODEL_NAMES = {name: spec.display for name, spec in MODELS.items()}
+MODEL_ORDER = list(MODEL_NAMES)
 DATASET_NAMES = {"ml-1m": "ML-1M", "beauty": "Amazon Beauty", "video-games": "Amazon Video Games"}
 DATASET_ORDER = list(DATASET_NAMES)
 METRIC_NAMES = {"recall": "Recall", "hit": "Hit", "mrr": "MRR", "ndcg": "NDCG", "precision": "Precision"}
@@ -45,7 +44,7 @@ COSTS = (
 
 
 def model_name(key: Any) -> str:
-    return MODEL_NAMES.get(str(key), str(key))
+    return display_name(str(key))
 
 
 def dataset_name(key: Any) -> str:

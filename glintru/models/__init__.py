@@ -1,42 +1,86 @@
-"""Model registry: every model by name, its config class and presets."""
+"""Model registry: the one list of models that every consumer reads (CLI, search spaces, tables,
+benchmarks, tests). Adding a model is one `ModelSpec` entry here (see CONTRIBUTING.md)."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from glintru.models.presets import DATASET_PRESETS
 
-from glintru.models.base import DATASET_PRESETS, ModelConfig, SequentialRecommender
+if TYPE_CHECKING:  # the registry itself stays free of torch: command lines read it to build --help
+    import numpy as np
 
-# name -> "module:Class"; imported on first use so that one model's import cost stays its own.
-_REGISTRY: dict[str, str] = {
-    "glintru": "glintru.models.glintru:GLINTRU",
-    "gru4rec": "glintru.models.gru4rec:GRU4Rec",
-    "sasrec": "glintru.models.sasrec:SASRec",
-    "bert4rec": "glintru.models.bert4rec:BERT4Rec",
-    "linrec": "glintru.models.linrec:LinRec",
-    "lightsans": "glintru.models.lightsans:LightSANs",
-    "smlp4rec": "glintru.models.smlp4rec:SMLP4Rec",
-    "mamba4rec": "glintru.models.mamba4rec:Mamba4Rec",
+    from glintru.models.base import ModelConfig, SequentialRecommender
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the platform knows of one model besides its code.
+
+    name: the key used on every command line and in result directories.
+    target: "module:Class", imported on first use so that one model's import cost stays its own.
+    display: the name in tables and plots (the paper's spelling).
+    small: overrides that give a small, fast instance on a CPU (tests, `make bench`); together
+      with hidden_size/max_length chosen by the caller they must form a valid config.
+    """
+
+    name: str
+    target: str
+    display: str
+    small: dict[str, Any] = field(default_factory=dict)
+
+
+# The paper's row order (Table 2): baselines first, GLINT-RU last.
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("gru4rec", "glintru.models.gru4rec:GRU4Rec", "GRU4Rec"),
+        ModelSpec("bert4rec", "glintru.models.bert4rec:BERT4Rec", "BERT4Rec", {"num_heads": 2, "inner_size": 64}),
+        ModelSpec("sasrec", "glintru.models.sasrec:SASRec", "SASRec", {"num_heads": 2, "inner_size": 64}),
+        ModelSpec("linrec", "glintru.models.linrec:LinRec", "LinRec", {"num_heads": 2, "inner_size": 64}),
+        ModelSpec("lightsans", "glintru.models.lightsans:LightSANs", "LightSANs",
+                  {"num_heads": 2, "inner_size": 64}),
+        ModelSpec("smlp4rec", "glintru.models.smlp4rec:SMLP4Rec", "SMLP4Rec"),
+        ModelSpec("mamba4rec", "glintru.models.mamba4rec:Mamba4Rec", "Mamba4Rec"),
+        ModelSpec("glintru", "glintru.models.glintru:GLINTRU", "GLINT-RU", {"num_heads": 2}),
+    )
 }
 
 
+def register_model(spec: ModelSpec) -> None:
+    """Add a model (a plugin or a test's toy model); its name must be new."""
+    if spec.name in MODELS:
+        raise ValueError(f"model {spec.name!r} is already registered ({MODELS[spec.name].target})")
+    MODELS[spec.name] = spec
+
+
+def unregister_model(name: str) -> None:
+    MODELS.pop(name, None)
+
+
 def model_names() -> list[str]:
-    """Names of the registered models whose module is present."""
-    names = []
-    for name, target in _REGISTRY.items():
-        if importlib.util.find_spec(target.split(":")[0]) is not None:
-            names.append(name)
-    return names
+    """Names of the registered models whose module is present, in the paper's order."""
+    return [name for name, spec in MODELS.items() if importlib.util.find_spec(spec.target.split(":")[0]) is not None]
+
+
+def get_spec(name: str) -> ModelSpec:
+    key = name.lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[key]
+
+
+def display_name(name: str) -> str:
+    """The paper's spelling of a registered model ("glintru" -> "GLINT-RU"); other names unchanged."""
+    spec = MODELS.get(str(name).lower())
+    return spec.display if spec else str(name)
 
 
 def get_model_class(name: str) -> type[SequentialRecommender]:
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}")
-    module, cls = _REGISTRY[key].split(":")
+    module, cls = get_spec(name).target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -60,10 +104,14 @@ def build_model(
 
 __all__ = [
     "DATASET_PRESETS",
-    "ModelConfig",
-    "SequentialRecommender",
+    "MODELS",
+    "ModelSpec",
     "build_model",
+    "display_name",
     "get_model_class",
+    "get_spec",
     "model_names",
+    "register_model",
     "resolve_config",
+    "unregister_model",
 ]

@@ -7,7 +7,7 @@ import pytest
 
 from glintru.data.dataset import load_dataset
 from glintru.evaluate import evaluate
-from glintru.models import model_names
+from glintru.models import get_spec, model_names
 from glintru.models.pop import PopularityRanker
 from glintru.train import TrainConfig, train
 
@@ -24,11 +24,7 @@ def log(tmp_path_factory):
 
 def _fit(ds, model, out, epochs):
     cfg = TrainConfig(epochs=epochs, patience=epochs, batch_size=128, eval_mode="full", device="cpu", seed=0)
-    overrides = dict(SETTINGS)
-    if model == "glintru":
-        overrides["num_heads"] = 2
-    elif model in ("sasrec", "bert4rec", "linrec", "lightsans"):
-        overrides |= {"num_heads": 2, "inner_size": 64}
+    overrides = SETTINGS | get_spec(model).small
     return train(ds, model, out, overrides=overrides, config=cfg, progress=False).metrics["test"]
 
 

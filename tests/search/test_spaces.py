@@ -7,7 +7,7 @@ import pickle
 import optuna
 import pytest
 
-from glintru.models import _REGISTRY, get_model_class, resolve_config
+from glintru.models import MODELS, get_model_class, resolve_config
 from glintru.search.spaces import (ABLATIONS, GATE_ACTIVATIONS, SPACES, ablation_flags, format_spaces,
                                    get_space)
 from glintru.train import TrainConfig, split_overrides
@@ -29,7 +29,7 @@ def _sample(space, n: int, seed: int = 0, fixed=None, tpe: bool = True) -> list[
 
 
 def test_every_model_has_a_space():
-    assert set(SPACES) == set(_REGISTRY)
+    assert set(SPACES) == set(MODELS)
     for name, space in SPACES.items():
         assert space.model == name
         assert space.doc
