@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from glintru.data.sources import FORMATS  # the format registry: choices follow it
+from glintru.data.synthetic import SHAPES  # the --like shapes registry
 from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
 
 PRESETS = tuple(DATASET_PRESETS)
@@ -49,10 +50,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from glintru.data.synthetic import generate
+    from glintru.data.synthetic import generate, generate_like
 
-    out = generate(args.out, n_users=args.users, n_items=args.items, avg_length=args.avg_length,
-                   seed=args.seed, overwrite=args.overwrite)
+    sizes = {"--users": args.users, "--items": args.items, "--avg-length": args.avg_length}
+    if args.like:
+        given = [flag for flag, v in sizes.items() if v is not None]
+        if given:  # the shape fixes them; silently ignoring a size would mislead
+            raise SystemExit(f"error: --like {args.like} sets the sizes itself; drop {', '.join(given)} "
+                             f"(use --scale to shrink it)")
+        out = generate_like(args.out, args.like, seed=args.seed, scale=args.scale, overwrite=args.overwrite)
+    else:
+        if args.scale != 1.0:
+            raise SystemExit("error: --scale applies to --like shapes only")
+        out = generate(args.out, n_users=args.users or 2000, n_items=args.items or 800,
+                       avg_length=args.avg_length or 30, seed=args.seed, overwrite=args.overwrite)
     return _print_stats(out, as_json=False)
 
 
@@ -167,9 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     pp.set_defaults(func=cmd_prepare)
 
     ps = sub.add_parser("synthetic", help="generate a synthetic dataset with sequential structure")
-    ps.add_argument("--users", type=int, default=2000)
-    ps.add_argument("--items", type=int, default=800)
-    ps.add_argument("--avg-length", type=float, default=30)
+    ps.add_argument("--like", choices=list(SHAPES),
+                    help="a real dataset's shape: its Table 1 counts and heavy-tailed sequence lengths")
+    ps.add_argument("--scale", type=float, default=1.0,
+                    help="with --like: shrink users, items and interactions by this factor (0 < S <= 1)")
+    ps.add_argument("--users", type=int, help="number of users (default 2000)")
+    ps.add_argument("--items", type=int, help="number of items (default 800)")
+    ps.add_argument("--avg-length", type=float, help="mean sequence length (default 30)")
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--overwrite", action="store_true")
     ps.add_argument("--out", required=True)
