@@ -12,12 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Table 5 of the paper: the settings shared by every model on each dataset.
-DATASET_PRESETS: dict[str, dict[str, Any]] = {
-    "ml-1m": {"hidden_size": 128, "dropout": 0.2, "max_length": 200},
-    "beauty": {"hidden_size": 64, "dropout": 0.5, "max_length": 100},
-    "video-games": {"hidden_size": 64, "dropout": 0.5, "max_length": 100},
-}
+from glintru.models.presets import DATASET_PRESETS
 
 
 @dataclass
@@ -106,12 +101,53 @@ class SequentialRecommender(nn.Module, abc.ABC):
         logits[:, 0] = float("-inf")
         return logits
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy of the next item over all items (the paper's loss)."""
-        logits = self(item_seq, lengths) @ self.item_embeddings().t()
-        logits = logits.float()
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, targets)
+        return item_cross_entropy(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
+
+    # -- one-pass training ---------------------------------------------------------------------
+    # A causal model's state at position t of a sequence is its representation of the prefix
+    # ending at t, so one pass over a user's history gives every training prefix at once instead
+    # of one forward per prefix. A model offers it by overriding both methods below.
+
+    def one_pass_support(self) -> str | None:
+        """None when `prefix_outputs` is exact for this model and config; otherwise the reason."""
+        return (f"{type(self).__name__} has no exact one-pass training: its representation of a "
+                "history is not the output at that position of one pass over a longer sequence "
+                "(later items would change it); train per prefix (one_pass=false)")
+
+    def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, N, d]: row t equals forward(item_seq[:, :t+1], t+1) for every real position t."""
+        raise ValueError(self.one_pass_support())
+
+    def require_one_pass(self) -> None:
+        """Raise a ValueError naming the model, its config and the reason when one-pass is not exact."""
+        reason = self.one_pass_support()
+        if reason is not None:
+            raise ValueError(f"one-pass training refused for {type(self).__name__} "
+                             f"({self.config}): {reason}")
+
+    def sequence_loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                      reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy at every target of one-pass rows: targets[B, N] holds the item that
+        follows position t (0 where there is none). Equals `loss` on each prefix separately.
+
+        Logits are computed at the target positions only: the output layer over all items is the
+        dominant cost of a step, and padding positions would only waste it.
+        """
+        h = self.prefix_outputs(item_seq, lengths)
+        at = targets.ne(0)
+        return item_cross_entropy(h[at], self.item_embeddings(), targets[at], reduction)
+
+
+def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of targets[n] under scores rep[n, d] @ items[n_items + 1, d].T, computed in
+    float32 with the padding column at -inf (it is never a candidate)."""
+    logits = (rep @ items.t()).float()
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
 def xavier_init(module: nn.Module) -> None:

@@ -31,7 +31,7 @@ class TemporalConv1d(nn.Module):
     def __init__(self, d: int, kernel_size: int, padding: str):
         super().__init__()
         left = (kernel_size - 1) // 2 if padding == "same" else kernel_size - 1
-        self.pad = (left, kernel_size - 1 - left)
+        self.pad = (left, kernel_size - 1 - left)  # (past, future) items a window spans
         self.conv = nn.Conv1d(d, d, kernel_size)
         self.register_buffer("offsets", torch.arange(kernel_size) - left, persistent=False)
 
@@ -46,9 +46,16 @@ class TemporalConv1d(nn.Module):
         return y.squeeze(2).transpose(1, 2)
 
     def window(self, rows: torch.Tensor) -> torch.Tensor:
-        """The output at one position from its k input rows [B, k, d] (zeros off the sequence)."""
+        """The output at one position from its k input rows [..., k, d] (zeros off the sequence)."""
         w = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)  # [d, k*d]
-        return F.linear(rows.reshape(rows.size(0), -1), w, self.conv.bias)
+        return F.linear(rows.flatten(-2), w, self.conv.bias)
+
+    def cut(self, x: torch.Tensor, future: int) -> torch.Tensor:
+        """The output at each position p of a sequence that ends `future` items after p (the
+        window's later taps fall past the end and see zeros): x[B, N, d] -> [B, N - future, d]."""
+        left, k = self.pad[0], self.pad[0] + future + 1
+        y = F.conv1d(F.pad(x, (0, 0, left, 0)).transpose(1, 2), self.conv.weight[..., :k], self.conv.bias)
+        return y.transpose(1, 2)
 
 
 def _window(last: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor, n: int):
@@ -102,6 +109,46 @@ class DenseSelectiveGRU(nn.Module):
         return self.conv_out.window(u)
 
 
+    def prefix(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Y [B, N, d] where row t is Y at the last position of the prefix x[:, :t+1].
+
+        Causal convolutions: the full output already is. Centred ("same") ones: in the prefix
+        ending at t the last `f` = future-tap positions see padding where the full sequence sees
+        the next items, so only they are recomputed, for every t at once: C there by windows cut
+        at t, the GRU re-run from the full sequence's state f steps back (exact, its inputs were
+        whole), then the output convolution at t over those f rows, the exact row(s) before them
+        and zeros after t. Needs a one-layer GRU (the state f steps back of each layer).
+        """
+        f = self.conv_in.pad[1] if self.conv_in is not None else 0
+        if f == 0:
+            return self.forward(x, mask, lengths)
+        B, N, d = x.shape
+        m = mask.unsqueeze(-1).to(x.dtype)
+        w0x = self.w0(x) * m
+        c = self.conv_in(w0x)
+        h, _ = self.gru(c)
+        u = self.gate(c) * self.proj(h) * m
+        # Row t of a tensor "shifted by s" holds the value at position t - s (zeros before 0).
+        shift = lambda z, s: F.pad(z, (0, 0, s, 0))[:, :N] if s > 0 else z  # noqa: E731
+        t = torch.arange(N, device=x.device)
+        state = shift(h, f).reshape(1, B * N, d)  # h_{t-f}: zero state before the sequence
+        edge = []
+        for j in range(1, f + 1):
+            # Position p = t - f + j of the prefix ending at t has f - j items after it.
+            c_j = shift(self.conv_in.cut(w0x, f - j), f - j)
+            out, new_state = self.gru(c_j.reshape(B * N, 1, d), state)
+            # Positions before the sequence's start do not exist: the state stays at zero there.
+            real = (t - f + j >= 0).view(1, N, 1).expand(B, N, 1).reshape(1, B * N, 1)
+            state = torch.where(real, new_state, state)
+            u_j = self.gate(c_j) * self.proj(out.view(B, N, d)) * real.view(B, N, 1).to(x.dtype)
+            edge.append(u_j)
+        # Output window at t: offsets -left..f; those <= -f come from the full sequence, the next
+        # f are the recomputed edge rows, the ones after t are zeros.
+        left = self.conv_out.pad[0]
+        rows = [shift(u, -o) for o in range(-left, -f + 1)] + edge + [torch.zeros_like(u)] * f
+        return self.conv_out.window(torch.stack(rows, dim=2))
+
+
 class GatedMLP(nn.Module):
     """P = GELU(Z W3 + b3) * (Z W + b); R = Dropout(P Wo + bo) (residual and norm outside)."""
 
@@ -153,6 +200,19 @@ class GLINTRUBlock(nn.Module):
             a = self.attn_norm(self.attn(x, mask, index=last) + xs)
         if self.gru is not None:
             y = self.gru(x, mask, lengths, last)
+        return self._mix(xs, a, y)
+
+    def prefix(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, N, d]: row t is the block's output at the last position of the prefix x[:, :t+1]."""
+        a = y = None
+        if self.attn is not None:
+            a = self.attn_norm(self.attn(x, mask, causal=True) + x)
+        if self.gru is not None:
+            y = self.gru.prefix(x, mask, lengths)
+        return self._mix(x, a, y)
+
+    def _mix(self, xs: torch.Tensor, a: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
+        """Mixing, data-aware gate and gated MLP: position-wise, on the experts' outputs."""
         if self.mix_logits is not None:
             w = torch.softmax(self.mix_logits, dim=0)
             mixed = w[0] * a + w[1] * y
@@ -289,6 +349,35 @@ class GLINTRU(SequentialRecommender):
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self._encode(item_seq, lengths, last_only=True)
+
+    def one_pass_support(self) -> str | None:
+        cfg = self.config
+        same_conv = cfg.use_gru and cfg.use_conv and cfg.conv_padding == "same" and cfg.kernel_size > 1
+        if cfg.num_layers > 1:
+            # The last block is read per prefix; the blocks below it must already be causal.
+            why = []
+            if same_conv:
+                why.append("conv_padding='same' lets a position see the next items")
+            if cfg.use_attention and cfg.attention_key_norm != "cumulative":
+                why.append(f"attention_key_norm={cfg.attention_key_norm!r} attends to later items")
+            if why:
+                return (f"with num_layers={cfg.num_layers} the lower blocks must be causal, but "
+                        f"{' and '.join(why)}; use num_layers=1, or conv_padding='causal' and "
+                        "attention_key_norm='cumulative'")
+        if same_conv and cfg.gru_num_layers > 1:
+            return (f"conv_padding='same' with gru_num_layers={cfg.gru_num_layers}: the prefix edge is "
+                    "recomputed from the GRU state k//2 steps back, which needs a one-layer GRU; "
+                    "use gru_num_layers=1 or conv_padding='causal'")
+        return None
+
+    def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self.require_one_pass()
+        n = item_seq.size(1)
+        mask = torch.arange(n, device=item_seq.device).unsqueeze(0) < lengths.unsqueeze(1)
+        x = self.emb_dropout(self.item_embedding(item_seq))
+        for block in self.blocks[:-1]:
+            x = block(x, mask, lengths)  # causal (one_pass_support): row t is the prefix's already
+        return self.blocks[-1].prefix(x, mask, lengths)
 
     def sequence_output(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Block outputs at every position [B, N, d]; only real positions are meaningful."""

@@ -50,3 +50,10 @@ class GRU4Rec(SequentialRecommender):
         x = self.emb_dropout(self.item_embedding(item_seq))
         out, _ = self.gru(x)
         return self.dense(gather_last(out, lengths))  # position-wise, so project the last state only
+
+    def one_pass_support(self) -> str | None:
+        return None  # a GRU is causal: its state at t is the prefix's state
+
+    def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(self.emb_dropout(self.item_embedding(item_seq)))
+        return self.dense(out)

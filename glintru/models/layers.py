@@ -1,4 +1,4 @@
-"""Blocks shared by several models: masked linear attention (LinRec), feed-forward."""
+"""Blocks shared by several models: masked linear attention (LinRec, GLINT-RU), feed-forward."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ class LinearAttention(nn.Module):
     Q' = L2-normalise ELU(Q) over features (rows). K' = L2-normalise ELU(K) over the sequence
     (columns of K, as LinRec's paper writes it: key_norm="sequence"), or over features of each
     position (key_norm="feature", what the LinRec and GLINT-RU reference code computes).
+    key_norm="cumulative" is the causal form of "sequence": position t attends to keys 0..t only,
+    each column normalised over those positions, so an output never depends on later items (and
+    at the last position it equals "sequence").
     Padding positions are zeroed in K' (so their rows of V add nothing) before the sums: the
     output at real positions does not depend on how much padding follows.
     """
 
-    KEY_NORMS = ("sequence", "feature")
+    KEY_NORMS = ("sequence", "feature", "cumulative")
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, eps: float = 1e-12,
                  key_norm: str = "sequence"):
@@ -38,14 +41,21 @@ class LinearAttention(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, index: torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
         """x[B, N, d], mask[B, N] (True at real items) -> [B, N, d] (before residual/norm).
 
         With index[B], only the rows x[b, index[b]] are queried and the result is [B, d]: the
-        keys and values still cover the whole sequence, so it equals the full output gathered
-        at index, for a fraction of the cost (a model that only needs its last position).
+        keys and values still cover the whole sequence (up to index for "cumulative"), so it
+        equals the full output gathered at index, for a fraction of the cost (a model that only
+        needs its last position). With causal=True (implied by key_norm="cumulative") row t is
+        what the sequence cut after t would give at its last position, for every t at once.
         """
+        if index is None and (causal or self.key_norm == "cumulative"):
+            return self._causal(x, mask)
         B, N, d = x.shape
+        if self.key_norm == "cumulative" and index is not None:
+            mask = mask & (torch.arange(N, device=x.device).unsqueeze(0) <= index.unsqueeze(1))
         # Zero keys at padding: those rows then add nothing to K'^T V nor to the column norms.
         k = F.elu(self.key(x)) * mask.unsqueeze(-1).to(x.dtype)
         v = self.value(x)
@@ -54,7 +64,7 @@ class LinearAttention(nn.Module):
         # One batched product per head on strided views: no head-major copies of K and V.
         heads = [slice(i * self.dh, (i + 1) * self.dh) for i in range(self.h)]
         kv = [k[..., s].transpose(1, 2) @ v[..., s] for s in heads]  # h x [B, dh, dh]
-        if self.key_norm == "sequence":
+        if self.key_norm != "feature":
             # Dividing column i of K by its norm over the sequence divides row i of K^T V by it:
             # done on the small [dh, dh] products rather than on the [N, d] keys.
             inv = 1.0 / k.norm(dim=1).clamp_min(self.eps).unsqueeze(-1)  # [B, d, 1]
@@ -65,6 +75,24 @@ class LinearAttention(nn.Module):
         out = torch.cat([q[..., s] @ kv_h for kv_h, s in zip(kv, heads)], dim=-1) / math.sqrt(self.dh)
         if index is not None:
             out = out.squeeze(1)
+        return self.dropout(self.dense(out))
+
+    def _causal(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Row t attends to keys 0..t, normalised as the prefix 0..t would be: running sums of
+        k_s v_s^T (and, for the sequence norms, of k_s^2) over s <= t."""
+        B, N, d = x.shape
+        k = F.elu(self.key(x)) * mask.unsqueeze(-1).to(x.dtype)
+        v = self.value(x)
+        q = F.normalize(F.elu(self.query(x)).view(B, N, self.h, self.dh), dim=-1, eps=self.eps)
+        if self.key_norm == "feature":
+            k = F.normalize(k.view(B, N, self.h, self.dh), dim=-1, eps=self.eps).view(B, N, d)
+        else:
+            # Column i of K divided by its norm over 0..t scales row i of K^T V: fold it into q_t.
+            norm = k.square().cumsum(dim=1).sqrt().clamp_min(self.eps)
+            q = q / norm.view(B, N, self.h, self.dh)
+        kv = torch.einsum("bnhi,bnhj->bnhij", k.view(B, N, self.h, self.dh),
+                          v.view(B, N, self.h, self.dh)).cumsum(dim=1)  # [B, N, h, dh, dh]
+        out = torch.einsum("bnhi,bnhij->bnhj", q, kv).reshape(B, N, d) / math.sqrt(self.dh)
         return self.dropout(self.dense(out))
 
 

@@ -177,7 +177,13 @@ class Mamba4Rec(SequentialRecommender):
             nn.init.zeros_(module.bias)
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return gather_last(self.prefix_outputs(item_seq, lengths), lengths)
+
+    def one_pass_support(self) -> str | None:
+        return None  # the conv and the scan only look back
+
+    def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.dropout(self.item_embedding(item_seq)))
         for layer in self.layers:
             h = layer(h)
-        return gather_last(h, lengths)
+        return h

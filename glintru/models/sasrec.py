@@ -63,3 +63,9 @@ class SASRec(TransformerRecommender):
             return last(x, causal=True)
         # The causal window of the last real position is exactly the real items.
         return last(x, attn_mask=padding_mask(item_seq)[:, None, None, :], index=index)
+
+    def one_pass_support(self) -> str | None:
+        return None  # causal attention and positions counted from the oldest item
+
+    def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.encode(item_seq, lengths)
