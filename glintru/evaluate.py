@@ -14,10 +14,21 @@ Conventions, shared by every protocol:
   the target, not only the last max_length) are removed from the candidates, except the target itself.
 * Sampled ranking ("uniN", "popN") follows RecBole's evaluation of sequential models: N negatives are
   drawn with replacement (uniformly over 1..n_items, or in proportion to item popularity), a draw
-  equal to the target is redrawn (nothing else is excluded, not even the user's history), and a
-  negative drawn more than once counts once. Popularity is `PreparedDataset.popularity`: the number
-  of interactions of each item over the whole prepared data (every split), as RecBole's sampler
-  counts every interaction of the dataset.
+  equal to the target is redrawn (nothing else is excluded, not even the user's history: sequential
+  models run with RecBole's RepeatableSampler, whose only used id is the target), and a negative
+  drawn more than once counts once.
+* Popularity has two bases. "popN" (the default basis) counts every interaction of each item over
+  the whole prepared data, every split included (`PreparedDataset.popularity`): the plain count,
+  defined by the data alone, and the basis of every popN result this platform produced before the
+  second basis existed. "popN-recbole" counts what RecBole 1.2.1 counts: its sampler builds the
+  popularity table from the target item of every row of the dataset after the sequential prefix
+  augmentation (sequential_dataset.py data_augmentation: one row per interaction except each user's
+  first, since a first interaction has no history; sampler.py RepeatableSampler._get_candidates_list
+  and AbstractSampler._build_alias_table with alpha 1). Each user's first interaction is therefore
+  not counted, and an item seen only as first interactions is never drawn. Choose it to compare with
+  numbers produced by RecBole (the GLINT-RU paper's pop100 tables); the two bases give different
+  negatives, so never mix them in one comparison. The mode string carries the basis, so it travels
+  through every `eval_mode` setting and lands in the run's results as written.
 * Negatives come from a numpy Generator seeded by (seed, split) and are drawn for all users at once,
   so they do not depend on the model, the batch size or the subset of users evaluated: two models
   evaluated with the same seed face exactly the same candidates.
@@ -50,8 +61,10 @@ METRICS = ("recall", "hit", "mrr", "ndcg", "precision")
 DEFAULT_KS = (5, 10, 20)
 SPLITS = ("valid", "test")
 _SPLIT_KEY = {"valid": 0, "test": 1}  # keeps the validation and test negatives independent
-_MODE_RE = re.compile(r"(full)|(uni|pop)([1-9][0-9]*)")
-_MODE_FORMS = "'full', 'uniN' or 'popN' with N a positive integer (e.g. 'uni100', 'pop100')"
+_MODE_RE = re.compile(r"(full)|(uni|pop)([1-9][0-9]*)(-recbole)?")
+_MODE_FORMS = ("'full', 'uniN', 'popN' or 'popN-recbole' with N a positive integer "
+               "(e.g. 'uni100', 'pop100', 'pop100-recbole')")
+POPULARITY_BASES = ("all", "recbole")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,21 +73,26 @@ _MODE_FORMS = "'full', 'uniN' or 'popN' with N a positive integer (e.g. 'uni100'
 
 @dataclass(frozen=True)
 class EvalMode:
-    """A parsed protocol: kind is "full", "uni" or "pop"; n is the number of negatives (0 for full)."""
+    """A parsed protocol: kind is "full", "uni" or "pop"; n is the number of negatives (0 for full);
+    basis is the popularity basis of "pop" ("all" or "recbole", see the module doc)."""
 
     kind: str
     n: int = 0
+    basis: str = "all"
 
     @property
     def sampled(self) -> bool:
         return self.kind != "full"
 
     def __str__(self) -> str:
-        return "full" if self.kind == "full" else f"{self.kind}{self.n}"
+        if self.kind == "full":
+            return "full"
+        return f"{self.kind}{self.n}" + ("-recbole" if self.basis == "recbole" else "")
 
 
 def parse_mode(mode: str | EvalMode) -> EvalMode:
-    """'full' | 'uniN' | 'popN' (lowercase, N >= 1, no spaces); anything else is a ValueError."""
+    """'full' | 'uniN' | 'popN' | 'popN-recbole' (lowercase, N >= 1, no spaces); anything else is a
+    ValueError."""
     if isinstance(mode, EvalMode):
         return mode
     m = _MODE_RE.fullmatch(mode) if isinstance(mode, str) else None
@@ -82,7 +100,12 @@ def parse_mode(mode: str | EvalMode) -> EvalMode:
         raise ValueError(f"unknown evaluation mode {mode!r}; expected {_MODE_FORMS}")
     if m.group(1):
         return EvalMode("full")
-    return EvalMode(m.group(2), int(m.group(3)))
+    if m.group(4) and m.group(2) == "uni":
+        raise ValueError(
+            f"unknown evaluation mode {mode!r}: '-recbole' names a popularity basis and applies to popN "
+            f"only (RecBole's uniform negatives are uniN's); expected {_MODE_FORMS}"
+        )
+    return EvalMode(m.group(2), int(m.group(3)), "recbole" if m.group(4) else "all")
 
 
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
@@ -209,12 +232,25 @@ def split_targets(ds: PreparedDataset, split: str) -> np.ndarray:
     return ds.values[ends - (2 if split == "valid" else 1)].astype(np.int64)
 
 
+def popularity(ds: PreparedDataset, basis: str = "all") -> np.ndarray:
+    """Item popularity [n_items + 1] (int64, 0 at the padding id) on a basis of the module doc:
+    "all" counts every interaction, "recbole" every interaction but each user's first."""
+    if basis not in POPULARITY_BASES:
+        raise ValueError(f"popularity basis must be one of {POPULARITY_BASES}; got {basis!r}")
+    pop = np.asarray(ds.popularity, dtype=np.int64).copy()
+    if basis == "recbole":
+        starts = ds.offsets[:-1].astype(np.int64)[ds.lengths > 0]
+        pop -= np.bincount(ds.values[starts].astype(np.int64), minlength=pop.size)
+    return pop
+
+
 def sample_negatives(ds: PreparedDataset, split: str, mode: str | EvalMode, seed: int = 0) -> np.ndarray:
     """Negatives [n_users, N] (int32 item ids) for a sampled protocol, the same for every model.
 
     Drawn with replacement from 1..n_items, uniformly ("uniN") or in proportion to
-    `ds.popularity` ("popN"); a draw equal to the user's target is redrawn; duplicates are kept
-    here and collapse at ranking time. Deterministic in (seed, split).
+    `popularity(ds, basis)` ("popN": every interaction; "popN-recbole": all but each user's first);
+    a draw equal to the user's target is redrawn; duplicates are kept here and collapse at ranking
+    time. Deterministic in (seed, split).
     """
     m = parse_mode(mode)
     if not m.sampled:
@@ -233,7 +269,7 @@ def sample_negatives(ds: PreparedDataset, split: str, mode: str | EvalMode, seed
             return rng.integers(1, n_items + 1, size=size, dtype=np.int64)
 
     else:
-        pop = np.asarray(ds.popularity, dtype=np.int64)[1:]
+        pop = popularity(ds, m.basis)[1:]
         if (pop < 0).any():
             raise ValueError("item popularity must be non-negative")
         cum = np.cumsum(pop)

@@ -21,6 +21,7 @@ from glintru.evaluate import (
     metrics_from_ranks,
     parse_mode,
     pessimistic_rank,
+    popularity,
     sample_negatives,
     sampled_ranks,
     split_targets,
@@ -126,12 +127,22 @@ def test_parse_mode_accepts_the_three_forms():
     assert not parse_mode("full").sampled
 
 
+def test_parse_mode_carries_the_popularity_basis():
+    assert parse_mode("pop100") == EvalMode("pop", 100, "all")
+    assert parse_mode("pop100-recbole") == EvalMode("pop", 100, "recbole")
+    assert str(parse_mode("pop100-recbole")) == "pop100-recbole" and parse_mode("pop100-recbole").sampled
+    assert parse_mode(str(EvalMode("pop", 7, "recbole"))) == EvalMode("pop", 7, "recbole")
+    with pytest.raises(ValueError, match="'-recbole' names a popularity basis and applies to popN only"):
+        parse_mode("uni100-recbole")
+
+
 @pytest.mark.parametrize(
     "bad", ["", "Full", "FULL", "full0", "pop", "uni", "pop0", "pop007", "uni-5", "pop100 ", " pop100",
-            "top100", "pop1e2", "random100", 100, None]
+            "top100", "pop1e2", "random100", 100, None, "full-recbole", "pop-recbole", "pop100-RecBole",
+            "pop100_recbole", "pop100recbole", "pop100-recbole ", "pop0-recbole", "pop100-all"]
 )
 def test_parse_mode_rejects_everything_else(bad):
-    with pytest.raises(ValueError, match=r"expected 'full', 'uniN' or 'popN'.*'pop100'"):
+    with pytest.raises(ValueError, match=r"expected 'full', 'uniN', 'popN' or 'popN-recbole'.*'pop100'"):
         parse_mode(bad)
 
 
@@ -234,7 +245,7 @@ def test_split_targets(cyclic):
         split_targets(cyclic, "train")
 
 
-@pytest.mark.parametrize("mode", ["uni50", "pop50"])
+@pytest.mark.parametrize("mode", ["uni50", "pop50", "pop50-recbole"])
 def test_negatives_exclude_target_and_are_reproducible(cyclic, mode):
     for split in ("valid", "test"):
         neg = sample_negatives(cyclic, split, mode, seed=3)
@@ -291,6 +302,47 @@ def test_pop_negatives_follow_popularity(tmp_path):
     np.testing.assert_allclose(counts[big], expected[big], rtol=0.06)
 
 
+def test_popularity_bases_hand_computed(tmp_path):
+    ds = _write(tmp_path / "tiny", [[1, 2, 3, 2], [2, 1, 4], [5, 1, 2]], 6)
+    np.testing.assert_array_equal(popularity(ds), [0, 3, 4, 1, 1, 1, 0])
+    np.testing.assert_array_equal(popularity(ds, "all"), ds.popularity)
+    # RecBole's prefix augmentation makes every interaction but a user's first a target row:
+    # the first items 1, 2 and 5 lose one count each, and item 5 (seen only first) drops to 0.
+    np.testing.assert_array_equal(popularity(ds, "recbole"), [0, 2, 3, 1, 1, 0, 0])
+    with pytest.raises(ValueError, match="popularity basis must be one of"):
+        popularity(ds, "targets")
+    for split in ("valid", "test"):
+        recbole = sample_negatives(ds, split, "pop200-recbole", seed=0)
+        assert 5 not in recbole and 6 not in recbole
+        assert 5 in sample_negatives(ds, split, "pop200", seed=0)
+
+
+def test_pop_recbole_negatives_follow_the_recbole_basis(tmp_path):
+    sequences = _skewed_sequences()
+    ds = _write(tmp_path / "skewed", sequences, 12)
+    # Counted here from the raw sequences, without the function under test.
+    pop = np.zeros(13)
+    for s in sequences:
+        for item in s[1:]:
+            pop[item] += 1
+    assert (pop != ds.popularity).any()
+    n = 200
+    neg = sample_negatives(ds, "test", f"pop{n}-recbole", seed=0)
+    counts = np.bincount(neg.ravel(), minlength=13)
+    assert counts[0] == 0 and counts[12] == 0
+    p = pop / pop.sum()
+    expected = np.zeros(13)
+    for t in split_targets(ds, "test"):
+        q = p.copy()
+        q[t] = 0.0
+        expected += n * q / q.sum()
+    big = expected > 1000
+    assert big.sum() >= 5
+    np.testing.assert_allclose(counts[big], expected[big], rtol=0.06)
+    # Same seed, other basis: other negatives (the same stream mapped through other weights).
+    assert (sample_negatives(ds, "test", f"pop{n}", seed=0) != neg).mean() > 0.01
+
+
 def test_uni_negatives_are_uniform(cyclic):
     neg = sample_negatives(cyclic, "test", "uni500", seed=0)
     counts = np.bincount(neg.ravel(), minlength=N_ITEMS + 1)[1:]
@@ -302,7 +354,7 @@ def test_uni_negatives_are_uniform(cyclic):
 # --- evaluate() end to end ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["full", "uni20", "pop20"])
+@pytest.mark.parametrize("mode", ["full", "uni20", "pop20", "pop20-recbole"])
 def test_oracle_scores_perfectly(cyclic, mode):
     model = Oracle(N_ITEMS)
     model.train()
@@ -375,7 +427,7 @@ def test_nan_model_warns_and_misses(cyclic):
     assert res.metrics["hit@10"] == 0.0
 
 
-@pytest.mark.parametrize("mode", ["pop20", "uni20", "full"])
+@pytest.mark.parametrize("mode", ["pop20", "pop20-recbole", "uni20", "full"])
 def test_same_seed_same_candidates_any_batch_size(cyclic, mode):
     model = MeanEmbedding(N_ITEMS)
     small = evaluate(model, cyclic, "test", mode=mode, batch_size=3, seed=5)
@@ -395,7 +447,7 @@ def test_evaluate_argument_errors(cyclic):
     model = Oracle(N_ITEMS)
     with pytest.raises(ValueError, match="split must be one of"):
         evaluate(model, cyclic, "train")
-    with pytest.raises(ValueError, match="expected 'full', 'uniN' or 'popN'"):
+    with pytest.raises(ValueError, match="expected 'full', 'uniN', 'popN' or 'popN-recbole'"):
         evaluate(model, cyclic, "test", mode="pop-100")
     with pytest.raises(ValueError, match="users must be a non-empty set"):
         evaluate(model, cyclic, "test", users=[cyclic.n_users])
