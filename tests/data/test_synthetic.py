@@ -1,4 +1,5 @@
-"""Synthetic generator: determinism by seed, sizes, and sequential structure a model can learn."""
+"""Synthetic generator: determinism by seed, sizes, sequential structure a model can learn, and logs
+shaped like the paper's datasets (`--like`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import pytest
 
 from glintru.data.dataset import load_dataset
 from glintru.data.prepare import prepare_table
-from glintru.data.synthetic import SyntheticConfig, generate, generate_interactions, simulate
+from glintru.data.synthetic import (
+    SHAPES,
+    SyntheticConfig,
+    generate,
+    generate_interactions,
+    generate_like,
+    heavy_tailed_lengths,
+    simulate,
+)
 
 
 def hit_rates(values: np.ndarray, offsets: np.ndarray, n_items: int, k: int = 10) -> tuple[float, float]:
@@ -115,3 +124,59 @@ def test_invalid_sizes():
         simulate(SyntheticConfig(avg_length=2))
     with pytest.raises(ValueError, match="n_items >= 2"):
         simulate(SyntheticConfig(n_items=1))
+
+
+def test_heavy_tailed_lengths_hit_the_exact_total_within_bounds():
+    cfg = SyntheticConfig(n_users=5000, n_items=100, avg_length=12.3, min_length=5, length_tail=2.3,
+                          max_seq_length=150, n_interactions=61_537)
+    lengths = heavy_tailed_lengths(np.random.default_rng(0), cfg)
+    assert lengths.sum() == 61_537 and lengths.min() == 5 and lengths.max() <= 150
+    assert np.median(lengths) < 0.75 * lengths.mean()  # skewed: the mean is pulled up by a long tail
+    assert np.percentile(lengths, 99) > 4 * np.median(lengths)
+
+
+def test_like_beauty_has_table1_counts_and_a_beauty_like_length_distribution(tmp_path):
+    ds = load_dataset(generate_like(tmp_path / "beauty", "beauty"))
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (22_363, 12_101, 198_502)
+    assert ds.name == "synthetic-beauty" and ds.meta["params"]["length_tail"] == SHAPES["beauty"].tail
+    lengths = ds.lengths
+    # real Beauty 5-core: min 5, median 6, 75th/90th/99th percentiles 9/14/43, max 204, 32% at 5
+    assert lengths.min() == 5 and lengths.max() <= 204 and np.median(lengths) == 6
+    assert 8 <= np.percentile(lengths, 75) <= 10 and 12 <= np.percentile(lengths, 90) <= 16
+    assert 35 <= np.percentile(lengths, 99) <= 55 and 0.27 < (lengths == 5).mean() < 0.37
+    assert ds.values.max() <= 12_101
+
+
+def test_like_ml1m_scaled_keeps_mean_and_minimum_length(tmp_path):
+    ds = load_dataset(generate_like(tmp_path / "ml", "ml-1m", scale=0.05, seed=2))
+    assert ds.n_users == 302 and ds.n_items == 185 and ds.n_interactions == 50_010
+    assert ds.lengths.min() == 20 and ds.lengths.max() <= 2314
+    assert abs(ds.lengths.mean() - 165.6) < 0.1 and np.median(ds.lengths) < 130  # ML-1M: median 96
+    with pytest.raises(ValueError, match="unknown shape"):
+        generate_like(tmp_path / "x", "netflix")
+    with pytest.raises(ValueError, match="scale must lie"):
+        generate_like(tmp_path / "x", "beauty", scale=2)
+
+
+def test_cli_synthetic_like(tmp_path, capsys):
+    from glintru.cli import main
+
+    assert main(["synthetic", "--like", "video-games", "--scale", "0.02", "--out", str(tmp_path / "vg")]) == 0
+    assert "synthetic-video-games-x0.02" in capsys.readouterr().out
+    ds = load_dataset(tmp_path / "vg")
+    assert ds.n_users == 486 and ds.lengths.min() == 5 and ds.n_interactions == 4636
+    with pytest.raises(SystemExit, match="sets the sizes itself; drop --users"):
+        main(["synthetic", "--like", "beauty", "--users", "10", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="--scale applies to --like"):
+        main(["synthetic", "--scale", "0.5", "--out", str(tmp_path / "b")])
+    assert main(["synthetic", "--users", "30", "--items", "20", "--out", str(tmp_path / "plain")]) == 0
+    assert load_dataset(tmp_path / "plain").n_users == 30
+
+
+def test_invalid_length_options():
+    with pytest.raises(ValueError, match="need heavy-tailed lengths"):
+        simulate(SyntheticConfig(n_interactions=100))
+    with pytest.raises(ValueError, match="length_tail must be > 1"):
+        simulate(SyntheticConfig(length_tail=1.0))
+    with pytest.raises(ValueError, match="cannot give 10 users lengths in 5..8"):
+        simulate(SyntheticConfig(n_users=10, avg_length=9, min_length=5, length_tail=2, max_seq_length=8))
