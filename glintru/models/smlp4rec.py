@@ -3,6 +3,7 @@ tensor [features, positions, channels] along all three axes in parallel."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,12 +13,22 @@ from torch import nn
 
 from glintru.models.base import ModelConfig, SequentialRecommender
 
+MISSING_FEATURES_WARNING = (
+    "SMLP4Rec: the dataset has no item side features, so it runs on item ids only (the feature "
+    "axis holds the id alone), which is not the published feature-rich model. Missing: the item "
+    "features SMLP4Rec's public code mixes, genre and title ('class' and 'movie_title' there; "
+    "'genre' and 'title' from MovieLens movies.dat/u.item), or 'category' and 'brand' from Amazon "
+    "metadata. Prepare the dataset with its item file (glintru prepare --items FILE), or set "
+    "use_features=False to run on ids deliberately."
+)
+
 
 @dataclass
 class SMLP4RecConfig(ModelConfig):
     """expansion_factor: inner width of every mixing MLP relative to its axis (1, as the paper's
     Appendix B sets it). use_features: embed the dataset's item side features as extra slots of
-    the feature axis; without them (or with none in the data) the axis holds the id alone."""
+    the feature axis. With use_features=True and no features in the data the model warns (see
+    SMLP4Rec) and the axis holds the id alone; use_features=False runs on ids alone, silently."""
 
     expansion_factor: int = 1
     use_features: bool = True
@@ -115,6 +126,12 @@ class SMLP4Rec(SequentialRecommender):
       its own weights (Table 5's 2 layers).
     - Features are pooled once per item (mean over its tokens, token 0 ignored), the RecBole
       "mean" pooling the public code configures.
+    - Missing features. SMLP4Rec is a feature-rich model: its public code (RecBole's
+      SMLPRECML.yaml) selects the item features 'class' and 'movie_title', i.e. genre and title,
+      which this platform's readers call 'genre' and 'title' (MovieLens movies.dat / u.item); the
+      Amazon metadata readers give 'category' and 'brand'. Built with use_features=True on a dataset
+      without item features, the model warns (UserWarning, naming those features and how to add
+      them) instead of silently becoming an id-only model that would not be the paper's baseline.
     """
 
     config_class = SMLP4RecConfig
@@ -125,6 +142,8 @@ class SMLP4Rec(SequentialRecommender):
         d = config.hidden_size
         self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
         features = item_features if config.use_features and item_features else {}
+        if config.use_features and not features:
+            warnings.warn(MISSING_FEATURES_WARNING, UserWarning, stacklevel=2)
         for name, (tokens, _vocab) in features.items():
             if np.asarray(tokens).shape[0] != n_items + 1:
                 raise ValueError(f"feature {name!r} has {np.asarray(tokens).shape[0]} rows; expected "

@@ -1,7 +1,9 @@
-"""SMLP4Rec: contract, side features (used, pooled, optional), padding invariance at any padded
-length, truncation, determinism, save/load, learning, presets."""
+"""SMLP4Rec: contract, side features (used, pooled, optional, warned about when missing), padding
+invariance at any padded length, truncation, determinism, save/load, learning, presets."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -91,12 +93,33 @@ def test_feature_pooling_ignores_padding_tokens():
 
 def test_runs_without_features():
     seq, lengths = histories(20)
-    bare = model(feats=None).eval()
+    with pytest.warns(UserWarning, match="no item side features"):
+        bare = model(feats=None).eval()
     off = model(use_features=False).eval()  # features supplied but switched off
     assert len(bare.features) == 0 and bare.layers[0].feature.fc1.weight.shape == (1, 1)
     torch.testing.assert_close(bare(seq, lengths), off(seq, lengths))
     long, _ = histories(200)
     torch.testing.assert_close(bare(seq, lengths), bare(long, lengths))
+
+
+@pytest.mark.parametrize("feats", [None, {}])
+def test_warns_naming_the_missing_features(feats):
+    with pytest.warns(UserWarning) as record:
+        model(feats=feats)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.startswith("SMLP4Rec: the dataset has no item side features, so it runs on item ids only")
+    for name in ("'class'", "'movie_title'", "'genre'", "'title'", "'category'", "'brand'", "use_features=False"):
+        assert name in message
+    assert record[0].filename == __file__  # points at the caller's line (model() here)
+
+
+def test_no_warning_with_features_or_ids_chosen():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model()
+        model(feats=None, use_features=False)
+        model(use_features=False)
 
 
 def test_rejects_bad_features():
@@ -118,7 +141,8 @@ def test_state_dict_round_trip():
 
 def test_learns_strided_cycles_better_than_popularity():
     def make_model(n_items):
-        return SMLP4Rec(SMLP4RecConfig.from_preset(None, hidden_size=32, max_length=9, dropout=0.0), n_items)
+        cfg = SMLP4RecConfig.from_preset(None, hidden_size=32, max_length=9, dropout=0.0, use_features=False)
+        return SMLP4Rec(cfg, n_items)
 
     assert_learns_strided_cycles(make_model, n_items=30)
 
