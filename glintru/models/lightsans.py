@@ -19,6 +19,25 @@ Choices (the paper and RecBole's version, written by the paper's authors, differ
   followed by LayerNorm and dropout; post-LayerNorm blocks with a GELU FFN, tied output;
 - both attentions are non-causal over the history, as in RecBole; nothing leaks
   because the representation is read at the last real position.
+
+`attention="recbole"` computes what RecBole 1.2.1 computes instead (recbole/model/layers.py,
+ItemToInterestAggregation and LightMultiHeadAttention.forward, lines 640-755; the same in v1.0-v1.2),
+for rerunning the paper's LightSANs baseline:
+- nothing is masked: every position of the row, padding included, enters the interest pooling, the
+  item-to-interest attention and the position attention. RecBole pads every row to max_length,
+  so this variant pads its input to max_length too (the batch's own width then cannot change a
+  result, and the cost is that of full-width rows);
+- the padding id's embedding row keeps its N(0, initializer_range) draw, as RecBole's init
+  overwrites the zero row that padding_idx starts with (padding_idx then keeps it frozen); the
+  padded positions carry that fixed vector, after the embedding LayerNorm, into the attention;
+- both attention maps are normalised over the sequence axis of the queries (softmax over dim -2):
+  item-to-interest weights sum to one over the positions for each interest, position weights sum
+  to one over the query positions for each key position; a real position's weights therefore
+  depend on how many padded positions share the normaliser;
+- the position logits are scaled twice: by 1/sqrt(2 d_head) on the queries and once more by
+  1/sqrt(d_head), i.e. P_q P_k^T / (sqrt(2) d_head);
+- the last layer runs at every position (the query-axis softmax needs them all) and the
+  representation is read at the last real position, as RecBole's gather_indexes does.
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from glintru.models.base import ModelConfig, padding_mask
@@ -48,7 +68,9 @@ class LightSANsConfig(TransformerConfig):
     """LightSANs hyperparameters: Table 5 plus k_interests = 5 (Appendix B)."""
 
     k_interests: int = 5
+    attention: str = "masked"
 
+    ATTENTIONS: ClassVar[tuple[str, ...]] = ("masked", "recbole")
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         name: {**values, "k_interests": 5} for name, values in TransformerConfig.PRESETS.items()
     }
@@ -57,26 +79,36 @@ class LightSANsConfig(TransformerConfig):
         super().validate()
         if self.k_interests <= 0:
             raise ValueError(f"k_interests must be positive; got {self.k_interests}")
+        if self.attention not in self.ATTENTIONS:
+            raise ValueError(f"attention must be one of {', '.join(self.ATTENTIONS)}; got {self.attention!r}")
 
 
 class InterestAggregation(nn.Module):
-    """Pools [B, N, d] into k interests [B, k, d] with a softmax over the real positions."""
+    """Pools [B, N, d] into k interests [B, k, d] with a softmax over the real positions (over
+    every position when mask is None, as RecBole does)."""
 
     def __init__(self, hidden_size: int, k_interests: int):
         super().__init__()
         self.theta = nn.Parameter(torch.randn(hidden_size, k_interests))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = (x @ self.theta).masked_fill(~mask.unsqueeze(-1), float("-inf"))  # [B, N, k]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        logits = x @ self.theta  # [B, N, k]
+        if mask is not None:
+            logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         return logits.softmax(dim=1).transpose(1, 2) @ x
 
 
 class LowRankAttention(nn.Module):
-    """Item-to-interest attention plus decoupled position attention (before residual and norm)."""
+    """Item-to-interest attention plus decoupled position attention (before residual and norm).
 
-    def __init__(self, hidden_size: int, num_heads: int, k_interests: int, dropout: float, eps: float):
+    recbole=True: RecBole's unmasked, query-axis-normalised form (see the module doc).
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, k_interests: int, dropout: float, eps: float,
+                 recbole: bool = False):
         super().__init__()
         self.h = num_heads
+        self.recbole = recbole
         self.item_scale = 1.0 / math.sqrt(hidden_size // num_heads)
         self.attn_dropout = nn.Dropout(dropout)
         self.query = nn.Linear(hidden_size, hidden_size)
@@ -88,15 +120,29 @@ class LowRankAttention(nn.Module):
         self.pos_query = nn.Linear(hidden_size, hidden_size)
         self.pos_key = nn.Linear(hidden_size, hidden_size)
         self.pos_scale = 1.0 / math.sqrt(2 * hidden_size // num_heads)
+        if recbole:
+            self.pos_scale /= math.sqrt(hidden_size // num_heads)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
     def position_probs(self, pos: torch.Tensor) -> torch.Tensor:
-        """Position-to-position attention [h, N, N] over all N positions (batch independent)."""
+        """Position-to-position attention [h, N, N] over all N positions (batch independent):
+        normalised over the keys, or over the queries with recbole=True."""
         p = self.pos_norm(pos).unsqueeze(0)  # [1, N, d]
         q = split_heads(self.pos_query(p), self.h)[0]
         k = split_heads(self.pos_key(p), self.h)[0]
-        return ((q @ k.transpose(-2, -1)) * self.pos_scale).softmax(dim=-1)
+        return ((q @ k.transpose(-2, -1)) * self.pos_scale).softmax(dim=-2 if self.recbole else -1)
+
+    def forward_recbole(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """RecBole's form over every position of x [B, N, d]: no mask, query-axis softmaxes."""
+        q = split_heads(self.query(x), self.h)  # [B, h, N, dh]
+        values = self.value(x)
+        k = split_heads(self.key_pool(self.key(x), None), self.h)  # [B, h, k, dh]
+        v = split_heads(self.value_pool(values, None), self.h)
+        weights = ((q @ k.transpose(-2, -1)) * self.item_scale).softmax(dim=-2)  # [B, h, N, k]
+        item = self.attn_dropout(weights) @ v
+        position = self.position_probs(pos) @ split_heads(values, self.h)  # [h, N, N] @ [B, h, N, dh]
+        return self.dropout(self.dense(merge_heads(item + position)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
                 index: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,6 +150,9 @@ class LowRankAttention(nn.Module):
 
         Returns [B, N, d], or [B, d] with index[B]: only x[b, index[b]] is queried.
         """
+        if self.recbole:
+            out = self.forward_recbole(x, pos)
+            return out if index is None else gather_at(out, index)
         xq = x if index is None else gather_at(x, index).unsqueeze(1)
         q = split_heads(self.query(xq), self.h)  # [B, h, n, dh]
         values = self.value(x)
@@ -143,20 +192,31 @@ class LightSANs(TransformerRecommender):
         d = config.hidden_size
         self.layers = nn.ModuleList(
             TransformerLayer(LowRankAttention(d, config.num_heads, config.k_interests, config.dropout,
-                                              config.layer_norm_eps),
+                                              config.layer_norm_eps, recbole=config.attention == "recbole"),
                              d, config.inner_size, config.dropout, config.layer_norm_eps)
             for _ in range(config.num_layers)
         )
         init_weights(self, config.initializer_range)
+        if config.attention == "recbole":
+            with torch.no_grad():  # RecBole's init leaves the padding row drawn, not zero
+                self.item_embedding.weight[0].normal_(0.0, config.initializer_range)
 
     def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
                index: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states [B, L, d] (real positions depend on real items only), or [B, d] at index."""
+        """Hidden states [B, L, d] (real positions depend on real items only), or [B, d] at index.
+
+        With attention="recbole" every row is first padded to max_length, and real positions do
+        depend on that padding (RecBole masks nothing); the result keeps the input's width.
+        """
         self.check_width(item_seq)
+        width = item_seq.size(1)
+        if self.config.attention == "recbole":
+            item_seq = F.pad(item_seq, (0, self.config.max_length - width))
         mask = padding_mask(item_seq)
         pos = self.positions(item_seq.size(1))
         x = self.embed(item_seq, with_positions=False)
         *body, last = self.layers
         for layer in body:
             x = layer(x, mask, pos)
-        return last(x, mask, pos, index=index)
+        out = last(x, mask, pos, index=index)
+        return out if index is not None else out[:, :width]
