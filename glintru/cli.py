@@ -1,4 +1,4 @@
-"""`glintru prepare | synthetic | stats | train | evaluate`: the command line over the library."""
+"""`glintru datasets | download | prepare | synthetic | stats | train | evaluate`: the library's command line."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from glintru.data.registry import DATASETS  # the dataset registry: choices follow it
 from glintru.data.sources import FORMATS  # the format registry: choices follow it
 from glintru.data.synthetic import SHAPES  # the --like shapes registry
 from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
@@ -43,10 +44,67 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from glintru.data.prepare import prepare
     from glintru.data.sources import parse_columns
 
-    out = prepare(args.format, args.input, args.out, items_path=args.items, min_rating=args.min_rating,
-                  k_core=args.k_core, duplicates=args.duplicates, columns=parse_columns(args.columns),
-                  name=args.name, overwrite=args.overwrite)
-    return _print_stats(out, as_json=False)
+    if args.dataset is None:
+        if args.format is None:
+            raise SystemExit("error: prepare needs --format FORMAT or --dataset NAME (see `glintru datasets`)")
+        out = prepare(args.format, args.input, args.out, items_path=args.items, min_rating=args.min_rating,
+                      k_core=args.k_core, duplicates=args.duplicates or "first",
+                      columns=parse_columns(args.columns), name=args.name, overwrite=args.overwrite)
+        return _print_stats(out, as_json=False)
+
+    from glintru.data.dataset import load_dataset
+    from glintru.data.registry import compare_counts, get_dataset
+
+    spec = get_dataset(args.dataset)
+    if args.format is not None and args.format != spec.format:
+        raise SystemExit(f"error: dataset {spec.name} is registered as --format {spec.format}, not {args.format}; "
+                         "drop --format")
+    # explicit options override the registered recipe; the counts comparison then says so
+    recipe = {"min_rating": spec.recipe.min_rating, "k_core": spec.recipe.k_core, "duplicates": spec.recipe.duplicates}
+    given = {"min_rating": args.min_rating, "k_core": args.k_core, "duplicates": args.duplicates}
+    changed = {k: v for k, v in given.items() if v is not None and v != recipe[k]}
+    recipe.update(changed)
+    input_file = spec.input_path(args.input)
+    items = args.items if args.items is not None else spec.items_path(input_file)
+    out = prepare(spec.format, input_file, args.out, items_path=items, columns=parse_columns(args.columns),
+                  name=args.name or spec.name, overwrite=args.overwrite, **recipe)
+    _print_stats(out, as_json=False)
+    match, message = compare_counts(spec, load_dataset(out).meta["stats"])
+    if changed:
+        message += " (registered recipe changed: " + ", ".join(f"{k}={v}" for k, v in changed.items()) + ")"
+    if match is False:
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        print(message)
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from glintru.data.registry import DATASETS, format_table, get_dataset
+
+    specs = DATASETS if args.name is None else {args.name: get_dataset(args.name)}
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs.values()], indent=2))
+    else:
+        print(format_table(specs))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from glintru.data.download import download
+    from glintru.data.registry import get_dataset
+
+    spec = get_dataset(args.name)
+    out = Path(args.out)
+    results = download(spec, out, base_url=args.base_url, items=not args.no_items, progress=not args.quiet,
+                       attempts=args.attempts, timeout=args.timeout,
+                       say=lambda text: print(text, file=sys.stderr))
+    for r in results:
+        state = "already present" if r.reused else "downloaded"
+        check = "sha256 verified" if r.verified else f"sha256 {r.sha256} (no registered checksum to verify)"
+        print(f"{r.path}: {state}, {r.bytes:,} bytes, {check}")
+    print(f"prepare it: glintru prepare --dataset {spec.name} --input {out / spec.input} --out DIR")
+    return 0
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
@@ -164,18 +222,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("prepare", help="read a raw interaction log and write a prepared dataset")
-    pp.add_argument("--format", required=True, choices=FORMATS)
-    pp.add_argument("--input", required=True, help="ratings/reviews/.inter/sequence file")
+    pp.add_argument("--format", choices=FORMATS, help="the input's format (not needed with --dataset)")
+    pp.add_argument("--dataset", choices=list(DATASETS), metavar="NAME",
+                    help="a registered dataset (`glintru datasets`): its format and the paper's recipe, "
+                         "and a check of the result against its published counts")
+    pp.add_argument("--input", required=True,
+                    help="ratings/reviews/.inter/sequence file (with --dataset also the download directory)")
     pp.add_argument("--items", help="item metadata (ML-1M movies.dat, Amazon meta JSON) for side features")
     pp.add_argument("--min-rating", type=float, help="keep interactions with rating >= R")
     pp.add_argument("--k-core", type=int, help="iteratively keep users and items with >= K interactions")
-    pp.add_argument("--duplicates", choices=("first", "last", "keep"), default="first",
+    pp.add_argument("--duplicates", choices=("first", "last", "keep"),
                     help="repeated (user, item) pairs: keep the first, the last, or all (default first)")
     pp.add_argument("--columns", help="for --format csv: role=column pairs, e.g. user=uid,item=iid,time=ts")
     pp.add_argument("--name", help="dataset name recorded in meta.json (default: from the input path, e.g. ml-1m)")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     pp.add_argument("--out", required=True)
     pp.set_defaults(func=cmd_prepare)
+
+    pl = sub.add_parser("datasets", help="list the registered public datasets (addresses, recipes, counts)")
+    pl.add_argument("name", nargs="?", choices=list(DATASETS), metavar="NAME", help="show one dataset only")
+    pl.add_argument("--json", action="store_true", help="the registry entries as JSON")
+    pl.set_defaults(func=cmd_datasets)
+
+    pd_ = sub.add_parser("download", help="download a registered dataset's files (resumable, verified)")
+    pd_.add_argument("name", choices=list(DATASETS), metavar="NAME", help="a name from `glintru datasets`")
+    pd_.add_argument("--out", required=True, help="directory for the downloaded (and unzipped) files")
+    pd_.add_argument("--base-url", help="fetch the same file names from this address instead (a mirror)")
+    pd_.add_argument("--no-items", action="store_true", help="skip the item metadata files")
+    pd_.add_argument("--attempts", type=int, default=4, help="tries per file when the connection breaks")
+    pd_.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try fails")
+    pd_.add_argument("--quiet", action="store_true", help="no progress bar")
+    pd_.set_defaults(func=cmd_download)
 
     ps = sub.add_parser("synthetic", help="generate a synthetic dataset with sequential structure")
     ps.add_argument("--like", choices=list(SHAPES),

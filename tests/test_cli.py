@@ -75,3 +75,40 @@ def test_module_entry_point_help():
     for flag in ("--data", "--model", "--preset", "--set", "--epochs", "--patience", "--eval-mode",
                  "--seed", "--device", "--out"):
         assert flag in out
+
+
+def _ratings_dat(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u}::{i}::{1 + (u * i) % 5}::{100 * u + i}\n" for u in range(1, 7) for i in range(1, 7)))
+    return path
+
+
+def test_prepare_with_a_format_still_works(tmp_path, capsys):
+    ratings = _ratings_dat(tmp_path / "toy" / "ratings.dat")
+    assert main(["prepare", "--format", "movielens", "--input", str(ratings), "--min-rating", "3",
+                 "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    meta = json.loads((tmp_path / "p" / "meta.json").read_text())
+    assert meta["params"]["duplicates"] == "first" and meta["params"]["min_rating"] == 3.0
+    assert f"interactions  {meta['stats']['interactions']:,}" in out and "registered counts" not in out
+
+
+def test_prepare_needs_a_format_or_a_dataset(tmp_path, capsys):
+    ratings = _ratings_dat(tmp_path / "toy" / "ratings.dat")
+    with pytest.raises(SystemExit, match="needs --format FORMAT or --dataset NAME"):
+        main(["prepare", "--input", str(ratings), "--out", str(tmp_path / "p")])
+    with pytest.raises(SystemExit, match="registered as --format movielens, not csv"):
+        main(["prepare", "--dataset", "ml-1m", "--format", "csv", "--input", str(ratings), "--out", str(tmp_path / "p")])
+    assert not (tmp_path / "p").exists()
+
+
+def test_prepare_dataset_with_a_changed_recipe_says_so(tmp_path, capsys):
+    ratings = _ratings_dat(tmp_path / "ml-1m" / "ratings.dat")
+    assert main(["prepare", "--dataset", "ml-1m", "--input", str(tmp_path), "--k-core", "2",
+                 "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: ml-1m: prepared counts differ from the registered counts (GLINT-RU paper, Table 1): "
+            "users 6 (expected 6,040); items 6 (expected 3,706); interactions 36 (expected 1,000,209) "
+            "(registered recipe changed: k_core=2)") in err
+    meta = json.loads((tmp_path / "p" / "meta.json").read_text())
+    assert meta["name"] == "ml-1m" and meta["params"]["k_core"] == 2 and meta["source"]["files"][0]["name"] == ratings.name
