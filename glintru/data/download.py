@@ -86,9 +86,11 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, say: Call
                 return
             part.unlink()
             raise _Interrupted(f"the server cannot resume at byte {offset:,}; starting over") from None
+        if exc.code >= 500:  # the server's trouble, often passing
+            raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from None
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the address "
                             "(or pass --base-url for a mirror)") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise _Interrupted(f"cannot connect ({reason})") from None
 

@@ -35,6 +35,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.ranges = True
         self.drops = 0
+        self.failures = 0  # answer the next requests with 503
         self.cut = 0
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.sent = 0  # body bytes written
@@ -47,6 +48,10 @@ class FileServer:
             def do_GET(self):
                 owner.requests.append((self.path, self.headers.get("Range")))
                 data = owner.files.get(self.path)
+                if owner.failures > 0:
+                    owner.failures -= 1
+                    self.send_error(503, "Service Unavailable")
+                    return
                 if data is None:
                     self.send_error(404, "Not Found")
                     return
@@ -177,6 +182,17 @@ def test_http_404_is_one_clear_error_and_writes_nothing(server, tmp_path):
         fetch(f"{server.url}/missing.bin", tmp_path / "missing.bin", **quick())
     assert listing(tmp_path) == []
     assert len(server.requests) == 1  # a 404 is final, not retried
+
+
+def test_server_errors_are_retried_then_reported(server, tmp_path):
+    server.files["/data.bin"] = PAYLOAD
+    server.failures = 1
+    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", attempts=2, **quick())
+    assert (tmp_path / "data.bin").read_bytes() == PAYLOAD and len(server.requests) == 2
+    server.failures = 2
+    with pytest.raises(DownloadError, match=r"other.bin: download failed after 2 attempts: HTTP 503 Service Unavailable"):
+        fetch(f"{server.url}/other.bin", tmp_path / "other.bin", attempts=2, **quick())
+    assert listing(tmp_path) == ["data.bin"]
 
 
 def test_checksum_mismatch_removes_the_download(server, tmp_path):
