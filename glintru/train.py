@@ -2,6 +2,10 @@
 
 Cross-entropy over all items, Adam, validation every epoch, early stopping on validation
 NDCG@10, best weights kept, test evaluated once at the end, resumable checkpoints.
+An epoch runs one of three pipelines over the same targets: one-pass (each user's history
+encoded once, a loss at every target position; models where that is exact), length-bucketed
+per-prefix batches, or random per-prefix batches. `build_train_loader` and `train_epoch` are the
+epoch-level pieces, also used by the benchmarks.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from glintru.data.batches import BatchLoader, split_inputs
+from glintru.data.batches import Batch, BatchLoader, split_inputs
 from glintru.data.dataset import PreparedDataset, load_dataset
+from glintru.data.sequences import SequenceBatch, SequenceLoader
 from glintru.evaluate import evaluate, write_per_user
 from glintru.models import build_model, get_model_class, resolve_config
+from glintru.models.base import ModelConfig, SequentialRecommender
 
 SELECTION_METRIC = "ndcg@10"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -47,6 +53,11 @@ class TrainConfig:
     ks: tuple[int, ...] = (5, 10, 20)
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
     grad_clip: float | None = None
+    bucketing: bool = True      # per-prefix batches grouped by prefix length (False: random batches)
+    # One pass per user history, a loss at every target: None = where the model makes it exact,
+    # True = required (an error names why where it is not exact), False = per-prefix batches.
+    # Dropout masks are then drawn once per history rather than once per prefix.
+    one_pass: bool | None = None
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -61,6 +72,17 @@ class TrainConfig:
             raise ValueError("lr, batch_size and eval_batch_size must be positive")
         if 10 not in self.ks:
             raise ValueError(f"ks must contain 10 (early stopping uses {SELECTION_METRIC}); got {self.ks}")
+
+
+@dataclass
+class EpochStats:
+    """What one training epoch did: mean loss per target, wall time and the work it took."""
+
+    train_loss: float
+    seconds: float
+    steps: int
+    targets: int               # training targets (samples) this rank saw
+    mean_padded_width: float   # batch width (padded sequence length) averaged over steps
 
 
 @dataclass
@@ -194,6 +216,89 @@ def measure_inference_ms(model: torch.nn.Module, ds: PreparedDataset, max_length
     return statistics.median(times)
 
 
+def use_one_pass(model: SequentialRecommender, cfg: TrainConfig) -> bool:
+    """Whether to train one-pass: cfg.one_pass, with None meaning "where it is exact"."""
+    if cfg.one_pass is None:
+        return model.one_pass_support() is None
+    if cfg.one_pass:
+        model.require_one_pass()  # never silently approximated
+    return bool(cfg.one_pass)
+
+
+def build_train_loader(ds: PreparedDataset, model: SequentialRecommender, model_cfg: ModelConfig,
+                       cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> SequenceLoader | BatchLoader:
+    """The epoch's batches for this rank: one-pass rows where enabled, else per-prefix batches."""
+    if use_one_pass(model, cfg):
+        return SequenceLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed,
+                              rank=rank, world_size=world_size)
+    return BatchLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed, rank=rank,
+                       world_size=world_size, bucketing=cfg.bucketing)
+
+
+def pipeline_name(loader: SequenceLoader | BatchLoader) -> str:
+    if isinstance(loader, SequenceLoader):
+        return "one-pass"
+    return "bucketed" if getattr(loader, "bucketing", False) else "random"
+
+
+class LossModule(torch.nn.Module):
+    """The training loss as a module's forward (DDP's gradient hooks fire only through it):
+    2-d targets are one-pass rows (a loss at every target position), 1-d ones per-prefix samples.
+    The mean is over targets either way."""
+
+    def __init__(self, model: SequentialRecommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.dim() == 2:
+            return self.model.sequence_loss(item_seq, lengths, targets)
+        return self.model.loss(item_seq, lengths, targets)
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device):
+    return (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
+            else torch.autocast("cpu", enabled=False))
+
+
+def train_epoch(net: torch.nn.Module, loader: SequenceLoader | BatchLoader, optimizer: torch.optim.Optimizer,
+                cfg: TrainConfig, device: torch.device, epoch: int, *, bar=None) -> EpochStats:
+    """One epoch of optimiser steps. `net` is a model (wrapped in a LossModule here), a
+    LossModule, or a DDP-wrapped LossModule. The caller sets train mode."""
+    if isinstance(net, SequentialRecommender):
+        net = LossModule(net)
+    loader.set_epoch(epoch)
+    autocast = autocast_context(cfg, device)
+    t0 = time.perf_counter()
+    total_loss, n_seen, steps, width = 0.0, 0, 0, 0
+    for step, batch in enumerate(loader):
+        batch = batch.to(device, non_blocking=True)
+        with autocast:
+            loss = net(batch.item_seq, batch.lengths, batch.targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {epoch}, step {step} "
+                f"(lr={cfg.lr}); lower the learning rate or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        optimizer.step()
+        n = len(batch)  # targets: rows' target positions, or per-prefix samples
+        total_loss += loss.item() * n
+        n_seen += n
+        steps += 1
+        width += batch.item_seq.size(1)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total_loss / n_seen:.4f}",
+                            samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return EpochStats(train_loss=total_loss / max(n_seen, 1), seconds=time.perf_counter() - t0,
+                      steps=steps, targets=n_seen, mean_padded_width=width / max(steps, 1))
+
+
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
@@ -243,8 +348,8 @@ def train(
     features = ds.item_features() if ds.feature_names else None
     model = build_model(model_name, ds.n_items, model_cfg, item_features=features).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = BatchLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed,
-                         rank=rank, world_size=world_size)
+    loader = build_train_loader(ds, model, model_cfg, cfg, rank, world_size)
+    pipeline = pipeline_name(loader)
 
     run_config = {
         "model": model_name,
@@ -254,6 +359,7 @@ def train(
         "dataset": {"path": str(ds.path) if ds.path else None, "name": ds.name,
                     "stats": ds.meta.get("stats", {})},
         "world_size": world_size,
+        "pipeline": pipeline,
     }
     if is_main:
         _write_json(out / "config.json", run_config)
@@ -277,13 +383,11 @@ def train(
         torch.set_rng_state(state["torch_rng"])
 
     # DDP's gradient hooks fire only through the wrapper's forward, so the loss is that forward.
-    net: torch.nn.Module = _LossModule(model)
+    net: torch.nn.Module = LossModule(model)
     if world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -295,32 +399,10 @@ def train(
         model.train()
         loader.set_epoch(epoch)
         bar = _progress(len(loader), f"{model_name} epoch {epoch}", progress and is_main)
-        t0 = time.perf_counter()
-        total_loss, n_seen = 0.0, 0
-        for step, batch in enumerate(loader):
-            batch = batch.to(device, non_blocking=True)
-            with autocast:
-                loss = net(batch.item_seq, batch.lengths, batch.targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {epoch}, step {step} "
-                    f"(lr={cfg.lr}); lower the learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
-            n_seen += len(batch)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{total_loss / n_seen:.4f}",
-                                samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+        stats = train_epoch(net, loader, optimizer, cfg, device, epoch, bar=bar)
         if bar is not None:
             bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
+        seconds = stats.seconds
 
         valid = evaluate(model, ds, "valid", mode=cfg.eval_mode, ks=cfg.ks,
                          batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed).metrics
@@ -330,9 +412,11 @@ def train(
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
-        train_loss = total_loss / max(n_seen, 1)
+        train_loss = stats.train_loss
         history.append({"epoch": epoch, "train_loss": train_loss, "valid": valid, "seconds": seconds,
-                        "samples_per_second": n_seen * world_size / seconds})
+                        "samples_per_second": stats.targets * world_size / seconds,
+                        "pipeline": pipeline, "steps": stats.steps,
+                        "mean_padded_width": stats.mean_padded_width})
         ckpt_dir = None
         if is_main:
             ckpt_dir = out / "checkpoint"
@@ -366,6 +450,8 @@ def train(
                         batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed)
         write_per_user(test.per_user, out / "test_users.parquet")
         epoch_secs = [h["seconds"] for h in history]
+        # A resumed run's history may predate this field.
+        widths = [h["mean_padded_width"] for h in history if "mean_padded_width" in h]
         metrics = {
             "valid": best_valid,
             "test": test.metrics,
@@ -375,6 +461,8 @@ def train(
             "eval_mode": cfg.eval_mode,
             "seconds_per_epoch": statistics.median(epoch_secs),
             "samples_per_second": statistics.median(h["samples_per_second"] for h in history),
+            "pipeline": pipeline,
+            "mean_padded_width": statistics.mean(widths) if widths else None,
             "infer_ms_per_batch": measure_inference_ms(model, ds, model_cfg.max_length, device),
             "peak_memory_mb": _peak_memory_mb(device),
             "num_parameters": sum(p.numel() for p in model.parameters()),
@@ -384,12 +472,3 @@ def train(
         _write_json(out / "env.json", environment(device))
         _write_json(out / "metrics.json", metrics)
     return RunResult(out_dir=out, metrics=metrics, model=model)
-
-
-class _LossModule(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.model.loss(item_seq, lengths, targets)

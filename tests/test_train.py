@@ -147,3 +147,31 @@ def test_cuda_bf16_run_learns(tiny, tmp_path):
                 config=_cfg(device="cuda", bf16=True, epochs=3), progress=False)
     assert res.metrics["test"]["ndcg@10"] > 0
     assert json.loads((tmp_path / "r" / "env.json").read_text())["gpu"]
+
+
+def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_path):
+    runs = {
+        "one-pass": dict(),
+        "bucketed": dict(one_pass=False),
+        "random": dict(one_pass=False, bucketing=False),
+    }
+    for pipeline, over in runs.items():
+        res = train(tiny, "glintru", tmp_path / pipeline, overrides=SMALL | over, config=_cfg(epochs=1),
+                    progress=False)
+        m = res.metrics
+        assert m["pipeline"] == pipeline and m["history"][0]["pipeline"] == pipeline
+        assert json.loads((tmp_path / pipeline / "config.json").read_text())["pipeline"] == pipeline
+        assert 1 <= m["mean_padded_width"] <= SMALL["max_length"]
+        assert m["history"][0]["steps"] >= 1
+        # Every pipeline trains on every target once: n - 3 per user.
+        h = m["history"][0]
+        assert round(h["samples_per_second"] * h["seconds"]) == int((tiny.lengths - 3).clip(min=0).sum())
+
+
+def test_one_pass_where_not_exact_is_refused_naming_the_model_and_why(tiny, tmp_path):
+    with pytest.raises(ValueError, match="one-pass training refused for GLINTRU.*num_layers=2"):
+        train(tiny, "glintru", tmp_path / "r", overrides=SMALL | {"num_layers": 2, "one_pass": True},
+              config=_cfg(epochs=1), progress=False)
+    res = train(tiny, "glintru", tmp_path / "d", overrides=SMALL | {"num_layers": 2}, config=_cfg(epochs=1),
+                progress=False)
+    assert res.metrics["pipeline"] == "bucketed"  # the default falls back to per-prefix batches
