@@ -30,12 +30,13 @@ default. masking="history", ft_scope="batch", output_bias=True, eval_drop_oldest
 - masking="history": the sample's target is not appended and not used. Cloze masks the history's
   own real positions (transform.py lines 141-156); a fine-tune sample masks the history's last item
   (_append_mask_last, lines 79-97) and predicts it from the items before it. A Cloze sample that
-  drew no mask contributes nothing. Two RecBole details come along:
-  a masked position 0 is replaced by [mask] but carries no loss (bert4rec.py counts only
-  MASK_INDEX > 0, lines 207-212), and only the last int(mask_ratio * max_length) masked positions
-  of a row carry a loss (_padding_sequence keeps the last ones; when that is 0 RecBole cannot build
-  the batch, and here every masked position counts). A batch with no labelled position gives a
-  zero loss (RecBole's would be 0/0);
+  drew no mask contributes nothing. Two RecBole details come along: a masked position 0 is
+  replaced by [mask] but carries no loss (bert4rec.py counts only MASK_INDEX > 0, lines 207-212),
+  and only the last int(mask_ratio * max_length) masked positions of a row carry a loss
+  (_padding_sequence keeps the last ones; when that is 0 RecBole cannot build the batch, and here
+  every masked position counts). A batch with no labelled position gives a zero loss (RecBole's
+  would be 0/0). Since a sample's own target is never read, each user's last training item is
+  never a label, as in RecBole (no training history contains it);
 - ft_scope="batch": one draw per batch decides fine-tune versus Cloze for every sequence in it
   (transform.py line 138, once per collate call), instead of one draw per sequence;
 - output_bias=True: a learned per-item bias, zero at init, is added to every item's score in the
