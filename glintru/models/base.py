@@ -141,13 +141,30 @@ class SequentialRecommender(nn.Module, abc.ABC):
         return item_cross_entropy(h[at], self.item_embeddings(), targets[at], reduction)
 
 
+# On CPU the [targets, n_items] logits are cut into row chunks of at most this many elements
+# (16 MB): glibc serves larger blocks with fresh mmaps, so each step would page-fault its way
+# through ~100 MB of logits, softmax and gradient (a third of a Beauty step's CPU time); chunks
+# this size are reused from the heap. On CUDA one block is faster.
+CPU_LOGIT_CHUNK = 1 << 22
+
+
 def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
                        reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of targets[n] under scores rep[n, d] @ items[n_items + 1, d].T, computed in
     float32 with the padding column at -inf (it is never a candidate)."""
-    logits = (rep @ items.t()).float()
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets, reduction=reduction)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be mean, sum or none; got {reduction!r}")
+    n = rep.size(0)
+    rows = n if rep.is_cuda else max(1, CPU_LOGIT_CHUNK // items.size(0))
+    parts = []
+    for i in range(0, n, rows):
+        logits = (rep[i:i + rows] @ items.t()).float()
+        logits[:, 0] = float("-inf")
+        parts.append(F.cross_entropy(logits, targets[i:i + rows], reduction="none" if reduction == "none" else "sum"))
+    if reduction == "none":
+        return torch.cat(parts)
+    total = torch.stack(parts).sum()
+    return total / n if reduction == "mean" else total
 
 
 def xavier_init(module: nn.Module) -> None:
