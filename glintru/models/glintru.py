@@ -70,6 +70,11 @@ def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
+def _delay(x: torch.Tensor, s: int, n: int) -> torch.Tensor:
+    """[B, n, d] whose row t is x[:, t - s] (zeros for t < s): aligns position t - s with t."""
+    return F.pad(x, (0, 0, s, 0))[:, :n] if s > 0 else x[:, :n]
+
+
 class DenseSelectiveGRU(nn.Module):
     """The GRU expert: temporal conv, GRU, selective gate on C, channel crossing, temporal conv."""
 
@@ -108,7 +113,6 @@ class DenseSelectiveGRU(nn.Module):
         u = self.gate(_rows(c, idx)) * self.proj(_rows(h, idx)) * valid.unsqueeze(-1).to(c.dtype)
         return self.conv_out.window(u)
 
-
     def prefix(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Y [B, N, d] where row t is Y at the last position of the prefix x[:, :t+1].
 
@@ -128,14 +132,12 @@ class DenseSelectiveGRU(nn.Module):
         c = self.conv_in(w0x)
         h, _ = self.gru(c)
         u = self.gate(c) * self.proj(h) * m
-        # Row t of a tensor "shifted by s" holds the value at position t - s (zeros before 0).
-        shift = lambda z, s: F.pad(z, (0, 0, s, 0))[:, :N] if s > 0 else z  # noqa: E731
         t = torch.arange(N, device=x.device)
-        state = shift(h, f).reshape(1, B * N, d)  # h_{t-f}: zero state before the sequence
+        state = _delay(h, f, N).reshape(1, B * N, d)  # h_{t-f}: zero state before the sequence
         edge = []
         for j in range(1, f + 1):
             # Position p = t - f + j of the prefix ending at t has f - j items after it.
-            c_j = shift(self.conv_in.cut(w0x, f - j), f - j)
+            c_j = _delay(self.conv_in.cut(w0x, f - j), f - j, N)
             out, new_state = self.gru(c_j.reshape(B * N, 1, d), state)
             # Positions before the sequence's start do not exist: the state stays at zero there.
             real = (t - f + j >= 0).view(1, N, 1).expand(B, N, 1).reshape(1, B * N, 1)
@@ -145,7 +147,7 @@ class DenseSelectiveGRU(nn.Module):
         # Output window at t: offsets -left..f; those <= -f come from the full sequence, the next
         # f are the recomputed edge rows, the ones after t are zeros.
         left = self.conv_out.pad[0]
-        rows = [shift(u, -o) for o in range(-left, -f + 1)] + edge + [torch.zeros_like(u)] * f
+        rows = [_delay(u, -o, N) for o in range(-left, -f + 1)] + edge + [torch.zeros_like(u)] * f
         return self.conv_out.window(torch.stack(rows, dim=2))
 
 
@@ -248,7 +250,9 @@ class GLINTRUConfig(ModelConfig):
     - gru_num_layers: layers inside the GRU expert (the reference's num_layers, 1).
     - attention_key_norm: "sequence" normalises each column of ELU(K) over the sequence, as the
       LinRec and GLINT-RU papers write it; "feature" normalises each key over its features per
-      position, as the reference code computes it.
+      position, as the reference code computes it. "cumulative" is the causal form of "sequence":
+      position t attends to items 0..t, normalised over them. A one-layer model's representation
+      is the same as with "sequence"; stacked blocks become causal (exact one-pass training).
     - shared_layer_norm: the reference applies one LayerNorm module to both the mixing and the
       gated-MLP residuals; by default each gets its own.
     - layer_norm_eps: 1e-12 as in the reference.
@@ -324,7 +328,8 @@ class GLINTRU(SequentialRecommender):
     uniform for Linear and GRU weights); the convolutions keep PyTorch's default, as in the
     reference. Only the last position is returned, so the last block computes its
     position-wise tail (second convolution, gates, mixing, gated MLP, attention queries) there
-    alone; `sequence_output` gives every position.
+    alone; `sequence_output` gives every position. `prefix_outputs` gives, at every position t,
+    the representation of the prefix ending at t (one-pass training, see `one_pass_support`).
     """
 
     config_class = GLINTRUConfig

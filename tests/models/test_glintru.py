@@ -372,6 +372,33 @@ def test_linear_attention_matches_formula(key_norm):
     torch.testing.assert_close(attn(x, mask, index=last), out[torch.arange(2), last])
 
 
+def test_cumulative_key_norm_is_causal_sequence_norm():
+    """Row t attends to keys 0..t, each column normalised over them; the last row is "sequence"."""
+    torch.manual_seed(0)
+    attn = LinearAttention(8, 2, dropout=0.0, key_norm="cumulative").eval()
+    x = torch.randn(2, 6, 8)
+    lengths = torch.tensor([6, 4])
+    mask = torch.arange(6).unsqueeze(0) < lengths.unsqueeze(1)
+    out = attn(x, mask)
+    for b in range(2):
+        for t in range(int(lengths[b])):
+            heads = []
+            for h in range(2):
+                cols = slice(4 * h, 4 * h + 4)
+                q = F.elu(attn.query(x[b, t:t + 1])[:, cols])
+                k = F.elu(attn.key(x[b, :t + 1])[:, cols])
+                v = attn.value(x[b, :t + 1])[:, cols]
+                q = q / q.norm(dim=1, keepdim=True)
+                k = k / k.norm(dim=0, keepdim=True)
+                heads.append(q @ (k.t() @ v) / 2.0)
+            torch.testing.assert_close(out[b, t], attn.dense(torch.cat(heads, dim=1))[0])
+    last = lengths - 1
+    torch.testing.assert_close(attn(x, mask, index=last), out[torch.arange(2), last])
+    sequence = LinearAttention(8, 2, dropout=0.0, key_norm="sequence").eval()
+    sequence.load_state_dict(attn.state_dict())
+    torch.testing.assert_close(sequence(x, mask, index=last), out[torch.arange(2), last])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_cuda_agree():
