@@ -6,6 +6,7 @@ import json
 import os
 import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -243,6 +244,50 @@ def collect(uris: str | os.PathLike | Iterable[str | os.PathLike], filesystem: A
         raise ValueError("no experiment directories given")
     trials = pd.concat(frames, ignore_index=True, sort=False)
     return Results(trials=trials, experiments=experiments)
+
+
+def caller_directory() -> Path:
+    """The directory the command was typed in: $PWD when it names a directory, else the cwd.
+
+    `jupyter execute analysis/x.ipynb` and Jupyter front ends start the kernel in the notebook's
+    own directory, but the shell exports PWD and the kernel inherits it, so PWD still says where
+    the user stood when they wrote a relative path.
+    """
+    pwd = os.environ.get("PWD")
+    if pwd and os.path.isabs(pwd) and os.path.isdir(pwd):
+        return Path(pwd)
+    return Path.cwd()
+
+
+def checkout_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest directory at or above `start` (default the cwd) holding glintru/__init__.py."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((p for p in (here, *here.parents) if (p / "glintru" / "__init__.py").is_file()), None)
+
+
+def experiment_paths(spec: str, bases: Sequence[str | os.PathLike] | None = None) -> list[str]:
+    """Comma-separated experiment directories (e.g. $GLINTRU_EXP) as a list, relative ones made absolute.
+
+    A relative path is looked up under each of `bases` in turn and the first base where it exists
+    wins; by default the bases are the caller's directory ($PWD), then the checkout root above the
+    cwd (a kernel started by a launcher that did not pass PWD on), then the cwd. When it exists
+    under none of them it is resolved against the first, so the error names the place where the
+    user meant it. URIs (s3://, file://, ...) and absolute paths are kept as given.
+    """
+    if bases is None:
+        bases = [caller_directory(), *filter(None, [checkout_root()]), Path.cwd()]
+    bases = [Path(b) for b in bases]
+    out = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "://" in item or os.path.isabs(os.path.expanduser(item)):
+            out.append(os.path.expanduser(item))
+            continue
+        found = next((b / item for b in bases if (b / item).exists()), bases[0] / item)
+        out.append(os.path.normpath(found))
+    return out
 
 
 def parse_conditions(items: Iterable[str]) -> dict[str, str]:
