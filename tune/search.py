@@ -13,6 +13,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from glintru.search.objectives import COSTS, DEFAULT_OBJECTIVE  # noqa: E402
 from glintru.search.runner import SearchError, SearchInterrupted, SearchSettings, run_search  # noqa: E402
 from glintru.search.spaces import SPACES, format_spaces  # noqa: E402
 
@@ -48,14 +49,23 @@ def _seeds(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tune/search.py",
-        description="Search hyperparameters of GLINT-RU or a baseline with Ray Tune + Optuna; every "
-                    "trial trains through Ray Train. Results land in STORAGE/NAME.")
+        description="Search hyperparameters of GLINT-RU or a baseline with Ray Tune + Optuna; a trial "
+                    "trains in its Tune trainable, or on Ray Train DDP workers with --workers-per-trial > 1. "
+                    "Results land in STORAGE/NAME.")
     p.add_argument("--space", help=f"search space: {', '.join(SPACES)}; `--space list` prints their ranges")
     p.add_argument("--data", help="prepared dataset directory (glintru prepare ...)")
     p.add_argument("--num-samples", type=int, default=20, help="Optuna trials (default 20)")
     p.add_argument("--max-epochs", type=int, default=50, help="epochs per trial at most (default 50)")
     p.add_argument("--scheduler", choices=["asha", "fifo"],
-                   help="early stopping of trials: asha (default for a search) or fifo (default for --grid)")
+                   help="early stopping of trials: asha (default for a search) or fifo (default for --grid "
+                        "and with several objectives; asha then watches the first)")
+    p.add_argument("--objective", default=DEFAULT_OBJECTIVE, metavar="M1[:max|min],M2,...",
+                   help=f"what the search optimises (default {DEFAULT_OBJECTIVE}): a validation metric, or "
+                        f"several for a multi-objective search with a Pareto front, e.g. ndcg@10,infer_ms; "
+                        f"costs: {', '.join(COSTS)} (minimised); the first must be a ranking metric")
+    p.add_argument("--sampler", choices=["tpe", "random", "gp", "cmaes", "nsga2"],
+                   help="Optuna sampler: tpe (default), random, gp or cmaes for one objective; tpe, nsga2 or "
+                        "random for several")
     p.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", default=[],
                    help="grid mode (no Optuna): every combination of the listed values")
     p.add_argument("--seeds", type=_seeds, default=[],
@@ -69,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train (DDP) workers per trial")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (split over its workers)")
     p.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: embedded Ray)")
-    p.add_argument("--storage", default="./results", help="results root: a path or s3://... (default ./results)")
+    p.add_argument("--storage", default="./results",
+                   help="results root: a path or s3://... (default ./results); with --address, cloud storage "
+                        "or a shared (NFS) path")
+    p.add_argument("--shared-storage", action="store_true",
+                   help="with --address: accept a local --storage path as reachable from every node (a "
+                        "cluster on one machine, or a shared filesystem the check does not recognise)")
     p.add_argument("--name", help="experiment name (default SPACE-DATASET-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted experiment (--name, --storage)")
     p.add_argument("--retry-errored", action="store_true", help="with --resume: run errored trials again")
@@ -108,7 +123,8 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
         resume=args.resume, retry_errored=args.retry_errored, eval_mode=args.eval_mode, preset=args.preset,
         overrides=overrides, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
         max_failures=args.max_failures, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus, mlflow=args.mlflow, optuna_storage=args.optuna_storage, verbose=args.verbose)
+        num_gpus=args.num_gpus, mlflow=args.mlflow, optuna_storage=args.optuna_storage, verbose=args.verbose,
+        objective=args.objective, sampler=args.sampler, shared_storage=args.shared_storage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except SearchInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print("interrupted; finish it with --resume --name NAME (same --storage)", file=sys.stderr)
+    except KeyboardInterrupt:  # before Ray started: nothing to resume yet
+        print("interrupted before the search started", file=sys.stderr)
         return 130
     print(exp_dir)
     return 0

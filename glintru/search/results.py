@@ -4,16 +4,20 @@ per-user test metrics of every finished trial (users/<trial_id>.parquet).
     EXP_DIR/experiment.json          name, space, model, dataset, eval_mode, metric, settings, phases
     EXP_DIR/trials.parquet           one row per trial (schema below)
     EXP_DIR/users/<trial_id>.parquet user (int32) + one float column per test metric
-    EXP_DIR/tune/<phase>/            Ray Tune's experiment (TensorBoard events, progress.csv)
-    EXP_DIR/train/<trial_id>/        Ray Train's checkpoints; the last one of a finished trial is
-                                     its run directory (metrics.json, config.json, model.pt, ...)
+    EXP_DIR/tune/<phase>/            Ray Tune's experiment (TensorBoard events, progress.csv) and,
+                                     under <trial_id>/, a single-worker trial's checkpoints
+    EXP_DIR/train/<trial_id>/        a DDP trial's Ray Train checkpoints; failed.json of a trial
+                                     that failed in user code
+    The last checkpoint of a finished trial is its run directory (metrics.json, config.json,
+    model.pt, ...).
 
 trials.parquet columns: trial_id, phase, status (TERMINATED | ERROR | RUNNING | PENDING | PAUSED),
-error, completed (trained to its end and tested, i.e. not stopped by ASHA), model, dataset, seed,
+error, completed (trained to its end and tested, i.e. not stopped by ASHA), pareto (finished and
+not dominated on the search's objectives; with one objective, the best trial), model, dataset, seed,
 source_trial, best_epoch, epochs, config/<param>, valid/<metric> (at the best epoch),
 test/<metric>, stopped_early (by patience), seconds_per_epoch, samples_per_second, infer_ms_per_batch, peak_memory_mb,
 num_parameters, setup_seconds (trial start to the training call: worker_start_seconds to start
-Ray Train's workers plus data_fetch_seconds), report_seconds (per epoch report, checkpoint
+Ray Train's workers, 0 for a single-worker trial, plus data_fetch_seconds), report_seconds (per epoch report, checkpoint
 included), data_zero_copy, num_failures, node, host, device, run_dir.
 """
 
@@ -25,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -235,9 +239,14 @@ def _to_table(df: pd.DataFrame) -> pa.Table:
 
 
 def write_results(exp_dir: str, records: list[TrialRecord], *, model: str, dataset: str,
-                  default_seed: int) -> pd.DataFrame:
-    """Write trials.parquet and users/<trial_id>.parquet of every finished trial; return the rows."""
+                  default_seed: int, objectives: Sequence[Any] = ()) -> pd.DataFrame:
+    """Write trials.parquet and users/<trial_id>.parquet of every finished trial; return the rows.
+    `objectives` (objectives.Objective) mark the Pareto-optimal finished trials (column `pareto`)."""
+    from glintru.search.objectives import Objective, pareto_mask
+
     df = trials_frame(build_row(r, model=model, dataset=dataset, default_seed=default_seed) for r in records)
+    mask = pareto_mask(df, list(objectives) or [Objective("ndcg@10", SELECTION_METRIC, "max")])
+    df.insert(df.columns.get_loc("completed") + 1, "pareto", mask.astype(bool))
     for rec in records:
         if rec.run_metrics is not None and rec.run_dir and exists(join(rec.run_dir, USERS_FILE)):
             write_bytes(join(exp_dir, USERS_DIR, f"{rec.trial_id}.parquet"),
@@ -254,17 +263,19 @@ def read_trials(exp_dir: str) -> pd.DataFrame:
 
 # -- reading a trial's checkpoints ----------------------------------------------------------------
 
-def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any]) -> tuple[str | None, dict | None]:
+def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any],
+              checkpoint_dirs: Iterable[str] = ()) -> tuple[str | None, dict | None]:
     """(run dir, metrics.json) of a trial whose final report reached Tune, else (None, None).
 
-    A trial that Tune stops (ASHA) may still finish in its Train workers before they are torn
-    down, leaving a metrics.json behind. It is ignored: the row must say what the search saw and
-    told Optuna (the best validation up to the stop, no test), whatever the timing.
+    `checkpoint_dirs`: the checkpoint Tune recorded with the last report (a single-worker trial's),
+    searched first. A trial that Tune stops (ASHA) never has its final report seen, whatever its
+    workers left behind: the row must say what the search saw and told Optuna (the best
+    validation up to the stop, no test).
     """
     if not last_result.get(FINAL_KEY):
         return None, None
-    candidates = []
-    reported = last_result.get("checkpoint_path")
+    candidates = list(checkpoint_dirs)
+    reported = last_result.get("checkpoint_path")  # a DDP trial's, forwarded from Ray Train
     if reported:
         candidates.append(reported if is_uri(train_storage) or is_uri(reported)
                           else normalize_location(reported))
@@ -277,10 +288,11 @@ def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any]) ->
     return None, None
 
 
-def best_rows(df: pd.DataFrame, k: int, metric: str = SELECTION_METRIC) -> pd.DataFrame:
-    """The k best terminated trials by a validation metric (never by test)."""
+def best_rows(df: pd.DataFrame, k: int, metric: str = SELECTION_METRIC, mode: str = "max") -> pd.DataFrame:
+    """The k best trials that finished training (not stopped by ASHA, which Tune also calls
+    TERMINATED) by a validation metric (never by test)."""
     if not metric.startswith("valid/"):
         raise ValueError(f"selection must use a validation metric, got {metric!r}")
-    ok = df[(df["status"] == "TERMINATED") & df[metric].notna()]
-    return ok.sort_values([metric, "trial_id"], ascending=[False, True]).head(k)
+    ok = df[(df["status"] == "TERMINATED") & df["completed"].astype(bool) & df[metric].notna()]
+    return ok.sort_values([metric, "trial_id"], ascending=[mode == "min", True]).head(k)
 

@@ -9,13 +9,16 @@ EXP_DIR/tune/<phase>, so an interrupted search resumes phase by phase with Tuner
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,8 @@ from typing import Any
 import glintru
 from glintru.data.dataset import DatasetError, PreparedDataset, load_dataset
 from glintru.models import DATASET_PRESETS, get_model_class, resolve_config
-from glintru.search import results
+from glintru.search import results, study
+from glintru.search.objectives import DEFAULT_OBJECTIVE, Objective, check_sampler, parse_objectives
 from glintru.search.results import SELECTION_METRIC, VARIANT_KEY, TrialRecord, join
 from glintru.search.spaces import Space, get_space
 from glintru.train import TrainConfig, split_overrides
@@ -33,9 +37,12 @@ SCHEDULERS = ("asha", "fifo")
 # TrainConfig fields the search sets itself, each from its own option
 MANAGED = {"epochs": "--max-epochs", "eval_mode": "--eval-mode", "seed": "--seed/--seeds",
            "device": "--gpus-per-trial", "num_threads": "--cpus-per-trial"}
-# settings that a resumed search may change; everything else comes from experiment.json
-RUNTIME_FIELDS = ("address", "num_cpus", "num_gpus", "max_concurrent", "verbose", "mlflow",
-                  "retry_errored", "resume")
+# settings a resumed search applies: how it reaches Ray and which experiment it continues. Every
+# other setting is in experiment.json, and Tuner.restore takes what it needs from the pickled
+# experiment, so a different value given with --resume would be silently ignored: refused instead.
+RESUME_FIELDS = ("address", "num_cpus", "num_gpus", "retry_errored", "resume", "storage", "name",
+                 "shared_storage")
+OPTION_NAMES = {"overrides": "--set", "grid": "--grid", "space": "--space", "data": "--data"}
 
 
 class SearchError(ValueError):
@@ -77,6 +84,9 @@ class SearchSettings:
     mlflow: str | None = None             # tracking URI; "" uses MLflow's default
     optuna_storage: str | None = None     # RDB URL or journal file; default EXP_DIR/optuna.journal
     verbose: int = 1
+    objective: str = DEFAULT_OBJECTIVE    # one or more: ndcg@10,infer_ms (see objectives.py)
+    sampler: str | None = None            # tpe (default) | random | gp | cmaes; tpe | nsga2 | random for several
+    shared_storage: bool = False          # with --address: a local --storage path that every node reaches
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +102,17 @@ class Plan:
     exp_dir: str
     phases: list[str]
     scheduler: str
+    objectives: list[Objective] = field(default_factory=list)
+    sampler: str = "tpe"
+
+    @property
+    def metric(self) -> str:
+        """The metric that selects configurations (seed reruns) and that ASHA watches."""
+        return self.objectives[0].metric if self.objectives else SELECTION_METRIC
+
+    @property
+    def mode(self) -> str:
+        return self.objectives[0].mode if self.objectives else MODE
 
     @property
     def name(self) -> str:
@@ -116,8 +137,13 @@ def _fail(msg: str) -> None:
     raise SearchError(msg)
 
 
+def option_name(key: str) -> str:
+    return OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
 def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
-    """A resumed search's settings: those stored in experiment.json plus the runtime options given."""
+    """A resumed search's settings: those stored in experiment.json plus the RESUME_FIELDS given;
+    SearchError naming every other flag given with a value the experiment does not have."""
     if not settings.name:
         _fail("--resume needs --name (the experiment to resume) and the same --storage")
     exp_dir = join(results.normalize_location(settings.storage), settings.name)
@@ -125,17 +151,19 @@ def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
         _fail(f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} "
               f"(check --name and --storage)")
     stored = results.read_experiment(exp_dir)["settings"]
-    merged = {**stored, "storage": settings.storage, "name": settings.name}
     given = settings.to_dict()
     defaults = SearchSettings(space="", data="").to_dict()
-    for key in RUNTIME_FIELDS:
-        if given[key] != defaults[key]:
-            merged[key] = given[key]
-    for key in ("gpus_per_trial", "cpus_per_trial", "workers_per_trial"):
-        if given[key] != defaults[key]:
-            merged[key] = given[key]
-    merged["resume"] = True
-    return SearchSettings(**{k: v for k, v in merged.items() if k in defaults})
+    ignored = [f"{option_name(key)} (the experiment has {stored.get(key, defaults[key])!r}, given {given[key]!r})"
+               for key in defaults
+               if key not in RESUME_FIELDS and given[key] != defaults[key] and given[key] != stored.get(key)]
+    if ignored:
+        _fail("--resume continues the experiment with the settings it was started with; these flags "
+              "would be ignored: " + "; ".join(ignored) + ". Drop them (or start a new experiment "
+              "under another --name)")
+    merged = {**defaults, **{k: v for k, v in stored.items() if k in defaults}}
+    merged.update({k: given[k] for k in RESUME_FIELDS if given[k] != defaults[k]})
+    merged.update(storage=settings.storage, name=settings.name, resume=True)
+    return SearchSettings(**merged)
 
 
 def check_settings(settings: SearchSettings) -> Plan:
@@ -208,6 +236,8 @@ def check_settings(settings: SearchSettings) -> Plan:
         _check_config(space, s, config)
 
     _check_resources(s)
+    objectives, sampler = _check_objectives(s)
+    _check_storage(s)
     if s.mlflow is not None:
         try:
             import mlflow  # noqa: F401
@@ -234,8 +264,10 @@ def check_settings(settings: SearchSettings) -> Plan:
         _fail(f"experiment {exp_dir} already exists; resume it with --resume --name {s.name} "
               f"or choose another --name")
     phases = ["grid"] if s.grid else (["search", "seeds"] if s.seeds else ["search"])
-    scheduler = s.scheduler or ("fifo" if s.grid else "asha")
-    return Plan(settings=s, space=space, dataset=dataset, exp_dir=exp_dir, phases=phases, scheduler=scheduler)
+    # ASHA watches one metric: with several objectives it runs only when asked, on the first
+    scheduler = s.scheduler or ("fifo" if s.grid or len(objectives) > 1 else "asha")
+    return Plan(settings=s, space=space, dataset=dataset, exp_dir=exp_dir, phases=phases, scheduler=scheduler,
+                objectives=objectives, sampler=sampler)
 
 
 def grid_configs(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -272,6 +304,77 @@ def _check_config(space: Space, s: SearchSettings, config: dict[str, Any]) -> No
         dataclasses.replace(TrainConfig(), **train_over).validate()
     except (ValueError, TypeError) as e:
         raise SearchError(f"configuration {config} is invalid for {space.model}: {e}") from None
+
+
+def _check_objectives(s: SearchSettings) -> tuple[list[Objective], str]:
+    try:
+        objectives = parse_objectives(s.objective)
+    except ValueError as e:
+        raise SearchError(f"--objective: {e}") from None
+    ks = split_overrides_ks(s)
+    for obj in objectives:
+        if obj.k is not None and obj.k not in ks:
+            _fail(f"--objective {obj.name}: runs evaluate at k in {ks}; add k with --set ks=... or choose one of them")
+    if s.grid and s.sampler:
+        _fail("--sampler applies to an Optuna search; a --grid search samples nothing")
+    if len(objectives) > 1 and s.seeds and not s.grid:
+        _fail("--seeds reruns the best configuration, but several objectives have a front of them: pick "
+              "configurations from the Pareto front and rerun them with --grid KEY=V ... --seeds")
+    try:
+        sampler = check_sampler(s.sampler, len(objectives))
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    return objectives, sampler
+
+
+def split_overrides_ks(s: SearchSettings) -> tuple[int, ...]:
+    """The cut-offs every run evaluates at (TrainConfig.ks unless --set changes them)."""
+    ks = s.overrides.get("ks", TrainConfig().ks)
+    return tuple(ks) if isinstance(ks, (list, tuple)) else (ks,)
+
+
+# filesystems that other machines reach too (/proc/mounts types); fuse.* covers gcsfuse, s3fs,
+# mountpoint-s3, juicefs and sshfs
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
+                       "glusterfs", "wekafs")
+
+
+def filesystem_type(path: str, mounts: str | None = None) -> str | None:
+    """The type of the filesystem holding `path` (the longest mount point above it) by the mount
+    table (default /proc/mounts), or None where there is none (not Linux)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    best, fstype = "", None
+    target = os.path.realpath(path)
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, fstype = point, parts[2]
+    return fstype
+
+
+def _check_storage(s: SearchSettings) -> None:
+    """On a cluster, trials on every node write checkpoints and results under --storage: a path
+    only this machine has would scatter them over the workers' disks."""
+    if s.address is None or s.shared_storage:
+        return
+    location = str(s.storage)
+    if results.is_uri(location) and not location.startswith("file://"):
+        return
+    path = location.removeprefix("file://")
+    fstype = filesystem_type(path)
+    if fstype and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse.")):
+        return
+    _fail(f"--storage {location} is a local path ({fstype or 'unknown'} filesystem), but with --address the "
+          f"trials run on other nodes, which cannot reach it: use cloud storage (--storage s3://BUCKET/PATH or "
+          f"gs://BUCKET/PATH) or a path on an NFS mount that every node shares (add --shared-storage when "
+          f"it is shared in a way this check does not recognise, e.g. a cluster on one machine)")
 
 
 def _local_gpus(s: SearchSettings) -> int:
@@ -336,8 +439,8 @@ def start_ray(s: SearchSettings) -> bool:
     if s.address is not None:
         ray.init(address=s.address, runtime_env=env or None)
     else:
-        # the dashboard serves the state API that Ray Train's own placement-group cleaner polls (a
-        # second line of defence behind ReleaseTrainResources)
+        # the dashboard shows the trials, and serves the state API that Ray Train's own
+        # placement-group cleaner polls for DDP trials (behind ReleaseTrainResources)
         # address="local": a Ray of its own even when a `ray start` cluster runs on this machine
         # (plain ray.init() would join that one, whose resources this search did not ask for)
         ray.init(address="local", num_cpus=s.num_cpus or os.cpu_count(), num_gpus=_local_gpus(s),
@@ -360,21 +463,6 @@ def dashboard_port(preferred: int = 8265) -> int:
     raise RuntimeError("no free local port for the Ray dashboard")
 
 
-def concurrency(s: SearchSettings, resources: dict[str, float]) -> int:
-    """How many trials fit at once in the cluster's current resources."""
-    if s.max_concurrent:
-        return s.max_concurrent
-    cap = math.floor(resources.get("CPU", 0) / s.cpus_per_trial + 1e-9)
-    if s.gpus_per_trial > 0:
-        cap = min(cap, math.floor(resources.get("GPU", 0) / s.gpus_per_trial + 1e-9))
-    if cap < 1:
-        # an autoscaling cluster may start without the resources a trial needs
-        print(f"the cluster has no room for a trial yet ({resources}); running one at a time until it "
-              f"grows (set --max-concurrent to run more)", file=sys.stderr)
-        cap = 1
-    return cap
-
-
 # -- the phases -----------------------------------------------------------------------------------
 
 def _trial_dirname(trial: Any) -> str:
@@ -383,53 +471,74 @@ def _trial_dirname(trial: Any) -> str:
 
 def _optuna_storage(plan: Plan) -> Any:
     import optuna
-
-    s = plan.settings
-    target = s.optuna_storage
-    if target and "://" in target:
-        return optuna.storages.RDBStorage(target)
-    if not target:
-        if results.is_uri(plan.exp_dir):
-            local = Path.home() / ".cache" / "glintru" / plan.name
-            local.mkdir(parents=True, exist_ok=True)
-            target = str(local / "optuna.journal")
-        else:
-            Path(plan.exp_dir).mkdir(parents=True, exist_ok=True)
-            target = join(plan.exp_dir, "optuna.journal")
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return JournalStorage(JournalFileBackend(target))
+    target = plan.settings.optuna_storage
+    if target and "://" in target:
+        return optuna.storages.RDBStorage(target)
+    return JournalStorage(JournalFileBackend(target or study.journal_path(plan.exp_dir, plan.name)))
 
 
 def _seed_variants(plan: Plan, search: list[TrialRecord]) -> list[dict[str, Any]]:
     """The best search configurations (by validation) times every seed."""
     rows = results.trials_frame(results.build_row(r, model=plan.space.model, dataset=plan.dataset.name,
                                                   default_seed=plan.settings.seed) for r in search)
-    best = results.best_rows(rows, plan.settings.top_k)
+    best = results.best_rows(rows, plan.settings.top_k, plan.metric, plan.mode)
     if best.empty:
-        raise SearchError("no search trial finished, so there is no configuration to rerun with --seeds")
+        raise SearchError("no search trial finished training, so there is no configuration to rerun with --seeds")
     configs = {r.trial_id: results.flat_config(r.config) for r in search}
     return [{**configs[tid], "seed": int(seed), "source_trial": tid}
             for tid in best["trial_id"] for seed in plan.settings.seeds]
 
 
-def _tuner(plan: Plan, phase: str, trainable: Any, ray_resources: dict[str, float],
-           search: list[TrialRecord] | None = None) -> Any:
+def _search_alg(plan: Plan) -> Any:
+    """Optuna over the space: one objective, or several (Tune hands Optuna each trial's last
+    result, where the costs of a finished run are)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    from glintru.search.objectives import make_sampler
+
+    s = plan.settings
+    many = len(plan.objectives) > 1
+    return OptunaSearch(space=plan.space.sampler(s.overrides),
+                        metric=[o.metric for o in plan.objectives] if many else plan.metric,
+                        mode=[o.mode for o in plan.objectives] if many else plan.mode,
+                        sampler=make_sampler(plan.sampler, s.seed), study_name=plan.name,
+                        storage=_optuna_storage(plan))
+
+
+def _callbacks(plan: Plan, phase: str, extra: tuple[Any, ...]) -> list[Any]:
+    s = plan.settings
+    callbacks: list[Any] = list(extra)
+    if s.workers_per_trial > 1:
+        from glintru.search.trainable import ReleaseTrainResources
+
+        callbacks.append(ReleaseTrainResources())
+    if phase == "search" and not s.optuna_storage and results.is_uri(plan.exp_dir):
+        callbacks.append(study.upload_callback(plan.exp_dir, plan.name))
+    if s.mlflow is not None:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(MLflowLoggerCallback(tracking_uri=s.mlflow or None,
+                                              experiment_name=f"{plan.name}-{phase}"))
+    return callbacks
+
+
+def _tuner(plan: Plan, phase: str, trainable: Any, search: list[TrialRecord] | None = None,
+           extra_callbacks: tuple[Any, ...] = ()) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = plan.settings
+    # every epoch's checkpoint makes Tune snapshot its state (CheckpointConfig(num_to_keep=2)),
+    # which is what resuming needs; its warning about frequent snapshots is noise here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     param_space: dict[str, Any] = {}
     search_alg = None
     num_samples = 1
     scheduler: Any = FIFOScheduler()
     if phase == "search":
-        from optuna.samplers import TPESampler
-        from ray.tune.search.optuna import OptunaSearch
-
-        search_alg = OptunaSearch(space=plan.space.sampler(s.overrides), metric=SELECTION_METRIC, mode=MODE,
-                                  sampler=TPESampler(seed=s.seed), study_name=plan.name,
-                                  storage=_optuna_storage(plan))
+        search_alg = _search_alg(plan)
         num_samples = s.num_samples
     elif phase == "grid":
         param_space = {k: tune.grid_search(v) for k, v in s.grid.items()}
@@ -438,29 +547,53 @@ def _tuner(plan: Plan, phase: str, trainable: Any, ray_resources: dict[str, floa
     elif phase == "seeds":
         param_space = {VARIANT_KEY: tune.grid_search(_seed_variants(plan, search or []))}
     if phase != "seeds" and plan.scheduler == "asha":
-        # max_t beyond the last epoch: ASHA only stops trials at its rungs, and a trial reaching
-        # the last epoch must still run its test evaluation
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=s.max_epochs + 1, grace_period=s.grace_period,
+        # max_t beyond the last epoch, since ASHA stops every trial that reaches max_t; a rung on
+        # the last epoch is harmless, as that epoch is reported together with the test metrics
+        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=plan.mode,
+                                  max_t=s.max_epochs + 1, grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor)
-    from glintru.search.trainable import ReleaseTrainResources
-
-    callbacks: list[Any] = [ReleaseTrainResources()]
-    if s.mlflow is not None:
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
-
-        callbacks.append(MLflowLoggerCallback(tracking_uri=s.mlflow or None,
-                                              experiment_name=f"{plan.name}-{phase}"))
+    # with several objectives the searcher holds the metric list; Tune's single metric would replace it
+    many = phase == "search" and len(plan.objectives) > 1
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=SELECTION_METRIC, mode=MODE, search_alg=search_alg, scheduler=scheduler,
-            num_samples=num_samples, max_concurrent_trials=concurrency(s, ray_resources),
+            metric=None if many else plan.metric, mode=None if many else plan.mode,
+            search_alg=search_alg, scheduler=scheduler,
+            # no fixed cap unless asked: Tune starts a trial whenever one fits, so concurrency follows
+            # the cluster as the autoscaler adds nodes (a searcher keeps one trial queued, which
+            # is what asks the autoscaler for the next node)
+            num_samples=num_samples, max_concurrent_trials=s.max_concurrent,
             trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=phase, storage_path=plan.tune_storage, callbacks=callbacks, verbose=s.verbose,
-            failure_config=tune.FailureConfig(max_failures=s.max_failures)),
+            name=phase, storage_path=plan.tune_storage, callbacks=_callbacks(plan, phase, extra_callbacks),
+            verbose=s.verbose, failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            # single-worker trials checkpoint through Tune: the last two epochs are enough to resume
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
     )
+
+
+# a custom resource that cluster/gpu.yaml gives the head node (1000 units): a DDP trial's driver
+# asks for one, so that it and its Train controller stay on the head, away from spot GPU nodes
+# that the cloud may reclaim
+HEAD_RESOURCE = "glintru_head"
+
+
+def trial_resources(s: SearchSettings) -> dict[str, float]:
+    """What Tune reserves for one trial's own process."""
+    if s.workers_per_trial == 1:
+        # the trial trains in its own process: Tune holds its CPUs and GPU share (0.25: four
+        # trials per GPU) and frees them the moment the trial ends
+        res = {"CPU": s.cpus_per_trial}
+        if s.gpus_per_trial > 0:
+            res["GPU"] = s.gpus_per_trial
+        return res
+    # a DDP trial's process only drives Train, whose workers hold the CPUs and GPUs; Tune needs a
+    # non-empty request, so it asks for one byte of memory
+    res = {"memory": 1}
+    if s.address is not None:
+        res[HEAD_RESOURCE] = 1
+    return res
 
 
 def _trainable(plan: Plan, shared: Any) -> Any:
@@ -475,14 +608,13 @@ def _trainable(plan: Plan, shared: Any) -> Any:
         train_config={"epochs": s.max_epochs, "eval_mode": s.eval_mode, "seed": s.seed},
         workers=s.workers_per_trial, cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
         gpus_per_worker=s.gpus_per_trial / s.workers_per_trial,
-        log_level="INFO" if s.verbose >= 2 else "WARNING")
-    # the trial's own process only drives Train, whose workers hold the CPUs and GPUs; Tune needs a
-    # non-empty request, so it asks for one byte of memory
-    return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), {"memory": 1})
+        log_level="INFO" if s.verbose >= 2 else "WARNING",
+        end_metrics=tuple(o.metric for o in plan.objectives if o.k is None))
+    return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), trial_resources(s))
 
 
-def _run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | None = None) -> None:
-    import ray
+def _run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | None = None,
+               extra_callbacks: tuple[Any, ...] = ()) -> None:
     from ray import tune
 
     from glintru.search.trainable import clear_failure
@@ -497,7 +629,7 @@ def _run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | 
                     clear_failure(plan.train_storage, rec.trial_id)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=retry)
     else:
-        tuner = _tuner(plan, phase, trainable, ray.cluster_resources(), search)
+        tuner = _tuner(plan, phase, trainable, search, extra_callbacks)
     tuner.fit()
 
 
@@ -512,7 +644,10 @@ def collect_phase(plan: Plan, phase: str) -> list[TrialRecord]:
     records = []
     for trial in ExperimentAnalysis(path).trials:
         last = dict(trial.last_result or {})
-        run_dir, run_metrics = results.final_run(plan.train_storage, trial.trial_id, last)
+        # a single-worker trial's checkpoints are Tune's (in its trial directory), a DDP trial's are Train's
+        tune_checkpoint = last.get("checkpoint_dir_name")
+        own = [join(path, trial.trial_id, tune_checkpoint)] if tune_checkpoint else []
+        run_dir, run_metrics = results.final_run(plan.train_storage, trial.trial_id, last, checkpoint_dirs=own)
         error = results.error_reason(trial.get_error()) if trial.status == "ERROR" else None
         records.append(TrialRecord(trial_id=trial.trial_id, phase=phase, status=trial.status,
                                    config=dict(trial.config), last_result=last, error=error,
@@ -525,16 +660,14 @@ def _close_stale_optuna_trials(plan: Plan) -> None:
     """Trials asked for before an interruption and never told stay RUNNING in the study: fail them."""
     import optuna
 
-    storage = _optuna_storage(plan)
     try:
-        study = optuna.load_study(study_name=plan.name, storage=storage)
+        ot_study = optuna.load_study(study_name=plan.name, storage=_optuna_storage(plan))
     except KeyError:
         return
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    if results.is_uri(plan.exp_dir) and not plan.settings.optuna_storage:
-        journal = Path.home() / ".cache" / "glintru" / plan.name / "optuna.journal"
-        results.write_bytes(join(plan.exp_dir, "optuna.journal"), journal.read_bytes())
+    for t in ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        ot_study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    if not plan.settings.optuna_storage:
+        study.upload_journal(plan.exp_dir, plan.name)
 
 
 def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
@@ -549,8 +682,10 @@ def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
         "dataset_path": str(plan.dataset.path),
         "dataset_stats": plan.dataset.meta.get("stats", {}),
         "eval_mode": s.eval_mode,
-        "metric": SELECTION_METRIC,
-        "mode": MODE,
+        "metric": plan.metric,
+        "mode": plan.mode,
+        "objectives": [dataclasses.asdict(o) for o in plan.objectives],
+        "sampler": None if s.grid else plan.sampler,
         "scheduler": plan.scheduler,
         "phases": phase_status,
         "settings": s.to_dict(),
@@ -558,66 +693,150 @@ def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
     }
 
 
+# -- Ray start-up on a cluster, interruption ------------------------------------------------------
+
+def check_cluster(s: SearchSettings) -> None:
+    """Once joined: a cluster without the head resource would leave DDP trial drivers waiting forever."""
+    import ray
+
+    if s.address is None or s.workers_per_trial == 1:
+        return
+    if ray.cluster_resources().get(HEAD_RESOURCE, 0) < 1:
+        _fail(f"--workers-per-trial {s.workers_per_trial} on a cluster: each trial's driver asks for 1 unit of "
+              f"the custom resource {HEAD_RESOURCE!r} so that it runs on the head, but this cluster has none. "
+              f"Give the head node `resources: {{{HEAD_RESOURCE}: 1000}}` (cluster/gpu.yaml does) or start it "
+              f"with ray start --head --resources='{{\"{HEAD_RESOURCE}\": 1000}}'")
+
+
+def resume_command(plan: Plan) -> str:
+    """The exact command line that finishes this experiment."""
+    s = plan.settings
+    args = ["python", "tune/search.py", "--resume", "--name", plan.name,
+            "--storage", results.normalize_location(s.storage)]
+    if s.address is not None:
+        args += ["--address", s.address]
+    if s.num_cpus is not None:
+        args += ["--num-cpus", str(s.num_cpus)]
+    if s.num_gpus is not None:
+        args += ["--num-gpus", str(s.num_gpus)]
+    if s.shared_storage:
+        args.append("--shared-storage")
+    return shlex.join(args)
+
+
+@contextlib.contextmanager
+def sigterm_stops_gracefully():
+    """A SIGTERM (a scheduler's time limit, `timeout`, `kill`) takes the path of Ctrl-C: Tune saves
+    its state and returns, and the search ends with the resume command. Without this, Ray's own
+    handler prints stack traces and the process dies with its state half saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def to_interrupt(signum: int, frame: Any) -> None:
+        # Tune's SIGINT handler (set during fit) stops the experiment after saving it; outside fit
+        # the default one raises KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, to_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # -- the whole search -----------------------------------------------------------------------------
 
-def format_best(df: Any, n: int = 10) -> str:
-    """The console table of the best trials by validation NDCG@10."""
+def _table(df: Any, sort: list[str], ascending: list[bool], extra: list[str], n: int) -> str:
     import pandas as pd
 
-    if df.empty:
-        return "no trials"
-    ranked = df.sort_values(SELECTION_METRIC, ascending=False, na_position="last").head(n)
+    ranked = df.sort_values(sort, ascending=ascending, na_position="last").head(n)
     cols = ["trial_id", "phase", "status", "seed"]
     cols += [c for c in ranked.columns if c.startswith("config/") and ranked[c].notna().any()]
-    cols += [c for c in (SELECTION_METRIC, "test/ndcg@10", "test/recall@10", "epochs") if c in ranked.columns]
+    cols += [c for c in dict.fromkeys(extra + ["test/ndcg@10", "test/recall@10", "epochs"]) if c in ranked.columns]
     table = ranked[cols].rename(columns=lambda c: c.split("/", 1)[1] if c.startswith("config/") else c)
     with pd.option_context("display.max_columns", None, "display.width", 200,
                            "display.float_format", "{:.4f}".format):
         return table.to_string(index=False)
 
 
-def run_search(settings: SearchSettings) -> str:
-    """Run (or resume) a search; returns the experiment directory (a path or URI)."""
+def format_best(df: Any, n: int = 10, metric: str = SELECTION_METRIC, mode: str = MODE) -> str:
+    """The console table of the best trials by a validation metric."""
+    if df.empty:
+        return "no trials"
+    return _table(df, [metric], [mode == "min"], [metric], n)
+
+
+def format_pareto(df: Any, objectives: list[Objective], n: int = 50) -> str:
+    """The console table of the Pareto-optimal trials, by the first objective."""
+    front = df[df["pareto"]] if "pareto" in df.columns else df.iloc[0:0]
+    if front.empty:
+        return "no finished trial has every objective"
+    first = objectives[0]
+    return _table(front, [first.metric], [first.mode == "min"], [o.metric for o in objectives], n)
+
+
+def _run_phases(plan: Plan, callbacks: tuple[Any, ...]) -> list[TrialRecord]:
+    from glintru.search.data import share_dataset
+
+    shared = share_dataset(plan.dataset)
+    phase_status = {p: "pending" for p in plan.phases}
+    if plan.settings.resume:
+        phase_status.update(results.read_experiment(plan.exp_dir).get("phases", {}))
+    results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+    records: list[TrialRecord] = []
+    for phase in plan.phases:
+        if phase_status.get(phase) != "done":
+            phase_status[phase] = "running"
+            results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+            _run_phase(plan, phase, shared, collect_phase(plan, "search") if phase == "seeds" else None,
+                       callbacks)
+            unfinished = [r for r in collect_phase(plan, phase) if r.status not in ("TERMINATED", "ERROR")]
+            if unfinished:  # Tune returns after Ctrl-C (or SIGTERM) with its state saved
+                raise SearchInterrupted(f"{len(unfinished)} trial(s) of phase {phase!r} unfinished; the search "
+                                        f"is saved. Finish it with:\n  {resume_command(plan)}")
+            phase_status[phase] = "done"
+            results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+        records += collect_phase(plan, phase)
+    return records
+
+
+def _print_results(plan: Plan, df: Any) -> None:
+    print(f"\nbest trials by {plan.metric} ({len(df)} trials, {int((df['status'] == 'ERROR').sum())} errored):")
+    print(format_best(df, metric=plan.metric, mode=plan.mode))
+    if len(plan.objectives) > 1:
+        names = ", ".join(f"{o.name} ({o.mode})" for o in plan.objectives)
+        print(f"\nPareto front over {names}: {int(df['pareto'].sum())} of {int(df['completed'].sum())} "
+              f"finished trials")
+        print(format_pareto(df, plan.objectives))
+
+
+def run_search(settings: SearchSettings, callbacks: tuple[Any, ...] = ()) -> str:
+    """Run (or resume) a search; returns the experiment directory (a path or URI). `callbacks`:
+    extra Tune callbacks for every phase (benchmarks use one to time trial starts)."""
     if settings.resume:
         settings = load_settings_for_resume(settings)
     plan = check_settings(settings)
 
     import ray
 
-    from glintru.search.data import share_dataset
-
-    if plan.settings.address is not None and not results.is_uri(plan.exp_dir):
-        warnings.warn(f"with several nodes, --storage must be shared by all of them (NFS or s3://...); "
-                      f"{plan.exp_dir} is a local path", stacklevel=2)
-    started = start_ray(plan.settings)
-    try:
-        shared = share_dataset(plan.dataset)
-        phase_status = {p: "pending" for p in plan.phases}
-        if plan.settings.resume:
-            phase_status.update(results.read_experiment(plan.exp_dir).get("phases", {}))
-        results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
-        records: list[TrialRecord] = []
-        for phase in plan.phases:
-            if phase_status.get(phase) != "done":
-                phase_status[phase] = "running"
-                results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
-                _run_phase(plan, phase, shared, collect_phase(plan, "search") if phase == "seeds" else None)
-                unfinished = [r for r in collect_phase(plan, phase) if r.status not in ("TERMINATED", "ERROR")]
-                if unfinished:  # Tune returns after Ctrl-C with its state saved
-                    raise SearchInterrupted(
-                        f"{len(unfinished)} trial(s) of phase {phase!r} unfinished; finish them with "
-                        f"--resume --name {plan.name} --storage {plan.settings.storage}")
-                phase_status[phase] = "done"
-                results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
-            records += collect_phase(plan, phase)
-        if "search" in plan.phases:
-            _close_stale_optuna_trials(plan)
-        df = results.write_results(plan.exp_dir, records, model=plan.space.model, dataset=plan.dataset.name,
-                                   default_seed=plan.settings.seed)
-        print(f"\nbest trials by {SELECTION_METRIC} ({len(df)} trials, "
-              f"{int((df['status'] == 'ERROR').sum())} errored):")
-        print(format_best(df))
-    finally:
-        if started:
-            ray.shutdown()
+    with sigterm_stops_gracefully():
+        started = start_ray(plan.settings)
+        try:
+            check_cluster(plan.settings)
+            try:
+                records = _run_phases(plan, tuple(callbacks))
+            except KeyboardInterrupt:
+                raise SearchInterrupted(f"stopped; what Tune saved resumes with:\n  {resume_command(plan)}") from None
+            finally:
+                if "search" in plan.phases and not plan.settings.optuna_storage:
+                    study.upload_journal(plan.exp_dir, plan.name)
+            if "search" in plan.phases:
+                _close_stale_optuna_trials(plan)
+            df = results.write_results(plan.exp_dir, records, model=plan.space.model, dataset=plan.dataset.name,
+                                       default_seed=plan.settings.seed, objectives=plan.objectives)
+            _print_results(plan, df)
+        finally:
+            if started:
+                ray.shutdown()
     return plan.exp_dir

@@ -1,39 +1,44 @@
-"""The Tune trainable: each trial is one Ray Train run of `glintru.train.train` on its workers.
+"""The Tune trainable: every trial runs the one training loop, `glintru.train.train`.
 
-Tune calls `run_trial(config)` (a function trainable); it starts a TorchTrainer whose workers call
-the one training loop with their rank and world size, report every epoch with a checkpoint, and
-resume from the latest checkpoint when the trial is retried after a failure.
+Two launchers of the same loop. A single-worker trial calls it inside its Tune function
+trainable: Tune holds the trial's CPUs and GPU share in its own placement group, so an ASHA stop
+frees them at once and a trial starts in about a second. A multi-worker trial starts a Ray Train
+TorchTrainer whose DDP workers call it with their rank and world size. Both report every epoch
+with a checkpoint and resume from the latest one when Tune retries the trial.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
 import statistics
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ray
 import ray.exceptions
-import ray.train
-import ray.train.torch
 import ray.tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from glintru.search.data import SharedDataset, fetch_dataset, in_shared_memory
 from glintru.search.results import (FINAL_FILE, FINAL_KEY, RUN_FIELDS, exists, filesystem, flat_config, join,
                                     read_bytes, write_bytes)
 from glintru.search.spaces import get_space
-from glintru.train import EpochReport, TrainConfig, train
+from glintru.train import EpochReport, TrainConfig, split_overrides, train
 
 FAILED_FILE = "failed.json"  # written beside a run's checkpoints after an error in user code
-# every report names the placement group holding the trial's Train workers, so that the driver can
-# release it when Tune stops the trial (see ReleaseTrainResources)
+REPLAYED = "(the failure of an earlier attempt, recorded in failed.json; this attempt trained nothing)"
+# every report of a DDP trial names the placement group holding its Train workers, so that the
+# driver can release it when Tune stops the trial (see ReleaseTrainResources)
 PLACEMENT_GROUP_KEY = "placement_group"
+
+# (metrics, checkpoint directory or None) -> None: how one launcher hands a report to Tune
+Report = Callable[[dict[str, Any], "Path | None"], None]
 
 
 class TrialError(RuntimeError):
@@ -50,14 +55,17 @@ class TrialSpec:
 
     space: str
     model: str
-    train_storage: str                  # where Train keeps each trial's checkpoints (path or URI)
+    train_storage: str                  # failure markers and DDP trials' checkpoints (path or URI)
     preset: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)      # fixed model/train settings
     train_config: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    log_level: str = "WARNING"          # Ray Train's own logs (every report at INFO)
+    log_level: str = "WARNING"          # Ray Train's own logs (DDP trials)
+    # objectives known only once a run ends (infer_ms_per_batch): every epoch reports them as NaN,
+    # since Tune requires each searched metric in every report
+    end_metrics: tuple[str, ...] = ()
 
 
 def trial_overrides(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -67,29 +75,74 @@ def trial_overrides(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -> None:
-    """Tune function trainable: one Ray Train run for this trial's config."""
+    """Tune function trainable: train this trial's config in this process or on DDP workers."""
     trial_start = time.time()
     trial_id = ray.tune.get_context().get_trial_id()
     earlier = _read_failure(spec.train_storage, trial_id)
     if earlier is not None:
-        # the same code and config failed in user code before: retrying would fail again
-        raise TrialError(earlier["reason"], earlier.get("details", ""))
+        # the same code and config failed in user code before: fail at once, training nothing
+        raise TrialError(earlier["reason"], f"{REPLAYED}\n\n{earlier.get('details', '')}")
+    job = {"data": data, "model": spec.model, "preset": spec.preset, "overrides": trial_overrides(spec, config),
+           "train_config": spec.train_config, "threads": max(1, int(spec.cpus_per_worker)),
+           "trial_start": trial_start, "end_metrics": spec.end_metrics}
+    if spec.workers == 1:
+        _run_in_trial(job, spec, trial_id)
+    else:
+        _run_on_train_workers(job, spec, trial_id)
+
+
+# -- launcher 1: the loop inside the trial's own process ------------------------------------------
+
+def _trial_device(gpus: float) -> str:
+    if gpus <= 0:
+        return "cpu"
+    if not ray.get_gpu_ids():
+        raise RuntimeError(f"the trial asked for {gpus:g} GPU but Ray assigned none")
+    # Ray limits CUDA_VISIBLE_DEVICES of the trial's process to the GPU it assigned (a fraction of
+    # it with --gpus-per-trial 0.25), so that GPU is the process's first device
+    return "cuda:0"
+
+
+def _tune_report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+    checkpoint = ray.tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    ray.tune.report(metrics, checkpoint=checkpoint)
+
+
+def _run_in_trial(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
+    if spec.log_level.upper() != "INFO":
+        # Ray logs every persisted checkpoint at INFO, one line per epoch and trial
+        import logging
+
+        logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:
+        device = _trial_device(spec.gpus_per_worker)
+        ds, info = fetch_and_describe(job, device)
+        train_and_report(job, ds, info, rank=0, world_size=1, device=device, report=_tune_report,
+                         restored=ray.tune.get_checkpoint())
+    except ray.exceptions.RayError:
+        raise  # Ray's own failure (a lost object or node): Tune retries from the last checkpoint
+    except Exception as e:
+        # an error of the training code itself (NaN loss, a bad config): retrying fails the same
+        # way, so it is recorded once and every retry Tune makes ends before training
+        reason = f"{type(e).__name__}: {_first_line(e)}"
+        details = traceback.format_exc()
+        _write_failure(spec.train_storage, trial_id, reason, details)
+        raise TrialError(reason, details) from None
+
+
+# -- launcher 2: a Ray Train TorchTrainer of DDP workers ------------------------------------------
+
+def _run_on_train_workers(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
+    import ray.train
+    import ray.train.torch
+    from ray.tune.integration.ray_train import TuneReportCallback
 
     resources = {"CPU": spec.cpus_per_worker}
     if spec.gpus_per_worker > 0:
         resources["GPU"] = spec.gpus_per_worker
     trainer = ray.train.torch.TorchTrainer(
         _train_worker,
-        train_loop_config={
-            "data": data,
-            "model": spec.model,
-            "preset": spec.preset,
-            "overrides": trial_overrides(spec, config),
-            "train_config": spec.train_config,
-            "threads": max(1, int(spec.cpus_per_worker)),
-            "trial_start": trial_start,
-            "quiet": spec.log_level.upper() != "INFO",
-        },
+        train_loop_config=job,
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0, resources_per_worker=resources),
         run_config=ray.train.RunConfig(
@@ -113,14 +166,53 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
         raise TrialError(reason, details) from None
 
 
-class ReleaseTrainResources(ray.tune.Callback):
-    """Frees the CPUs and GPUs of a trial's Train workers as soon as Tune ends the trial.
+def describe_failure(error: Exception) -> tuple[str, str, bool]:
+    """(one-line reason, worker traceback, whether it came from user code on every failed worker).
 
-    A trial that Tune stops (ASHA, a stop criterion, a retry after a failure) loses its Train
-    controller, but the workers' placement group belongs to the job and outlives it. Ray Train
-    removes it from a detached actor that polls the state API, which lags or stalls on a busy
-    machine; meanwhile the next trials cannot start. The driver knows the group from the
-    trial's reports and removes it at once.
+    Ray Train hands over the workers' own exceptions (a FloatingPointError, not a wrapper); a
+    lost node or a killed worker arrives as a Ray error and is worth retrying.
+    """
+    failures = getattr(error, "worker_failures", None)
+    if not failures:
+        cause = getattr(error, "controller_failure", error)
+        return f"{type(cause).__name__}: {_first_line(cause)}", str(error), False
+    in_user_code = True
+    reason, details = "", ""
+    for rank in sorted(failures):
+        exc = failures[rank]
+        if isinstance(exc, ray.exceptions.RayError):
+            in_user_code = False
+        if not reason:
+            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            details = "".join(traceback.format_exception(exc))
+    return reason, details, in_user_code
+
+
+def _train_worker(job: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
+
+    device = str(ray.train.torch.get_device())
+    ds, info = fetch_and_describe(job, device, {PLACEMENT_GROUP_KEY: ray.get_runtime_context().get_placement_group_id()
+                                                or ""})
+    train_and_report(job, ds, info, rank=ctx.get_world_rank(), world_size=ctx.get_world_size(), device=device,
+                     report=report, restored=ray.train.get_checkpoint())
+
+
+class ReleaseTrainResources(ray.tune.Callback):
+    """Frees the CPUs and GPUs of a DDP trial's Train workers as soon as Tune ends the trial.
+
+    A DDP trial that Tune stops (ASHA, a retry after a failure) loses its Train controller, but
+    the workers' placement group belongs to the job and outlives it; Ray Train's own cleaner
+    polls the state API, which lags on a busy machine while the next trials wait. The driver
+    knows the group from the trial's reports and removes it at once. (Single-worker trials hold
+    Tune's own placement group, which Tune frees itself.)
     """
 
     def __init__(self) -> None:
@@ -141,12 +233,24 @@ class ReleaseTrainResources(ray.tune.Callback):
         self._release(trial)
 
 
+def placement_group_from_hex(pg_id: str) -> Any:
+    """The PlacementGroup handle of a hex id.
+
+    The one use of a private Ray API in the search: Ray offers no public way to rebuild a handle
+    from an id that another process reported. tests/search/test_search_local.py checks that it
+    still exists, so a Ray upgrade that moves it fails there, loudly.
+    """
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup
+
+    return PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id)))
+
+
 def release_placement_group(pg_id: str) -> bool:
     """Remove a placement group by its hex id unless it is gone already; True if removed."""
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+    from ray.util.placement_group import placement_group_table, remove_placement_group
 
-    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id)))
+    pg = placement_group_from_hex(pg_id)
     try:
         state = placement_group_table(pg).get("state", "REMOVED")
     except Exception:  # an unknown id: nothing to free
@@ -157,28 +261,7 @@ def release_placement_group(pg_id: str) -> bool:
     return True
 
 
-def describe_failure(error: Exception) -> tuple[str, str, bool]:
-    """(one-line reason, worker traceback, whether it came from user code on every failed worker).
-
-    A lost node or a killed worker is not user code: those failures are worth retrying.
-    """
-    failures = getattr(error, "worker_failures", None)
-    if not failures:
-        cause = getattr(error, "controller_failure", error)
-        return f"{type(cause).__name__}: {_first_line(cause)}", str(error), False
-    in_user_code = True
-    reason, details = "", ""
-    for rank in sorted(failures):
-        exc = failures[rank]
-        base = getattr(exc, "_base_exc", None)  # Train wraps user exceptions with their traceback
-        if base is None or isinstance(base, ray.exceptions.RayError):
-            in_user_code = False
-            base = exc
-        if not reason:
-            reason = f"{type(base).__name__}: {_first_line(base)}"
-            details = str(exc)
-    return reason, details, in_user_code
-
+# -- failures in user code ------------------------------------------------------------------------
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -205,7 +288,7 @@ def clear_failure(train_storage: str, trial_id: str) -> bool:
     return True
 
 
-# -- inside each Ray Train worker -----------------------------------------------------------------
+# -- the loop and its reports, shared by both launchers -------------------------------------------
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
@@ -224,78 +307,75 @@ def final_metrics(run_metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _train_worker(cfg: dict[str, Any]) -> None:
+def resolved_train_config(job: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig that train() will run with: the phase's fields, then the trial's overrides."""
+    _, train_over = split_overrides(job["model"], job["overrides"])
+    return dataclasses.replace(TrainConfig(**job["train_config"]), **train_over)
+
+
+def ends_training(r: EpochReport, cfg: TrainConfig) -> bool:
+    """Whether train() stops after this epoch: its last one, or patience used up (as train() counts)."""
+    return r.epoch >= cfg.epochs or r.epoch - r.best_epoch >= cfg.patience
+
+
+def fetch_and_describe(job: dict[str, Any], device: str, extra: dict[str, Any] | None = None
+                       ) -> tuple[Any, dict[str, Any]]:
+    """The trial's dataset from the object store, and what every report says about the trial."""
     entered = time.time()
-    ctx = ray.train.get_context()
-    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
-    ds = fetch_dataset(cfg["data"])
-    device = ray.train.torch.get_device()
-    if cfg.get("quiet"):
-        _quiet_report_log()
+    ds = fetch_dataset(job["data"])
     now = time.time()
-    # where a trial's start-up time goes: starting Train's actors, then fetching the data
-    info = {
-        "node": ray.get_runtime_context().get_node_id(),
-        "host": platform.node(),
-        "device": str(device),
-        "data_zero_copy": bool(in_shared_memory(ds)),
-        "worker_start_seconds": entered - cfg["trial_start"],
-        "data_fetch_seconds": now - entered,
-        "setup_seconds": now - cfg["trial_start"],
-        PLACEMENT_GROUP_KEY: ray.get_runtime_context().get_placement_group_id() or "",
-    }
+    # where a trial's start-up time goes: starting Train's actors (DDP trials), fetching the data
+    info = {"node": ray.get_runtime_context().get_node_id(), "host": platform.node(), "device": device,
+            "data_zero_copy": bool(in_shared_memory(ds)), "worker_start_seconds": entered - job["trial_start"],
+            "data_fetch_seconds": now - entered, "setup_seconds": now - job["trial_start"],
+            "train_call_time": now, **(extra or {})}  # wall clock, to time a trial from its launch
+    return ds, info
+
+
+def train_and_report(job: dict[str, Any], ds: Any, info: dict[str, Any], *, rank: int, world_size: int,
+                     device: str, report: Report, restored: Any) -> None:
+    """Run train() for one trial and report every epoch; the epoch that ends training is reported
+    together with the test metrics, in one report, so that a scheduler (ASHA) acting on it can no
+    longer stop the trial between its last epoch and its test evaluation."""
+    cfg = dataclasses.replace(resolved_train_config(job), device=device, num_threads=job["threads"])
     scratch = Path(tempfile.mkdtemp(prefix="glintru-trial-"))
     try:
         resume_from = None
-        restored = ray.train.get_checkpoint()
         if restored is not None:
             local = scratch / "restored"
             restored.to_directory(str(local))
             if (local / FINAL_FILE).exists():  # finished before the retry: report it again
-                _report_final(local, rank, info)
+                _report_final(local, rank, info, report)
                 return
             resume_from = local
         report_seconds: list[float] = []
 
         def reporter(r: EpochReport) -> None:
+            if ends_training(r, cfg):
+                return  # reported with the test metrics below
             metrics = {FINAL_KEY: False, "epoch": r.epoch, "train_loss": r.train_loss,
                        "best_epoch": r.best_epoch, "epoch_seconds": r.seconds, **info,
                        "report_seconds": statistics.mean(report_seconds) if report_seconds else 0.0,
+                       **dict.fromkeys(job.get("end_metrics", ()), float("nan")),
                        **_prefixed("valid", r.best_valid), **_prefixed("epoch_valid", r.valid)}
-            checkpoint = ray.train.Checkpoint.from_directory(r.checkpoint_dir) if r.checkpoint_dir else None
             t = time.perf_counter()
-            ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
+            report(metrics, r.checkpoint_dir)
             report_seconds.append(time.perf_counter() - t)
 
-        config = TrainConfig(**{**cfg["train_config"], "device": str(device), "num_threads": cfg["threads"]})
-        result = train(ds, cfg["model"], scratch / "run", preset=cfg["preset"], overrides=cfg["overrides"],
-                       config=config, rank=rank, world_size=world_size, reporter=reporter,
+        result = train(ds, job["model"], scratch / "run", preset=job["preset"], overrides=job["overrides"],
+                       config=cfg, rank=rank, world_size=world_size, reporter=reporter,
                        resume_from=resume_from, progress=False)
         info["report_seconds"] = statistics.mean(report_seconds) if report_seconds else 0.0
         # the final checkpoint is the run directory without its resumable training state
         shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)
-        _report_final(result.out_dir, rank, info)
+        _report_final(result.out_dir, rank, info, report)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _quiet_report_log() -> None:
-    """Ray Train logs every report with all its metrics at INFO under a logger that its
-    LoggingConfig does not reach (named by the module's file); keep it to warnings."""
-    import logging
-
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
-def _report_final(run_dir: Path, rank: int, info: dict[str, Any]) -> None:
+def _report_final(run_dir: Path, rank: int, info: dict[str, Any], report: Report) -> None:
     if rank != 0:
-        ray.train.report({})  # every rank must report the same number of times
+        report({}, None)  # every rank must report the same number of times
         return
     run_metrics = json.loads((run_dir / FINAL_FILE).read_text())
-    ray.train.report({**info, **final_metrics(run_metrics)},
-                     checkpoint=ray.train.Checkpoint.from_directory(run_dir),
-                     delete_local_checkpoint_after_upload=False)
+    report({**info, **final_metrics(run_metrics)}, run_dir)

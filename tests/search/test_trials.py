@@ -1,0 +1,83 @@
+"""One trial, without a Ray cluster: what it reports and when, how its failures are classed, what
+it asks Tune for, and which finished trials a seed rerun may choose."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import ray.exceptions
+
+from glintru.data.dataset import load_dataset
+from glintru.search import results, runner
+from glintru.search.runner import HEAD_RESOURCE, SearchSettings
+from glintru.search.trainable import describe_failure, placement_group_from_hex, train_and_report
+
+TINY = {"hidden_size": 16, "num_heads": 2, "num_layers": 1, "max_length": 20, "batch_size": 256}
+
+
+def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict) -> list[dict]:
+    job = {"data": None, "model": "glintru", "preset": None, "overrides": {**TINY, **overrides},
+           "train_config": train_config, "threads": 1, "trial_start": 0.0}
+    seen: list[dict] = []
+    train_and_report(job, load_dataset(tiny_data), {"node": "n"}, rank=0, world_size=1, device="cpu",
+                     report=lambda metrics, ckpt: seen.append({**metrics, "has_checkpoint": ckpt is not None}),
+                     restored=None)
+    return seen
+
+
+def test_the_last_epoch_is_reported_with_the_test_metrics(tiny_data, tmp_path):
+    """ASHA acts on each report: a report of the last epoch without test metrics let it stop a
+    trial that had trained every epoch before its test evaluation (a rung on epoch 3)."""
+    seen = _reports(tiny_data, tmp_path, {"epochs": 3, "patience": 10, "eval_mode": "full"}, {})
+    assert [(r["epoch"], r["final"]) for r in seen] == [(1, False), (2, False), (3, True)]
+    final = seen[-1]
+    assert final["has_checkpoint"] and final["test/ndcg@10"] >= 0 and final["valid/ndcg@10"] > 0
+
+
+def test_a_patience_stop_is_reported_with_the_test_metrics(tiny_data, tmp_path):
+    # lr 0: nothing improves after epoch 1, so patience 1 ends training after epoch 2
+    seen = _reports(tiny_data, tmp_path, {"epochs": 6, "eval_mode": "full"}, {"patience": 1, "lr": 1e-12})
+    epochs = [r["epoch"] for r in seen]
+    assert epochs == sorted(set(epochs)), "an epoch was reported twice"
+    assert seen[-1]["final"] and not any(r["final"] for r in seen[:-1])
+    assert seen[-1]["epoch"] == 2 and seen[-1]["stopped_early"] is True
+
+
+def test_a_worker_error_from_user_code_is_not_retried():
+    """Ray 2.60 hands over the workers' own exceptions (no wrapper with a `_base_exc`)."""
+    from ray.train import WorkerGroupError
+
+    nan = FloatingPointError("training loss became nan at epoch 1, step 0 (lr=1e9)")
+    reason, details, user = describe_failure(WorkerGroupError("rank 0 failed", {0: nan, 1: nan}))
+    assert user is True and reason == "FloatingPointError: training loss became nan at epoch 1, step 0 (lr=1e9)"
+    assert "FloatingPointError" in details
+    lost = ray.exceptions.ActorDiedError()
+    _, _, user = describe_failure(WorkerGroupError("rank 1 died", {0: nan, 1: lost}))
+    assert user is False, "a lost worker is worth retrying"
+
+
+def test_trials_ask_tune_for_what_they_use():
+    single = SearchSettings(space="glintru", data="", cpus_per_trial=2, gpus_per_trial=0.25)
+    # fractional GPUs: four trials share one
+    assert runner.trial_resources(single) == {"CPU": 2, "GPU": 0.25}
+    assert runner.trial_resources(dataclasses.replace(single, gpus_per_trial=0.0)) == {"CPU": 2}
+    ddp = dataclasses.replace(single, workers_per_trial=2, gpus_per_trial=2)
+    assert runner.trial_resources(ddp) == {"memory": 1}
+    # on a cluster a DDP trial's driver stays on the head (its custom resource, see cluster/gpu.yaml)
+    assert runner.trial_resources(dataclasses.replace(ddp, address="auto")) == {"memory": 1, HEAD_RESOURCE: 1}
+    assert HEAD_RESOURCE == "glintru_head"
+
+
+def test_the_one_private_ray_api_is_still_there():
+    """placement_group_from_hex rebuilds a handle through ray._raylet; if Ray moves it, this fails."""
+    pg = placement_group_from_hex("ab" * 18)
+    assert pg.id.hex() == "ab" * 18
+
+
+def test_seed_reruns_choose_only_trials_that_finished_training():
+    # an ASHA-stopped trial is TERMINATED too, and may have the best validation so far
+    df = pd.DataFrame({"trial_id": ["stopped", "done", "failed"], "status": ["TERMINATED", "TERMINATED", "ERROR"],
+                       "completed": [False, True, False], "valid/ndcg@10": [0.9, 0.3, 0.95]})
+    assert list(results.best_rows(df, 2)["trial_id"]) == ["done"]
