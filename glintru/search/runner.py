@@ -546,14 +546,15 @@ def _tuner(plan: Plan, phase: str, trainable: Any, search: list[TrialRecord] | N
             param_space["seed"] = tune.grid_search(list(s.seeds))
     elif phase == "seeds":
         param_space = {VARIANT_KEY: tune.grid_search(_seed_variants(plan, search or []))}
+    # with several objectives the searcher holds the metric list (Tune's single metric would replace
+    # it), and ASHA gets the first objective itself
+    many = phase == "search" and len(plan.objectives) > 1
     if phase != "seeds" and plan.scheduler == "asha":
         # max_t beyond the last epoch, since ASHA stops every trial that reaches max_t; a rung on
         # the last epoch is harmless, as that epoch is reported together with the test metrics
-        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric, mode=plan.mode,
-                                  max_t=s.max_epochs + 1, grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor)
-    # with several objectives the searcher holds the metric list; Tune's single metric would replace it
-    many = phase == "search" and len(plan.objectives) > 1
+        scheduler = ASHAScheduler(time_attr="epoch", metric=plan.metric if many else None,
+                                  mode=plan.mode if many else None, max_t=s.max_epochs + 1,
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     return tune.Tuner(
         trainable,
         param_space=param_space,

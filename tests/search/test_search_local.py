@@ -130,6 +130,62 @@ def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
 
 # -- searches -------------------------------------------------------------------------------------
 
+def _assert_trained_once(exp: Path, phase: str, trial_id: str) -> None:
+    """A trial that failed in user code: failed.json recorded, every attempt after the first
+    replayed it without training, and no epoch reported twice."""
+    from glintru.search.trainable import FAILED_FILE, REPLAYED
+
+    failure = json.loads((exp / "train" / trial_id / FAILED_FILE).read_text())
+    assert failure["reason"].startswith("FloatingPointError: training loss became nan")
+    attempts = (exp / "tune" / phase / trial_id / "error.txt").read_text().split("Failure # ")[1:]
+    assert attempts and all(REPLAYED in a for a in attempts[1:]) and REPLAYED not in attempts[0]
+    result = exp / "tune" / phase / trial_id / "result.json"
+    epochs = [json.loads(x)["epoch"] for x in result.read_text().splitlines() if x.strip()] if result.exists() else []
+    assert epochs == sorted(set(epochs))
+
+
+@pytest.mark.slow
+def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data, tmp_path):
+    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e9]}, max_epochs=2,
+                              max_failures=2, storage=str(tmp_path), name="direct",
+                              overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    exp = Path(run_search(settings))
+    df = results.read_trials(str(exp)).set_index("config/lr")
+    good, nan = df.loc[1e-2], df.loc[1e9]
+    assert good["completed"] and good["test/ndcg@10"] > 0 and good["data_zero_copy"]
+    # no Ray Train: the checkpoints are Tune's, in the trial's own directory
+    assert Path(good["run_dir"]).parent == exp / "tune" / "grid" / good["trial_id"]
+    assert good["worker_start_seconds"] < 1 and not (exp / "train" / good["trial_id"]).exists()
+    assert nan["status"] == "ERROR" and nan["error"].startswith("FloatingPointError: training loss became nan")
+    _assert_trained_once(exp, "grid", nan["trial_id"])
+
+
+@pytest.mark.slow
+def test_two_objectives_give_a_pareto_front(local_ray, tiny_data, tmp_path):
+    from glintru.search.objectives import parse_objectives
+
+    settings = SearchSettings(space="glintru", data=str(tiny_data), num_samples=4, max_epochs=1,
+                              objective="ndcg@10,infer_ms", sampler="nsga2", storage=str(tmp_path), name="mo",
+                              overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    exp = Path(run_search(settings))
+    df = results.read_trials(str(exp))
+    front = df[df["pareto"]]
+    assert df["completed"].all() and len(front) >= 1 and df["infer_ms_per_batch"].notna().all()
+    # no trial of the front is dominated by any trial
+    for _, a in front.iterrows():
+        for _, b in df.iterrows():
+            assert not (b["valid/ndcg@10"] >= a["valid/ndcg@10"] and b["infer_ms_per_batch"] <= a["infer_ms_per_batch"]
+                        and (b["valid/ndcg@10"] > a["valid/ndcg@10"] or b["infer_ms_per_batch"] < a["infer_ms_per_batch"]))
+    # Optuna was told both values of every trial
+    study = optuna.load_study(study_name="mo", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))))
+    assert [len(t.values) for t in study.trials] == [2] * 4
+    assert sorted(round(t.values[1], 6) for t in study.trials) == sorted(round(v, 6) for v in df["infer_ms_per_batch"])
+    info = json.loads((exp / "experiment.json").read_text())
+    assert [o["name"] for o in info["objectives"]] == ["ndcg@10", "infer_ms"] and info["sampler"] == "nsga2"
+    assert info["scheduler"] == "fifo"
+    assert parse_objectives("ndcg@10,infer_ms")[1].metric == "infer_ms_per_batch"
+
 
 @pytest.mark.slow
 def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
@@ -182,8 +238,8 @@ def test_grid_with_ddp_asha_and_a_failing_trial(local_ray, tiny_data, tmp_path):
     assert good["device"] == "cpu" and good["node"]
     assert nan["status"] == "ERROR" and nan["error"].startswith("FloatingPointError: training loss became nan")
     assert pd.isna(nan["test/ndcg@10"])
-    # a failure in user code is not retried (retrying would fail the same way)
-    assert nan["num_failures"] >= 1
+    # a failure in user code is recorded once and never trained again (retrying fails the same way)
+    _assert_trained_once(exp, "grid", nan["trial_id"])
     assert slow["status"] == "TERMINATED" and not slow["completed"] and slow["epochs"] < 3
     assert slow["valid/ndcg@10"] < good["valid/ndcg@10"]
     run = Path(good["run_dir"])
