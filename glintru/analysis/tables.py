@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from glintru.analysis.collect import Results, select_best, tested
+from glintru.analysis.collect import Results, _plain, select_best, tested
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, compare, comparisons_frame
 from glintru.models import MODELS, display_name
 
@@ -70,6 +70,20 @@ def ordered(values: Sequence[Any], preferred: Sequence[Any]) -> list[Any]:
     first = [v for v in preferred if v in present]
     rest = sorted((v for v in present if v not in first), key=lambda v: (str(type(v)), v))
     return first + rest
+
+
+def known_keys(given: Sequence[Any], present: Sequence[Any], what: str) -> list[Any]:
+    """The trials' own values for keys a user typed, matched as text ("3" finds kernel size 3).
+
+    A key the trials do not hold is an error rather than an empty row or column: it is nearly
+    always a typo (--models glinru), and a table with a blank row would hide that.
+    """
+    by_text = {str(_plain(v)): v for v in present}
+    unknown = [str(k) for k in given if str(_plain(k)) not in by_text]
+    if unknown:
+        raise ValueError(f"no {what} {', '.join(map(repr, unknown))} in the trials; "
+                         f"they have {', '.join(sorted(by_text)) or 'none'}")
+    return [by_text[str(_plain(k))] for k in given]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +420,8 @@ def performance_table(
     """
     if test is not None and test not in TEST_NAMES:
         raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TEST_NAMES)} or None")
+    if not 0.0 < alpha < 1.0:  # alpha=5 would star everything, alpha=0 nothing, both silently
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
     trials = results.finished()
     if where is not None:
         trials = trials[where(trials)]
@@ -415,8 +431,16 @@ def performance_table(
     chosen = select_best(trials, select, by=(row, "dataset"))
     if chosen.empty:
         raise ValueError(f"no finished trials with {select} to tabulate")
-    row_keys = list(rows) if rows is not None else ordered(chosen[row].tolist(), MODEL_ORDER if row == "model" else [])
-    ds_keys = list(datasets) if datasets is not None else ordered(chosen["dataset"].tolist(), DATASET_ORDER)
+    what = "model" if row == "model" else f"{row} value"
+    row_keys = known_keys(rows, trials[row].dropna().unique(), what) if rows is not None else \
+        ordered(chosen[row].tolist(), MODEL_ORDER if row == "model" else [])
+    ds_keys = known_keys(datasets, trials["dataset"].dropna().unique(), "dataset") if datasets is not None else \
+        ordered(chosen["dataset"].tolist(), DATASET_ORDER)
+    if reference is not None:
+        if str(_plain(reference)) not in {str(_plain(k)) for k in row_keys}:
+            raise ValueError(f"reference {reference!r} is not a row of the table; rows: "
+                             f"{', '.join(str(k) for k in row_keys)}")
+        reference = known_keys([reference], row_keys, what)[0]
     columns = pd.MultiIndex.from_tuples([(d, m) for d in ds_keys for m in metrics], names=["dataset", "metric"])
     means = pd.DataFrame(np.nan, index=row_keys, columns=columns)
     stds, seeds = means.copy(), pd.DataFrame(0, index=row_keys, columns=columns)
