@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 try:
@@ -11,10 +13,17 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glintru.analysis import SignificanceError, collect
+from glintru.analysis import Results, SignificanceError, collect
 from glintru.analysis.collect import parse_conditions
 from glintru.analysis.report import ReportOptions, write_report
 from glintru.analysis.tables import PAPER_METRICS
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
     p.add_argument("--ablation", action="append", default=[], metavar="COLUMN",
                    help="add an ablation table over this column (e.g. config/gate_activation); repeatable")
-    p.add_argument("--top", type=int, default=5, help="best configurations listed per model and dataset")
+    p.add_argument("--top", type=positive_int, default=5, help="best configurations listed per model and dataset")
     p.add_argument("--title", default="glintru report")
     return p.parse_args(argv)
 
@@ -43,15 +52,60 @@ def main(argv: list[str] | None = None) -> int:
     metrics = [m.strip() for item in (args.metric or [",".join(PAPER_METRICS)]) for m in item.split(",") if m.strip()]
     options = ReportOptions(metrics=metrics, select=args.select, test=args.test, alpha=args.alpha,
                             reference=args.reference, ablations=args.ablation, title=args.title, top=args.top)
+    out = Path(args.out)
     try:
-        paths = write_report(collect(args.experiments).only(parse_conditions(args.only)), args.out, options)
+        check_out(out)
+        results = collect(args.experiments).only(parse_conditions(args.only))
+        for column in args.ablation:  # a typo here would otherwise only show as a note inside the report
+            if column not in results.trials.columns:
+                raise ValueError(f"--ablation {column}: no such column in the trials; config columns: "
+                                 f"{', '.join(c for c in results.trials.columns if c.startswith('config/'))}")
+        paths = write_report_atomically(results, out, options)
     except (SignificanceError, FileNotFoundError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: --out {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(paths["html"])
     print(paths["markdown"])
     return 0
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an --out that is a file or a directory that is not an earlier report."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
+        raise ValueError(f"--out {out}: a non-empty directory that holds no earlier report (no report.json); "
+                         "choose another --out or empty it")
+
+
+def write_report_atomically(results: Results, out: Path, options: ReportOptions) -> dict[str, Path]:
+    """Write the report in a temporary sibling and swap it for --out when complete, so a failure
+    halfway leaves --out as it was (an earlier report is replaced whole, never mixed with the new one)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        paths = write_report(results, tmp, options)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            if old is not None:
+                old.rename(out)
+            raise
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {key: out / path.relative_to(tmp) for key, path in paths.items()}
 
 
 if __name__ == "__main__":

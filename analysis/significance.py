@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 try:
@@ -65,10 +67,32 @@ def main(argv: list[str] | None = None) -> int:
         render = {"md": render_markdown, "latex": render_latex, "csv": render_csv}[args.format]
         text += "\n" + render(layout)
     if args.out:
-        Path(args.out).write_text(text)
+        try:
+            write_atomically(Path(args.out), text)
+        except OSError as e:
+            print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary sibling and rename it into place: a failure leaves no half a table."""
+    if path.is_dir():
+        raise IsADirectoryError(0, "is a directory; give a file name such as table2.md")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NotADirectoryError(0, f"{blocker} is a file, not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 if __name__ == "__main__":
