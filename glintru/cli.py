@@ -120,8 +120,11 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     else:
         if args.scale != 1.0:
             raise SystemExit("error: --scale applies to --like shapes only")
-        out = generate(args.out, n_users=args.users or 2000, n_items=args.items or 800,
-                       avg_length=args.avg_length or 30, seed=args.seed, overwrite=args.overwrite)
+        # `is None`, not `or`: --users 0 must reach generate's check, not turn into the default
+        out = generate(args.out, n_users=2000 if args.users is None else args.users,
+                       n_items=800 if args.items is None else args.items,
+                       avg_length=30 if args.avg_length is None else args.avg_length,
+                       seed=args.seed, overwrite=args.overwrite)
     return _print_stats(out, as_json=False)
 
 
@@ -177,40 +180,91 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pickle
+
     import torch
 
     from glintru.data.dataset import load_dataset
-    from glintru.evaluate import evaluate, write_per_user
+    from glintru.evaluate import evaluate, parse_mode, write_per_user
     from glintru.models import build_model, get_model_class
     from glintru.train import resolve_device
 
+    # The flags first: a typo should not cost loading a dataset and a model.
+    if args.eval_mode is not None:
+        parse_mode(args.eval_mode)
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: the negative-sampling seed must be a non-negative integer")
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError as e:
+        raise ValueError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
     run = Path(args.run)
+    config, cfg_file, weights = _read_run(run)
+    data = args.data or config["dataset"].get("path")
+    if data is None:
+        raise SystemExit("error: the run does not record its dataset path; pass --data DIR")
+    ds = load_dataset(data)
+    try:
+        model_class = get_model_class(config["model"])
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{cfg_file}: {e.args[0] if e.args else e}") from None
+    try:
+        model_cfg = model_class.config_class(**_tupled(config["model_config"]))
+    except TypeError as e:
+        raise ValueError(f"{cfg_file}: model_config does not fit model {config['model']!r} ({e})") from None
+    features = ds.item_features() if ds.feature_names else None
+    model = build_model(config["model"], ds.n_items, model_cfg, item_features=features).to(device)
+    try:
+        state = torch.load(weights, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:  # damaged, truncated or not a state dict
+        raise ValueError(f"{weights}: not readable as model weights ({type(e).__name__}); "
+                         "the run directory is damaged, train it again") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:2])
+        raise ValueError(f"{weights}: the weights do not fit {config['model']} on {ds.path} as {cfg_file.name} "
+                         f"describes it ({detail}); pass the run's own dataset with --data") from None
+    mode = args.eval_mode or config["train_config"]["eval_mode"]
+    seed = config["train_config"]["seed"] if args.seed is None else args.seed
+    results = {split: evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]),
+                               device=device, seed=seed) for split in args.splits}
+    # Written only once every split is evaluated, each file atomically: a failure leaves none behind.
+    for split, res in results.items():
+        write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
+    rows = {split: res.metrics for split, res in results.items()}
+    summary = run / f"eval-{mode}.json"
+    tmp = summary.with_name(f".{summary.name}.tmp")
+    tmp.write_text(json.dumps({"eval_mode": mode, "seed": seed, **rows}, indent=2) + "\n")
+    tmp.replace(summary)
+    print(_metrics_table(rows))
+    print(f"written: {summary}")
+    return 0
+
+
+# What `glintru evaluate` reads from a run's config.json.
+RUN_CONFIG_KEYS = {"model": None, "model_config": None, "dataset": None, "train_config": ("eval_mode", "seed", "ks")}
+
+
+def _read_run(run: Path) -> tuple[dict[str, Any], Path, Path]:
+    """A finished run's config (checked for what evaluate needs), its path and its weights' path."""
     cfg_file, weights = run / "config.json", run / "model.pt"
     for f in (cfg_file, weights):
         if not f.exists():
             raise SystemExit(f"error: {run} is not a finished run directory (missing {f.name})")
-    config = json.loads(cfg_file.read_text())
-    data = args.data or config["dataset"]["path"]
-    if data is None:
-        raise SystemExit("error: the run does not record its dataset path; pass --data DIR")
-    ds = load_dataset(data)
-    model_cfg = get_model_class(config["model"]).config_class(**_tupled(config["model_config"]))
-    features = ds.item_features() if ds.feature_names else None
-    device = resolve_device(args.device)
-    model = build_model(config["model"], ds.n_items, model_cfg, item_features=features).to(device)
-    model.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-    mode = args.eval_mode or config["train_config"]["eval_mode"]
-    seed = config["train_config"]["seed"] if args.seed is None else args.seed
-    rows = {}
-    for split in args.splits:
-        res = evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]),
-                       device=device, seed=seed)
-        rows[split] = res.metrics
-        write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
-    (run / f"eval-{mode}.json").write_text(json.dumps({"eval_mode": mode, "seed": seed, **rows}, indent=2) + "\n")
-    print(_metrics_table(rows))
-    print(f"written: {run / f'eval-{mode}.json'}")
-    return 0
+    try:
+        config = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_file} line {e.lineno}: invalid JSON ({e.msg}); "
+                         "the run directory is damaged, train it again") from None
+    for key, inner in RUN_CONFIG_KEYS.items():
+        if not isinstance(config, dict) or key not in config:
+            raise ValueError(f"{cfg_file}: no key {key!r}; a run's config.json holds "
+                             f"{', '.join(RUN_CONFIG_KEYS)} (written by glintru train)")
+        missing = [k for k in inner or () if k not in config[key]]
+        if missing:
+            raise ValueError(f"{cfg_file}: no key {key}.{missing[0]}; written by an older glintru? train it again")
+    return config, cfg_file, weights
 
 
 def _tupled(d: dict[str, Any]) -> dict[str, Any]:

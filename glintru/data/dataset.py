@@ -233,7 +233,10 @@ def load_dataset(path: str | os.PathLike) -> PreparedDataset:
     missing = [f for f in (SEQUENCES_FILE, ITEMS_FILE, META_FILE) if not (p / f).exists()]
     if missing:
         raise DatasetError(f"{p}: not a prepared dataset, missing {', '.join(missing)}")
-    meta = json.loads((p / META_FILE).read_text())
+    try:
+        meta = json.loads((p / META_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{p / META_FILE} line {e.lineno}: invalid JSON ({e.msg}); prepare the dataset again") from None
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(
             f"{p}: schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again"
