@@ -623,6 +623,10 @@ def _run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | 
     path = join(plan.tune_storage, phase)
     trainable = _trainable(plan, shared)
     if tune.Tuner.can_restore(path):
+        if phase == "search" and not plan.settings.optuna_storage:
+            # the restored searcher reopens its journal by path: bring that file up to date first
+            # (on another machine it exists only in EXP_DIR)
+            study.journal_path(plan.exp_dir, plan.name)
         retry = plan.settings.retry_errored
         if retry:
             for rec in collect_phase(plan, phase):
@@ -821,9 +825,10 @@ def run_search(settings: SearchSettings, callbacks: tuple[Any, ...] = ()) -> str
 
     import ray
 
-    with sigterm_stops_gracefully():
-        started = start_ray(plan.settings)
-        try:
+    started = start_ray(plan.settings)
+    try:
+        # after ray.init, which installs a SIGTERM handler of its own in this process
+        with sigterm_stops_gracefully():
             check_cluster(plan.settings)
             try:
                 records = _run_phases(plan, tuple(callbacks))
@@ -837,7 +842,7 @@ def run_search(settings: SearchSettings, callbacks: tuple[Any, ...] = ()) -> str
             df = results.write_results(plan.exp_dir, records, model=plan.space.model, dataset=plan.dataset.name,
                                        default_seed=plan.settings.seed, objectives=plan.objectives)
             _print_results(plan, df)
-        finally:
-            if started:
-                ray.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
     return plan.exp_dir
