@@ -1,15 +1,24 @@
-"""The paper's Table 3 for every model on one dataset and device, plus a sequence-length sweep.
+"""The paper's Table 3 for every model, with the training pipelines side by side and where a step's time goes.
 
-    python benchmarks/efficiency.py --data DIR [--models glintru,sasrec,...] [--hidden-size 128]
-                                    [--max-length 200] [--sweep 50,100,200,400,800] [--device auto]
+    python benchmarks/efficiency.py --like beauty            # Beauty-shaped synthetic log, d=64, L=100
+    python benchmarks/efficiency.py --like ml-1m             # ML-1M-shaped, d=128, L=200
+    python benchmarks/efficiency.py --data DIR [--models glintru,sasrec] [--hidden-size 64] [--max-length 100]
+                                    [--compile] [--bf16] [--threads 1] [--name efficiency-beauty]
 
-For each model, in a fresh child process (so that peak memory is the model's own): inference ms
-per 2048-user batch (median of --repeats), training seconds per epoch (timed over --train-batches
-batches and scaled to the epoch's batch count unless --full-epoch), samples/s and peak memory
-(GPU memory on CUDA, resident set size on CPU). The sweep times one inference batch and one
-training step per model at each length, and fits the growth exponent of cost in L (log-log slope:
-about 1 for linear models, approaching 2 for softmax attention as L grows).
-Writes benchmarks/results/efficiency.json and efficiency.md.
+For each model, in a fresh child process (so that peak memory is the model's own):
+- inference ms per batch of 2,048 users (median of --repeats);
+- training s/epoch for every pipeline in MODES, in the same run: fixed-length padding (every batch
+  padded to L), random batches with dynamic padding (the old default), length-bucketed batches (the
+  default). Unless --full-epoch, --train-batches batches spread over the epoch's range of batch widths
+  are timed (median of --repeats each) and the epoch is estimated by interpolating step time over the
+  width of every batch of the epoch: step cost follows the padded width, which bucketing makes vary;
+- peak memory (GPU memory per pipeline on CUDA; on a CPU the child's peak resident set, all pipelines);
+- a breakdown of one training step: embedding + encoder (forward and backward), output layer +
+  cross-entropy over all items (forward and backward), optimiser step, at the full width L and at the
+  bucketed epoch's median width;
+- with --compile, the bucketed pipeline and inference again under torch.compile (dynamic shapes).
+An optional --sweep times one step per model at each sequence length and fits the growth exponent.
+Writes OUT/NAME.json and OUT/NAME.md (default benchmarks/results/efficiency.*).
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 try:
     import glintru  # noqa: F401
@@ -31,8 +42,40 @@ except ImportError:  # run from a checkout without installing
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ALL_MODELS = ("glintru", "gru4rec", "sasrec", "bert4rec", "linrec", "lightsans", "smlp4rec", "mamba4rec")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The paper's settings for the shapes (Table 5: d=128, L=200 on ML-1M; d=64, L=100 on the Amazon logs;
+# batch 2,048 everywhere). Explicit flags override them.
+SHAPE_SETTINGS = {
+    "ml-1m": {"hidden_size": 128, "max_length": 200},
+    "beauty": {"hidden_size": 64, "max_length": 100},
+    "video-games": {"hidden_size": 64, "max_length": 100},
+}
+DEFAULTS = {"hidden_size": 64, "max_length": 50, "batch_size": 2048}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One training pipeline: how an epoch is cut into batches (loader options of BatchLoader).
+
+    Adding a pipeline (e.g. one-pass training) is one entry in MODES; `loss` maps (model, batch)
+    to the training loss when the pipeline trains differently from per-prefix cross-entropy."""
+
+    label: str
+    loader_options: Callable[[int], dict[str, Any]]  # max_length -> BatchLoader keyword arguments
+    loss: Callable[[Any, Any], torch.Tensor] | None = None
+
+
+MODES: dict[str, Mode] = {
+    "fixed": Mode("fixed-length padding", lambda L: {"bucketing": False, "pad_to": L}),
+    "random": Mode("random batches, dynamic padding", lambda L: {"bucketing": False}),
+    "bucketed": Mode("length-bucketed batches", lambda L: {"bucketing": True}),
+}
+BASELINE = "random"  # speedups are quoted against today's pipeline...
+FIXED = "fixed"      # ...and against fixed-length padding
 
 
 def _sync(device: torch.device) -> None:
@@ -54,8 +97,9 @@ def _build(name: str, ds, hidden: int, max_length: int, device: torch.device):
     return build_model(name, ds.n_items, cfg, item_features=feats).to(device)
 
 
-def _time(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median seconds of `repeats` calls after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -66,74 +110,210 @@ def _time(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure_one(name: str, data: str, hidden: int, max_length: int, batch_size: int, device: str,
-                repeats: int, train_batches: int, full_epoch: bool, sweep: list[int]) -> dict:
-    from glintru.data.batches import BatchLoader, split_inputs
-    from glintru.data.dataset import load_dataset
-    from glintru.train import resolve_device
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    dev = resolve_device(device)
-    torch.manual_seed(0)
-    ds = load_dataset(data)
-    model = _build(name, ds, hidden, max_length, dev)
+
+def _default_loss(model, b) -> torch.Tensor:
+    return model.loss(b.item_seq, b.lengths, b.targets)
+
+
+def _output_ce(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The models' training loss from a representation: scores over all items, padding excluded."""
+    logits = (rep @ items.t()).float()
+    logits[:, 0] = float("-inf")
+    return F.cross_entropy(logits, targets)
+
+
+def sample_batches(widths: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
+    """Indices of up to k batches of distinct widths spread evenly over the sorted widths (always the
+    narrowest and widest), so that interpolation covers the epoch's whole range; the largest batch
+    of each chosen width. Pipelines whose batches all share one width need a single timed batch."""
+    order = np.argsort(widths, kind="stable")
+    quantile_widths = np.unique(widths[order[np.rint(np.linspace(0, widths.size - 1, k)).astype(int)]])
+    return np.array([max(np.flatnonzero(widths == w), key=lambda i: sizes[i]) for w in quantile_widths])
+
+
+def estimate_epoch(widths: np.ndarray, sizes: np.ndarray, timed_widths: np.ndarray, timed_s: np.ndarray,
+                   batch_size: int) -> float:
+    """Epoch seconds from timed steps: step time interpolated in the padded width (averaged where
+    several timed batches share a width), scaled by each batch's share of a full batch."""
+    uw = np.unique(timed_widths)
+    ut = np.array([timed_s[timed_widths == w].mean() for w in uw])
+    per_batch = np.interp(widths, uw, ut)
+    return float((per_batch * np.minimum(sizes / batch_size, 1.0)).sum())
+
+
+def time_mode(mode_key: str, model, ds, a, dev: torch.device, train_step, loss_fn=None) -> dict:
+    from glintru.data.batches import BatchLoader
+
+    mode = MODES[mode_key]
+    loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, **mode.loader_options(a.max_length))
+    indices = loader.batch_indices()
+    widths = loader.padded_widths()
+    sizes = np.array([len(i) for i in indices])
+    chosen = np.arange(len(indices)) if a.full_epoch else sample_batches(widths, sizes, a.train_batches)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    users = np.arange(min(2048, ds.n_users))
-    batch = split_inputs(ds, "test", max_length, users).to(dev)
+    loss_fn = loss_fn or mode.loss or _default_loss
+    if a.full_epoch:  # one pass over the real epoch, loader included
+        batch_iter = iter(loader)
+        train_step(loss_fn, next(iter(loader)).to(dev))  # warm-up
+        _sync(dev)
+        t0 = time.perf_counter()
+        for b in batch_iter:
+            train_step(loss_fn, b.to(dev))
+        _sync(dev)
+        epoch_s = time.perf_counter() - t0
+        timed = None
+    else:
+        from glintru.data.batches import gather
 
-    model.eval()
-    with torch.no_grad():
-        infer_s = _time(lambda: model.scores(batch.item_seq, batch.lengths), dev, repeats)
+        timed = []
+        for i in chosen:
+            b = gather(ds, loader.users[indices[i]], loader.positions[indices[i]], a.max_length,
+                       loader.pad_to).to(dev)
+            timed.append(_time(lambda: train_step(loss_fn, b), dev, a.repeats))
+        epoch_s = estimate_epoch(widths, sizes, widths[chosen], np.array(timed), a.batch_size)
+    return {
+        "mode": mode_key, "label": mode.label, "train_s_per_epoch": epoch_s,
+        "batches_per_epoch": int(len(indices)), "mean_padded_width": float(widths.mean()),
+        "median_padded_width": float(np.median(widths)), "samples": int(sizes.sum()),
+        "timed_batches": None if timed is None else [
+            {"width": int(widths[i]), "size": int(sizes[i]), "step_s": t} for i, t in zip(chosen, timed)],
+        "peak_memory_mb": _peak_mb(dev),
+    }
 
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = BatchLoader(ds, max_length, batch_size, seed=0)
-    n_batches = len(loader) if full_epoch else min(train_batches, len(loader))
-    batches = []
-    for i, b in enumerate(loader):
-        if i >= n_batches + 1:
-            break
-        batches.append(b.to(dev))
 
-    def step(b):
-        loss = model.loss(b.item_seq, b.lengths, b.targets)
+def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -> dict:
+    """Seconds of one training step's parts on batch b, each timed on its own (median of repeats)."""
+    items = model.item_embeddings
+
+    def encoder():
+        with _autocast(dev, bf16):
+            rep = model(b.item_seq, b.lengths)
+        rep.float().sum().backward()
+
+    with torch.no_grad(), _autocast(dev, bf16):
+        rep0 = model(b.item_seq, b.lengths).detach()
+
+    def output():
+        rep = rep0.clone().requires_grad_(True)
+        with _autocast(dev, bf16):
+            loss = _output_ce(rep, items(), b.targets)
+        loss.backward()
+
+    def optimiser():
+        opt.step()
+
+    def full():
+        with _autocast(dev, bf16):
+            loss = model.loss(b.item_seq, b.lengths, b.targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    step(batches[0])  # warm-up
-    _sync(dev)
-    t0 = time.perf_counter()
-    samples = 0
-    for b in batches[1:n_batches + 1]:
-        step(b)
-        samples += len(b)
-    _sync(dev)
-    timed = time.perf_counter() - t0
-    timed_batches = max(len(batches) - 1, 1)
-    epoch_s = timed if full_epoch else timed / timed_batches * len(loader)
-    result = {
-        "model": name,
-        "infer_ms_per_batch": infer_s * 1000,
-        "infer_batch_users": int(len(users)),
-        "train_s_per_epoch": epoch_s,
-        "epoch_estimated_from_batches": None if full_epoch else timed_batches,
-        "train_samples_per_s": samples / timed if timed > 0 else float("nan"),
-        "peak_memory_mb": _peak_mb(dev),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
-    # sequence-length sweep on random histories of exactly length L
-    sweep_rows = []
-    for L in sweep:
-        m = _build(name, ds, hidden, L, dev)
+    out = {"width": int(b.item_seq.shape[1]), "batch": len(b)}
+    full()  # every parameter has a gradient, so the optimiser step below does its real work
+    for key, fn in (("encoder_s", encoder), ("output_ce_s", output), ("optimiser_s", optimiser),
+                    ("step_s", full)):
+        out[key] = _time(fn, dev, repeats)
+    opt.zero_grad(set_to_none=True)
+    return out
+
+
+def measure_one(name: str, a) -> dict:
+    from glintru.data.batches import BatchLoader, gather, split_inputs
+    from glintru.data.dataset import load_dataset
+    from glintru.train import resolve_device
+
+    dev = resolve_device(a.device)
+    torch.manual_seed(0)
+    ds = load_dataset(a.data)
+    model = _build(name, ds, a.hidden_size, a.max_length, dev)
+    users = np.arange(min(2048, ds.n_users))
+    batch = split_inputs(ds, "test", a.max_length, users).to(dev)
+
+    def infer(encode):
+        model.eval()
+        with torch.no_grad(), _autocast(dev, a.bf16):
+            return _time(lambda: encode(batch.item_seq, batch.lengths) @ model.item_embeddings().t(), dev,
+                         a.repeats)
+
+    result: dict[str, Any] = {"model": name, "parameters": sum(p.numel() for p in model.parameters()),
+                              "infer_batch_users": int(len(users))}
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    result["infer_ms_per_batch"] = infer(model) * 1000
+    result["infer_peak_memory_mb"] = _peak_mb(dev)
+
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def make_step(m):
+        def train_step(loss_fn, b):
+            with _autocast(dev, a.bf16):
+                loss = loss_fn(m, b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return train_step
+
+    result["modes"] = {k: time_mode(k, model, ds, a, dev, make_step(model)) for k in a.modes}
+    model.train()
+    for k, row in result["modes"].items():
+        for ref in (BASELINE, FIXED):
+            if ref in result["modes"] and k != ref:
+                row[f"speedup_vs_{ref}"] = result["modes"][ref]["train_s_per_epoch"] / row["train_s_per_epoch"]
+
+    # step breakdown at full width and at the bucketed epoch's median width
+    loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0)
+    indices, widths = loader.batch_indices(), loader.padded_widths()
+    full_sizes = [i for i, s in enumerate(indices) if len(s) == max(len(x) for x in indices)]
+    pick = {"at_full_width": None,
+            "at_median_bucketed_width": min(full_sizes, key=lambda i: abs(widths[i] - np.median(widths)))}
+    result["breakdown"] = {}
+    for key, i in pick.items():
+        sel = indices[i] if i is not None else indices[full_sizes[0]]
+        b = gather(ds, loader.users[sel], loader.positions[sel], a.max_length,
+                   a.max_length if i is None else None).to(dev)
+        result["breakdown"][key] = step_breakdown(model, opt, b, dev, a.repeats, a.bf16)
+
+    if a.compile:
+        # compile the encoder (the module's forward); the loss calls it instead of model.loss,
+        # which would reach the uncompiled forward through the wrapper's attribute lookup
+        compiled = torch.compile(model, dynamic=True)
+        model.train()
+        t0 = time.perf_counter()
+        row = time_mode("bucketed", model, ds, a, dev, make_step(model),
+                        loss_fn=lambda m, b: _output_ce(compiled(b.item_seq, b.lengths), m.item_embeddings(),
+                                                        b.targets))
+        row["wall_s_including_compilation"] = time.perf_counter() - t0
+        row["mode"], row["label"] = "bucketed+compile", "length-bucketed, torch.compile"
+        if "bucketed" in result["modes"]:
+            row["speedup_vs_bucketed"] = result["modes"]["bucketed"]["train_s_per_epoch"] / row["train_s_per_epoch"]
+        result["compiled"] = row
+        result["compiled"]["infer_ms_per_batch"] = infer(compiled) * 1000
+        model.train()
+    result["peak_memory_mb"] = _peak_mb(dev)
+    if a.sweep:
+        result.update(length_sweep(name, ds, a, dev))
+    return result
+
+
+def length_sweep(name: str, ds, a, dev: torch.device) -> dict:
+    """One inference batch and one training step per length on random full-length histories."""
+    rows = []
+    for L in a.sweep:
+        m = _build(name, ds, a.hidden_size, L, dev)
         g = torch.Generator().manual_seed(L)
-        B = min(batch_size, 256) if dev.type == "cpu" else batch_size
+        B = min(a.batch_size, 256) if dev.type == "cpu" else a.batch_size
         seq = torch.randint(1, ds.n_items + 1, (B, L), generator=g).to(dev)
         lengths = torch.full((B,), L, dtype=torch.long, device=dev)
         targets = torch.randint(1, ds.n_items + 1, (B,), generator=g).to(dev)
         m.eval()
         with torch.no_grad():
-            inf = _time(lambda: m.scores(seq, lengths), dev, repeats)
+            inf = _time(lambda: m.scores(seq, lengths), dev, a.repeats)
         m.train()
         o = torch.optim.Adam(m.parameters(), lr=1e-3)
 
@@ -143,99 +323,162 @@ def measure_one(name: str, data: str, hidden: int, max_length: int, batch_size: 
             loss.backward()
             o.step()
 
-        tr = _time(tstep, dev, max(2, repeats // 2))
-        sweep_rows.append({"length": L, "batch": B, "infer_ms": inf * 1000, "train_step_ms": tr * 1000})
-    if len(sweep_rows) >= 2:
-        xs = np.log([r["length"] for r in sweep_rows])
+        rows.append({"length": L, "batch": B, "infer_ms": inf * 1000,
+                     "train_step_ms": _time(tstep, dev, max(2, a.repeats // 2)) * 1000})
+    out: dict[str, Any] = {"sweep": rows}
+    if len(rows) >= 2:
+        xs = np.log([r["length"] for r in rows])
+        k = max(2, len(xs) // 2)  # slope over the longest lengths, where fixed per-call costs fade
         for key in ("infer_ms", "train_step_ms"):
-            ys = np.log([r[key] for r in sweep_rows])
-            # slope over the longest lengths, where fixed per-call costs no longer dominate
-            k = max(2, len(xs) // 2)
-            result[f"sweep_exponent_{key}"] = float(np.polyfit(xs[-k:], ys[-k:], 1)[0])
-    result["sweep"] = sweep_rows
-    return result
+            out[f"sweep_exponent_{key}"] = float(np.polyfit(xs[-k:], np.log([r[key] for r in rows])[-k:], 1)[0])
+    return out
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    users = rows[0]["infer_batch_users"] if rows else 0
-    lines = [f"Efficiency on {meta['dataset']} ({meta['device']}, d={meta['hidden_size']}, "
-             f"L={meta['max_length']}, batch {meta['batch_size']}, torch threads {meta['threads']})", "",
-             f"| model | inference ms / batch of {users} users | train s / epoch | train samples/s | peak memory MB "
-             "| params | growth exp. (infer) | growth exp. (train) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: r["infer_ms_per_batch"]):
-        lines.append(f"| {r['model']} | {r['infer_ms_per_batch']:.1f} | {r['train_s_per_epoch']:.2f} | "
-                     f"{r['train_samples_per_s']:.0f} | {r['peak_memory_mb']:.0f} | {r['parameters']:,} | "
-                     f"{r.get('sweep_exponent_infer_ms', float('nan')):.2f} | "
-                     f"{r.get('sweep_exponent_train_step_ms', float('nan')):.2f} |")
+    modes = [m for m in meta["modes"]]
+    est = ("whole epochs timed" if meta["full_epoch"] else
+           f"epochs estimated from {meta['train_batches']} timed batches spread over the batch widths, "
+           "step time interpolated in the width")
+    lines = [f"Efficiency on {meta['dataset']} ({meta['n_users']:,} users, {meta['n_items']:,} items, "
+             f"{meta['samples']:,} training samples; {meta['device']}, d={meta['hidden_size']}, "
+             f"L={meta['max_length']}, batch {meta['batch_size']}, bf16 {'on' if meta['bf16'] else 'off'}, "
+             f"torch threads {meta['threads']}; {est}; medians of {meta['repeats']} runs, ratios from this run)",
+             "", "Training s/epoch by pipeline (mean padded width per batch in brackets)", "",
+             "| model | " + " | ".join(MODES[m].label for m in modes)
+             + (" | bucketed + torch.compile" if meta["compile"] else "")
+             + "".join(f" | bucketed vs {r}" for r in (BASELINE, FIXED) if r in modes and "bucketed" in modes)
+             + f" | inference ms / batch of {rows[0]['infer_batch_users'] if rows else 0} users"
+             + " | peak memory MB | params |",
+             "|---|" + "---:|" * (len(modes) + bool(meta["compile"])
+                                  + sum(r in modes and "bucketed" in modes for r in (BASELINE, FIXED)) + 3)]
+    for r in rows:
+        cells = [f"{r['modes'][m]['train_s_per_epoch']:.2f} ({r['modes'][m]['mean_padded_width']:.1f})"
+                 for m in modes]
+        if meta["compile"]:
+            cells.append(f"{r['compiled']['train_s_per_epoch']:.2f}")
+        if "bucketed" in modes:
+            cells += [f"{r['modes']['bucketed'][f'speedup_vs_{ref}']:.1f}x" for ref in (BASELINE, FIXED)
+                      if ref in modes]
+        cells += [f"{r['infer_ms_per_batch']:.1f}", f"{r['peak_memory_mb']:.0f}", f"{r['parameters']:,}"]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    lines += ["", "One training step, ms: embedding + encoder (fwd+bwd) / output layer + cross-entropy "
+              "(fwd+bwd) / optimiser / whole step", "",
+              "| model | at width L | at the bucketed median width |", "|---|---|---|"]
+    for r in rows:
+        parts = []
+        for key in ("at_full_width", "at_median_bucketed_width"):
+            s = r["breakdown"][key]
+            parts.append(f"w={s['width']}: {s['encoder_s'] * 1e3:.0f} / {s['output_ce_s'] * 1e3:.0f} / "
+                         f"{s['optimiser_s'] * 1e3:.0f} / {s['step_s'] * 1e3:.0f}")
+        lines.append(f"| {r['model']} | " + " | ".join(parts) + " |")
     if rows and rows[0].get("sweep"):
         lengths = [s["length"] for s in rows[0]["sweep"]]
-        lines += ["", "Inference ms per batch by sequence length (random full-length histories)", "",
-                  "| model | " + " | ".join(f"L={L}" for L in lengths) + " |",
-                  "|---|" + "---:|" * len(lengths)]
-        for r in rows:
-            lines.append(f"| {r['model']} | " + " | ".join(f"{s['infer_ms']:.1f}" for s in r["sweep"]) + " |")
-        lines += ["", "Training ms per step by sequence length", "",
-                  "| model | " + " | ".join(f"L={L}" for L in lengths) + " |",
-                  "|---|" + "---:|" * len(lengths)]
+        lines += ["", "Training ms per step by sequence length (random full-length histories)", "",
+                  "| model | " + " | ".join(f"L={L}" for L in lengths) + " | growth exp. |",
+                  "|---|" + "---:|" * (len(lengths) + 1)]
         for r in rows:
             lines.append(f"| {r['model']} | " + " | ".join(f"{s['train_step_ms']:.1f}" for s in r["sweep"])
-                         + " |")
+                         + f" | {r.get('sweep_exponent_train_step_ms', float('nan')):.2f} |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def shaped_dataset(like: str, scale: float, seed: int, cache: Path) -> Path:
+    """A --like dataset generated once and reused (generation is deterministic by its arguments)."""
+    from glintru.data.synthetic import generate_like
+
+    path = cache / f"{like}-x{scale:g}-seed{seed}"
+    if not (path / "meta.json").exists():
+        print(f"generating a {like}-shaped log (scale {scale:g}) in {path} ...", file=sys.stderr, flush=True)
+        generate_like(path, like, seed=seed, scale=scale, overwrite=True)
+    return path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="prepared dataset directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="prepared dataset directory")
+    src.add_argument("--like", choices=sorted(SHAPE_SETTINGS), help="generate a log of that dataset's shape")
+    p.add_argument("--scale", type=float, default=1.0, help="with --like: shrink the log (0 < S <= 1)")
+    p.add_argument("--cache", default=str(RESULTS / "data"), help="where --like datasets are kept")
     p.add_argument("--models", default=",".join(ALL_MODELS))
-    p.add_argument("--hidden-size", type=int, default=128)
-    p.add_argument("--max-length", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--train-batches", type=int, default=5, help="batches timed to estimate an epoch")
-    p.add_argument("--full-epoch", action="store_true", help="time a whole epoch instead of estimating")
-    p.add_argument("--sweep", default="50,100,200,400,800", help="sequence lengths; empty for none")
+    p.add_argument("--modes", default=",".join(MODES), help=f"pipelines among {', '.join(MODES)}")
+    p.add_argument("--hidden-size", type=int, help="default: the shape's (64 Beauty, 128 ML-1M), else 64")
+    p.add_argument("--max-length", type=int, help="default: the shape's (100 Beauty, 200 ML-1M), else 50")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--repeats", type=int, default=3, help="timings per measurement; medians are reported")
+    p.add_argument("--train-batches", type=int, default=5,
+                   help="batch widths timed per pipeline to estimate an epoch")
+    p.add_argument("--full-epoch", action="store_true", help="time whole epochs instead of estimating")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile (bucketed pipeline)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    p.add_argument("--sweep", default="", help="sequence lengths for a growth sweep, e.g. 50,100,200,400")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--name", default="efficiency", help="output file stem")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child mode: measure one model, print JSON
     a = p.parse_args(argv)
-    sweep = [int(x) for x in a.sweep.split(",") if x.strip()]
+    a.sweep = [int(x) for x in a.sweep.split(",") if x.strip()]
+    a.modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    unknown = [m for m in a.modes if m not in MODES]
+    if unknown:
+        p.error(f"unknown mode(s) {', '.join(unknown)}; choose among {', '.join(MODES)}")
+    shape = SHAPE_SETTINGS.get(a.like or "", {})
+    a.hidden_size = a.hidden_size or shape.get("hidden_size", DEFAULTS["hidden_size"])
+    a.max_length = a.max_length or shape.get("max_length", DEFAULTS["max_length"])
+    return a
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.one:
-        res = measure_one(a.one, a.data, a.hidden_size, a.max_length, a.batch_size, a.device, a.repeats,
-                          a.train_batches, a.full_epoch, sweep)
-        print(json.dumps(res))
+        print(json.dumps(measure_one(a.one, a)))
         return 0
+    if a.like:
+        a.data = str(shaped_dataset(a.like, a.scale, 0, Path(a.cache)))
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     from glintru.models import get_model_class
 
     for m in models:
         get_model_class(m)  # unknown names fail here, before any timing
+    child_args = [x for x in argv]
+    if a.like:  # children read the generated directory directly
+        child_args += ["--data", a.data]
+        i = child_args.index("--like")
+        del child_args[i:i + 2]
+    child_args += ["--hidden-size", str(a.hidden_size), "--max-length", str(a.max_length)]
     rows = []
     for m in models:
-        cmd = [sys.executable, __file__, "--one", m] + [x for x in (argv or sys.argv[1:])]
         print(f"measuring {m} ...", file=sys.stderr, flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        out = subprocess.run([sys.executable, __file__, "--one", m] + child_args, capture_output=True,
+                             text=True, env=os.environ.copy())
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             raise SystemExit(f"measuring {m} failed (exit {out.returncode})")
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    from glintru.data.batches import train_samples
     from glintru.data.dataset import load_dataset
     from glintru.train import resolve_device
 
-    meta = {"dataset": load_dataset(a.data).name, "device": str(resolve_device(a.device)),
+    ds = load_dataset(a.data)
+    dev = resolve_device(a.device)
+    meta = {"dataset": ds.name, "data": a.data, "like": a.like, "scale": a.scale, "n_users": ds.n_users,
+            "n_items": ds.n_items, "samples": int(train_samples(ds)[0].size), "device": str(dev),
+            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "hidden_size": a.hidden_size, "max_length": a.max_length, "batch_size": a.batch_size,
-            "threads": torch.get_num_threads(), "repeats": a.repeats,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            "bf16": a.bf16, "compile": a.compile, "threads": torch.get_num_threads(), "repeats": a.repeats,
+            "train_batches": a.train_batches, "full_epoch": a.full_epoch, "modes": a.modes,
+            "torch": torch.__version__}
     table = markdown(rows, meta)
     print(table)
     outdir = Path(a.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "efficiency.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
-    (outdir / "efficiency.md").write_text(table)
-    print(f"written: {outdir / 'efficiency.json'}, {outdir / 'efficiency.md'}")
+    (outdir / f"{a.name}.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
+    (outdir / f"{a.name}.md").write_text(table)
+    print(f"written: {outdir / (a.name + '.json')}, {outdir / (a.name + '.md')}")
     return 0
 
 

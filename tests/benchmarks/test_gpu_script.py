@@ -1,0 +1,71 @@
+"""benchmarks/gpu.sh --quick (its CPU mode) and the efficiency benchmark's epoch estimate, so the GPU
+turn's script keeps working between GPU turns."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _efficiency():
+    spec = importlib.util.spec_from_file_location("bench_efficiency", ROOT / "benchmarks" / "efficiency.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_timed_batches_cover_the_width_range_and_estimate_a_linear_cost_exactly():
+    eff = _efficiency()
+    widths = np.array([1, 1, 2, 3, 5, 8, 13, 100, 100, 40])
+    sizes = np.array([256] * 9 + [100])
+    chosen = eff.sample_batches(widths, sizes, 5)
+    assert widths[chosen].min() == 1 and widths[chosen].max() == 100 and len(set(widths[chosen])) == len(chosen)
+    assert eff.sample_batches(np.full(6, 50), np.array([9, 9, 9, 9, 9, 3]), 5).tolist() == [0]
+    # a step cost linear in the width is recovered exactly, the short batch weighted by its size
+    cost = lambda w: 0.05 + 0.01 * w  # noqa: E731
+    est = eff.estimate_epoch(widths, sizes, widths[chosen], cost(widths[chosen]), 256)
+    assert est == pytest.approx((cost(widths) * np.minimum(sizes / 256, 1)).sum())
+
+
+def test_every_mode_is_one_registry_entry():
+    eff = _efficiency()
+    assert list(eff.MODES) == ["fixed", "random", "bucketed"]
+    assert eff.MODES["fixed"].loader_options(100) == {"bucketing": False, "pad_to": 100}
+    assert eff.MODES["bucketed"].loader_options(100) == {"bucketing": True}
+
+
+@pytest.mark.slow
+def test_gpu_script_quick_mode_writes_every_json_under_one_folder(tmp_path):
+    out = tmp_path / "gpu"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--quick", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    ran = {s["step"]: s for s in summary["steps"]}
+    assert ran["efficiency-beauty"]["exit"] == 0 and ran["efficiency-ml-1m"]["exit"] == 0
+    assert ran["cuda-tests"]["skipped"] and ran["search-overhead"]["skipped"]
+    assert summary["json"] == ["efficiency-beauty.json", "efficiency-ml-1m.json"]
+    report = json.loads((out / "efficiency-beauty.json").read_text())
+    assert report["meta"]["like"] == "beauty" and report["meta"]["max_length"] == 20
+    assert {r["model"] for r in report["models"]} == {"glintru", "sasrec"}
+    for row in report["models"]:
+        modes = row["modes"]
+        assert set(modes) == {"fixed", "random", "bucketed"}
+        assert modes["fixed"]["mean_padded_width"] == 20
+        # the Beauty shape's short prefixes: bucketed batches are far narrower than random ones
+        assert modes["bucketed"]["mean_padded_width"] < 0.6 * modes["random"]["mean_padded_width"]
+        assert all(m["train_s_per_epoch"] > 0 for m in modes.values())
+        assert row["breakdown"]["at_full_width"]["width"] == 20
+        assert row["infer_ms_per_batch"] > 0
+    assert "length-bucketed batches" in (out / "efficiency-beauty.md").read_text()
