@@ -1,6 +1,10 @@
 """Is the loader ever the bottleneck? Loader-only samples/s next to model training samples/s.
 
     python benchmarks/loader.py --data DIR [--model glintru] [--max-length 200] [--batch-size 2048]
+                                [--random-batches]
+
+Batches are length-bucketed (the training default) unless --random-batches; both rates are per
+sample over the same first batches of an epoch, so the loader-to-model ratio is what training sees.
 
 Prints a table and writes benchmarks/results/loader.json. Medians over --repeats passes.
 """
@@ -68,11 +72,12 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=10, help="batches per timed pass")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--random-batches", action="store_true", help="plain random batches instead of bucketed")
     p.add_argument("--out", default="benchmarks/results/loader.json")
     a = p.parse_args(argv)
     ds = load_dataset(a.data)
     device = resolve_device(a.device)
-    loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0)
+    loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, bucketing=not a.random_batches)
     cfg = resolve_config(a.model, None, {"hidden_size": a.hidden_size, "max_length": a.max_length})
     model = build_model(a.model, ds.n_items, cfg,
                         item_features=ds.item_features() if ds.feature_names else None).to(device)
@@ -81,6 +86,7 @@ def main(argv=None) -> int:
     result = {
         "dataset": ds.name, "model": a.model, "device": str(device), "max_length": a.max_length,
         "batch_size": a.batch_size, "hidden_size": a.hidden_size, "torch_threads": torch.get_num_threads(),
+        "bucketing": not a.random_batches, "mean_padded_width": loader.mean_padded_width(),
         "loader_samples_per_s": statistics.median(loader_runs),
         "model_samples_per_s": statistics.median(model_runs),
         "loader_runs": loader_runs, "model_runs": model_runs,
