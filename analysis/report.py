@@ -30,20 +30,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("experiments", nargs="+", metavar="EXP_DIR",
                    help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)")
-    p.add_argument("--out", default="report", help="output directory (default report/)")
+    p.add_argument("--out", default="report",
+                   help="output directory (default report/); an earlier report there is replaced whole")
     p.add_argument("--metric", action="append", metavar="NAME",
                    help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})")
     p.add_argument("--test", choices=("paired", "welch", "wilcoxon"), default="paired",
                    help="test behind the table's marks; the other two are reported as checks")
-    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
     p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
     p.add_argument("--only", action="append", default=[], metavar="COLUMN=VALUE",
                    help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)")
     p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
     p.add_argument("--ablation", action="append", default=[], metavar="COLUMN",
                    help="add an ablation table over this column (e.g. config/gate_activation); repeatable")
-    p.add_argument("--top", type=positive_int, default=5, help="best configurations listed per model and dataset")
-    p.add_argument("--title", default="glintru report")
+    p.add_argument("--top", type=positive_int, default=5,
+                   help="best configurations listed per model and dataset of a search (default 5)")
+    p.add_argument("--title", default="glintru report", help="heading of report.md and report.html")
     return p.parse_args(argv)
 
 

@@ -346,12 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     pt.set_defaults(func=cmd_train)
 
     pe = sub.add_parser("evaluate", help="re-evaluate a finished run (e.g. under another protocol)")
-    pe.add_argument("--run", required=True)
-    pe.add_argument("--eval-mode", help="full, uniN or popN (default: the run's own)")
-    pe.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["test"])
-    pe.add_argument("--seed", type=int, help="negative-sampling seed (default: the run's)")
+    pe.add_argument("--run", required=True, help="a finished run directory (glintru train --out)")
+    pe.add_argument("--eval-mode", help="full, uniN, popN or popN-recbole (default: the run's own)")
+    pe.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["test"],
+                    help="splits to evaluate (default test)")
+    pe.add_argument("--seed", type=int, help="negative-sampling seed, >= 0 (default: the run's)")
     pe.add_argument("--data", help="dataset directory, if it moved since training")
-    pe.add_argument("--device", default="auto")
+    pe.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     pe.set_defaults(func=cmd_evaluate)
     return p
 

@@ -1,10 +1,12 @@
 """analysis/report.py and analysis/significance.py end to end, as a user runs them from the repo root."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import analysis_fakes as fakes
 from conftest import GOLDEN, REPO
@@ -121,3 +123,29 @@ def test_significance_refusals_exit_with_a_message(tmp_path, capsys):
     assert "neither an experiment directory" in capsys.readouterr().err
     assert script("report").main([str(exp), "--out", str(tmp_path / "r"), "--metric", "recall@50"]) == 2
     assert "no column test/recall@50" in capsys.readouterr().err
+
+
+def _help_flags(main, argv, capsys) -> set[str]:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    # option lines of the help ("  --flag ..."), not flags mentioned inside help texts
+    return set(re.findall(r"^  (--[a-z][a-z-]*)", capsys.readouterr().out, re.MULTILINE)) - {"--help"}
+
+
+def test_readme_analysis_section_documents_exactly_the_flags(capsys):
+    """Every flag of significance.py, report.py and glintru evaluate is in the README's Analysis
+    section, in its own paragraph, and no flag that does not exist is."""
+    from glintru.cli import main as glintru_main
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Analysis"):]
+    section = section[:section.index("\n## ", 3)]
+    starts = {"significance": "`significance.py` prints", "report": "`report.py` writes",
+              "evaluate": "`glintru evaluate` re-evaluates", "notebooks": "Notebooks:"}
+    positions = sorted((section.index(marker), name) for name, marker in starts.items())
+    blocks = {name: section[pos:(positions[i + 1][0] if i + 1 < len(positions) else None)]
+              for i, (pos, name) in enumerate(positions)}
+    documented = {name: set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) for name, text in blocks.items()}
+    assert documented["significance"] == _help_flags(script("significance").main, [], capsys)
+    assert documented["report"] == _help_flags(script("report").main, [], capsys)
+    assert documented["evaluate"] == _help_flags(glintru_main, ["evaluate"], capsys)
