@@ -1,5 +1,6 @@
-"""Fault tolerance for real: a killed search driver resumed with --resume, and a worker node lost
-mid-search on a Ray cluster simulated on this machine (a head and two worker nodes)."""
+"""Fault tolerance and growth for real: a killed search driver resumed with --resume, a worker node
+lost mid-search, and a cluster that gains a node mid-search, on Ray clusters simulated on this
+machine (a head and worker nodes). The storage is local but shared: --shared-storage."""
 
 from __future__ import annotations
 
@@ -135,7 +136,7 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
     epochs = 10
     args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=1e-3,2e-3,3e-3,4e-3",
             "--max-epochs", str(epochs), "--address", cluster.address, "--storage", str(tmp_path),
-            "--name", "nodes", "--max-failures", "3", *SMALL, f"patience={epochs}", *MODEL]
+            "--name", "nodes", "--max-failures", "3", "--shared-storage", *SMALL, f"patience={epochs}", *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -169,3 +170,55 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
         assert reported[tid] == sorted(set(reported[tid])) and reported[tid][-1] == epochs, reported[tid]
     assert len(list((exp / "users").iterdir())) == 4
     assert (df.set_index("trial_id").loc[list(affected), "node"] != victim).all()
+
+
+def _intervals(exp: Path, phase: str) -> dict[str, tuple[float, float, str]]:
+    """Trial id -> (first report time, last report time, node) from Tune's result.json."""
+    out = {}
+    for trial_dir in (exp / "tune" / phase).iterdir():
+        path = trial_dir / "result.json"
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if rows:
+                start = rows[0]["train_call_time"]
+                # time_total_s counts from the trainable's start, a moment before train_call_time
+                out[trial_dir.name] = (start, start + rows[-1]["time_total_s"], rows[0]["node"])
+    return out
+
+
+def test_concurrency_follows_a_cluster_that_grows(tiny_data, tmp_path):
+    """An autoscaling cluster starts small: trials must spread to nodes that join mid-search
+    (concurrency fixed when the Tuner was built kept it at one trial at a time)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    first = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    exp = tmp_path / "grow"
+    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "6", "--max-epochs", "15",
+            "--scheduler", "fifo", "--address", cluster.address, "--storage", str(tmp_path), "--name", "grow",
+            "--shared-storage", *SMALL, "patience=15", *MODEL]
+    proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: (exp / "tune" / "search").is_dir() and len(_reported_epochs(exp, "search")) >= 1, 600,
+              "the first trial's report", proc)
+        added = cluster.add_node(num_cpus=2)  # the autoscaler's part: a node with room for two trials
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        cluster.shutdown()
+    assert proc.returncode == 0, out[-4000:]
+    df = results.read_trials(str(exp))
+    assert len(df) == 6 and df["completed"].all()
+    spans = _intervals(exp, "search")
+    assert {node for _, _, node in spans.values()} == {first.node_id, added.node_id}
+    # at some moment more trials ran at once than the first node could hold
+    events = sorted([(start, 1) for start, _, _ in spans.values()] + [(end, -1) for _, end, _ in spans.values()])
+    running, most = 0, 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    assert most >= 2, sorted(spans.values())
