@@ -1,4 +1,5 @@
-"""Figures: metric and cost vs a hyperparameter (paper Figures 3-6), search history, importances.
+"""Figures: metric and cost vs a hyperparameter (paper Figures 3-6), search history, importances,
+the Pareto front of a multi-objective search.
 
 Figures are built with the object-oriented matplotlib API on the Agg canvas (PNG and PDF), so no
 global pyplot state is touched and the functions return the `Figure` for inspection. A point at x = v is the
@@ -154,6 +155,32 @@ def optimisation_history(trials: pd.DataFrame, metric: str = "valid/ndcg@10", ma
     ax.set_xlabel("trial (start order)")
     ax.set_ylabel(value_label(metric))
     ax.set_title("Optimisation history")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def pareto_plot(trials: pd.DataFrame, y: str, x: str, maximize_y: bool = True, minimize_x: bool = True) -> Figure:
+    """A two-objective search: every finished trial by its two objectives (x: typically a cost such
+    as infer_ms_per_batch, y: a validation metric), the Pareto-optimal ones (column `pareto` of
+    trials.parquet) marked and joined in order of x."""
+    t = trials[trials[x].notna() & trials[y].notna()]
+    if "completed" in t.columns:
+        t = t[t["completed"].astype(bool)]
+    if t.empty:
+        raise ValueError(f"no finished trials with both {y} and {x} to plot")
+    front = t[t["pareto"].astype(bool)] if "pareto" in t.columns else t.iloc[0:0]
+    fig, (ax,) = _figure(1, width=6.0, height=3.8)
+    ax.scatter(t[x], t[y], s=16, color="0.6", alpha=0.7, label="trial")
+    if not front.empty:
+        front = front.sort_values(x, ascending=minimize_x)
+        ax.step(front[x], front[y], where="post", color="tab:red", alpha=0.6)
+        ax.scatter(front[x], front[y], s=30, color="tab:red", label=f"Pareto front ({len(front)})", zorder=3)
+    better = ("lower" if minimize_x else "higher") + " " + value_label(x) + ", " + \
+        ("higher" if maximize_y else "lower") + " " + value_label(y) + " is better"
+    ax.set_xlabel(value_label(x))
+    ax.set_ylabel(value_label(y))
+    ax.set_title(f"Pareto front ({better})", fontsize="small")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return fig

@@ -12,7 +12,7 @@ import pandas as pd
 
 from glintru.analysis.collect import Results, best_configs, config_columns, config_signature, tested
 from glintru.analysis.plots import (cost_vs_param, importance_plot, metric_vs_param, optimisation_history,
-                                    save_figure)
+                                    pareto_plot, save_figure)
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, param_importances
 from glintru.analysis.tables import (ABLATION_LABELS, PAPER_METRICS, Layout, PerformanceTable, ablation_table, dataset_name,
                                      efficiency_table, frame_layout, metric_name, model_name, performance_table,
@@ -212,6 +212,7 @@ def _search_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path)
             doc.image(f"figures/{stem}.png", f"optimisation history of {name}")
         except ValueError as e:
             doc.p(f"No history: {e}")
+        _pareto_figure(doc, exp.meta.get("objectives") or [], t, name, out)
         # Importances only mean something within one model's search space on one dataset.
         for (model, ds), group in t.groupby(["model", "dataset"], sort=False):
             try:
@@ -228,6 +229,22 @@ def _search_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path)
             best.to_csv(out / "tables" / f"best_configs_{_safe(name)}.csv", index=False)
             best = best.assign(model=best["model"].map(model_name), dataset=best["dataset"].map(dataset_name))
             doc.table(frame_layout(best, caption=f"Best configurations by {metric}."))
+
+
+def _pareto_figure(doc: _Doc, objectives: list[dict], trials: pd.DataFrame, name: str, out: Path) -> None:
+    """A search over two or more objectives (experiment.json `objectives`): its front on the first two."""
+    if len(objectives) < 2:
+        return
+    y, x = objectives[0], objectives[1]
+    stem = f"pareto_{_safe(name)}"
+    try:
+        fig = pareto_plot(trials, y["metric"], x["metric"], maximize_y=y["mode"] == "max",
+                          minimize_x=x["mode"] == "min")
+    except (ValueError, KeyError) as e:
+        doc.p(f"No Pareto front: {e}")
+        return
+    save_figure(fig, out / "figures", stem)
+    doc.image(f"figures/{stem}.png", f"Pareto front of {name}: {y['name']} against {x['name']}")
 
 
 def _is_search(trials: pd.DataFrame) -> bool:
