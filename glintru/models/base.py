@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from glintru.models.loss import fused_item_cross_entropy
 from glintru.models.presets import DATASET_PRESETS
 
 
@@ -151,20 +151,17 @@ CPU_LOGIT_CHUNK = 1 << 22
 def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
                        reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of targets[n] under scores rep[n, d] @ items[n_items + 1, d].T, computed in
-    float32 with the padding column at -inf (it is never a candidate)."""
+    (at least) float32 with the padding column at -inf (it is never a candidate)."""
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be mean, sum or none; got {reduction!r}")
     n = rep.size(0)
     rows = n if rep.is_cuda else max(1, CPU_LOGIT_CHUNK // items.size(0))
-    parts = []
-    for i in range(0, n, rows):
-        logits = (rep[i:i + rows] @ items.t()).float()
-        logits[:, 0] = float("-inf")
-        parts.append(F.cross_entropy(logits, targets[i:i + rows], reduction="none" if reduction == "none" else "sum"))
+    # the fused function forms the softmax gradient in place (glintru.models.loss)
+    losses = torch.cat([fused_item_cross_entropy(rep[i:i + rows], items, targets[i:i + rows])
+                        for i in range(0, n, rows)])
     if reduction == "none":
-        return torch.cat(parts)
-    total = torch.stack(parts).sum()
-    return total / n if reduction == "mean" else total
+        return losses
+    return losses.mean() if reduction == "mean" else losses.sum()
 
 
 def xavier_init(module: nn.Module) -> None:
