@@ -34,12 +34,12 @@ def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _checkpoints(exp: Path) -> dict[str, list[Path]]:
-    """Trial id -> its Ray Train checkpoint directories."""
-    train = exp / "train"
-    if not train.is_dir():
+def _checkpoints(exp: Path, phase: str = "grid") -> dict[str, list[Path]]:
+    """Trial id -> its checkpoint directories (Tune's, in the trial's directory: single-worker trials)."""
+    tune_dir = exp / "tune" / phase
+    if not tune_dir.is_dir():
         return {}
-    return {d.name: sorted(d.glob("checkpoint_*")) for d in train.iterdir() if d.is_dir()}
+    return {d.name: sorted(d.glob("checkpoint_*")) for d in tune_dir.iterdir() if (d / "params.json").exists()}
 
 
 def _finished(exp: Path) -> set[str]:
@@ -47,7 +47,8 @@ def _finished(exp: Path) -> set[str]:
 
 
 def _reported_epochs(exp: Path, phase: str) -> dict[str, list[int]]:
-    """Trial id -> the epochs of its per-epoch reports, in the order Tune logged them."""
+    """Trial id -> the epochs of its reports, in the order Tune logged them (the last epoch's report
+    is the final one, with the test metrics)."""
     out = {}
     if not (exp / "tune" / phase).is_dir():
         return out
@@ -55,7 +56,7 @@ def _reported_epochs(exp: Path, phase: str) -> dict[str, list[int]]:
         path = trial_dir / "result.json"
         if path.exists():
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            out[trial_dir.name] = [r["epoch"] for r in rows if not r.get("final")]
+            out[trial_dir.name] = [r["epoch"] for r in rows]
     return out
 
 
@@ -70,9 +71,9 @@ def _kill_leftovers(pids: list[int]) -> None:
 
 def test_killed_driver_resumes_without_redoing_work(tiny_data, tmp_path):
     exp = tmp_path / "killed"
-    args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=3e-3,1e-3", "--max-epochs", "4",
+    args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=3e-3,1e-3", "--max-epochs", "12",
             "--max-concurrent", "1", "--num-cpus", "4", "--storage", str(tmp_path), "--name", "killed",
-            *SMALL, "patience=4", *MODEL]
+            *SMALL, "patience=12", *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -102,7 +103,7 @@ def test_killed_driver_resumes_without_redoing_work(tiny_data, tmp_path):
     epochs = _reported_epochs(exp, "grid")
     for tid, seen in epochs.items():
         # every epoch trained once: resumed trials continue after their last checkpoint
-        assert seen == sorted(set(seen)) and seen[-1] == 4, (tid, seen)
+        assert seen == sorted(set(seen)) and seen[-1] == 12, (tid, seen)
     for tid in finished_before:
         assert epochs[tid] == epochs_before[tid], "a finished trial was trained again"
     resumed = [t for t in epochs_before if t not in finished_before]
