@@ -371,6 +371,9 @@ def evaluate(
     row_of[batch.users.numpy()] = np.arange(len(batch))
     rows = torch.from_numpy(row_of[sel])
     negatives = torch.from_numpy(sample_negatives(ds, split, m, seed)[sel]) if m.sampled else None
+    # Users of similar history length share a chunk, so each chunk is padded only to about its
+    # own length (real logs are heavy-tailed: one long history would pad a whole chunk to L).
+    order = torch.from_numpy(np.argsort(batch.lengths[rows].numpy(), kind="stable"))
 
     was_training = net.training
     net.eval()
@@ -381,14 +384,15 @@ def evaluate(
             emb = net.item_embeddings() if m.sampled else None
             starts = range(0, sel.size, batch_size)
             for start in tqdm(starts, desc=f"eval {split} {m}", disable=not progress, leave=False):
-                idx = rows[start:start + batch_size]
+                pos = order[start:start + batch_size]  # positions in `sel`
+                idx = rows[pos]
                 lengths = batch.lengths[idx]
                 # Right padding: columns past the longest input of this chunk are all padding.
                 item_seq = batch.item_seq[idx, : int(lengths.max())].to(device)
                 lengths = lengths.to(device)
                 targets = batch.targets[idx].to(device)
                 if m.sampled:
-                    neg = negatives[start:start + batch_size].to(device=device, dtype=torch.long)
+                    neg = negatives[pos].to(device=device, dtype=torch.long)
                     cands = torch.cat([targets.unsqueeze(1), neg], dim=1)
                     rep = net(item_seq, lengths)
                     scores = torch.bmm(F.embedding(cands, emb), rep.unsqueeze(-1)).squeeze(-1).float()
@@ -398,7 +402,7 @@ def evaluate(
                     scores = net.scores(item_seq, lengths).float()
                     excl = None
                     if exclude_history:
-                        chunk_users = sel[start:start + batch_size]
+                        chunk_users = sel[pos.numpy()]
                         excl = _history_mask(ds, split, chunk_users, scores.shape[1]).to(device)
                     r = full_ranks(scores, targets, excl)
                     target_scores = scores.gather(1, targets.view(-1, 1))
@@ -413,7 +417,10 @@ def evaluate(
             RuntimeWarning,
             stacklevel=2,
         )
-    values = metrics_from_ranks(torch.cat(ranks), ks)
+    sorted_ranks = torch.cat(ranks)
+    user_ranks = torch.empty_like(sorted_ranks)
+    user_ranks[order] = sorted_ranks  # back to the order of `sel`
+    values = metrics_from_ranks(user_ranks, ks)
     per_user = pd.DataFrame({"user": sel.astype(np.int32), **{k: v.numpy() for k, v in values.items()}})
     return EvalResult(metrics=mean_metrics(per_user), per_user=per_user)
 

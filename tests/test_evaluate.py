@@ -489,3 +489,35 @@ def test_cuda_matches_cpu(cyclic, mode):
     cpu = evaluate(model, cyclic, "test", mode=mode, exclude_history=mode == "full")
     gpu = evaluate(model.cuda(), cyclic, "test", mode=mode, device="cuda", exclude_history=mode == "full")
     pd.testing.assert_frame_equal(cpu.per_user, gpu.per_user)
+
+
+class WidthRecorder(MeanEmbedding):
+    """MeanEmbedding that records the padded width of every chunk it is given."""
+
+    def __init__(self, n_items, max_length):
+        super().__init__(n_items)
+        self.config = ModelConfig(hidden_size=8, max_length=max_length)
+        self.widths: list[int] = []
+
+    def forward(self, item_seq, lengths):
+        self.widths.append(item_seq.size(1))
+        return super().forward(item_seq, lengths)
+
+
+@pytest.mark.parametrize("mode", ["full", "pop10"])
+def test_chunks_group_users_of_similar_length_and_results_keep_user_order(tmp_path, mode):
+    rng = np.random.default_rng(3)
+    # heavy-tailed lengths: most histories short, a few long (as in Amazon logs)
+    lengths = np.minimum(3 + rng.zipf(1.6, size=200), 60)
+    ds = _write(tmp_path / "skewed", [rng.integers(1, 41, size=n).tolist() for n in lengths], 40)
+    model = WidthRecorder(40, max_length=60)
+    chunked = evaluate(model, ds, "test", mode=mode, batch_size=16, seed=1)
+    one_by_one = evaluate(model, ds, "test", mode=mode, batch_size=1, seed=1)
+    pd.testing.assert_frame_equal(chunked.per_user, one_by_one.per_user)
+    assert chunked.per_user["user"].tolist() == list(range(200))
+    model.widths.clear()
+    evaluate(model, ds, "test", mode=mode, batch_size=16, seed=1)
+    inputs = np.minimum(lengths - 1, 60)
+    # sorted chunks: the padded width of a chunk is its own longest input, far below the global max
+    assert np.mean(model.widths) < 0.5 * inputs.max()
+    assert sum(model.widths) == sum(int(c.max()) for c in np.array_split(np.sort(inputs), range(16, 200, 16)))
