@@ -98,6 +98,7 @@ def test_one_row_per_trial_when_a_trial_is_seen_twice(tmp_path):
 
 def test_selection_uses_validation_only(tmp_path):
     df = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["TERMINATED", "TERMINATED", "ERROR"],
+                       "completed": [True, True, False],
                        "valid/ndcg@10": [0.2, 0.3, 0.9], "test/ndcg@10": [0.9, 0.1, 0.9]})
     assert list(results.best_rows(df, 2)["trial_id"]) == ["b", "a"]
     with pytest.raises(ValueError, match="validation metric"):
