@@ -1,8 +1,8 @@
 """Runs a search on Ray: checks the settings before Ray starts, starts an embedded Ray or joins a
 cluster, shares the dataset, runs the phases with Tune and writes the experiment directory.
 
-Phases: "search" (Optuna TPE over a space, ASHA or FIFO), then "seeds" (the best configurations by
-validation rerun with several seeds) when seeds are given; or "grid" alone (every combination of
+Phases: "search" (Optuna over a space, one objective or several, ASHA or FIFO), then "seeds" (the
+best finished configurations by validation rerun with several seeds) when seeds are given; or "grid" alone (every combination of
 the listed values, times the seeds) when a grid is given. Each phase is one Tune experiment under
 EXP_DIR/tune/<phase>, so an interrupted search resumes phase by phase with Tuner.restore.
 """
