@@ -10,8 +10,9 @@ For each model, in a fresh child process (so that peak memory is the model's own
 - training s/epoch for every pipeline in MODES, in the same run: fixed-length padding (every batch
   padded to L), random batches with dynamic padding (the old default), length-bucketed batches (the
   default). Unless --full-epoch, --train-batches batches spread over the epoch's range of batch widths
-  are timed (median of --repeats each) and the epoch is estimated by interpolating step time over the
-  width of every batch of the epoch: step cost follows the padded width, which bucketing makes vary;
+  are timed (median of --repeats each, the pipelines round robin so that a shared machine's load hits
+  them alike) and the epoch is estimated by interpolating step time over the width of every batch of
+  the epoch: step cost follows the padded width, which bucketing makes vary;
 - peak memory (GPU memory per pipeline on CUDA; on a CPU the child's peak resident set, all pipelines);
 - a breakdown of one training step: embedding + encoder (forward and backward), output layer +
   cross-entropy over all items (forward and backward), optimiser step, at the full width L and at the
@@ -144,45 +145,71 @@ def estimate_epoch(widths: np.ndarray, sizes: np.ndarray, timed_widths: np.ndarr
     return float((per_batch * np.minimum(sizes / batch_size, 1.0)).sum())
 
 
-def time_mode(mode_key: str, model, ds, a, dev: torch.device, train_step, loss_fn=None) -> dict:
-    from glintru.data.batches import BatchLoader
+def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_fn=None) -> dict[str, dict]:
+    """Training s/epoch of each pipeline. Estimated epochs time the pipelines' sampled batches round
+    robin (every pipeline once per repeat), so that load from other jobs on a shared machine falls
+    on all pipelines alike instead of on whichever ran during it."""
+    from glintru.data.batches import BatchLoader, gather
 
-    mode = MODES[mode_key]
-    loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, **mode.loader_options(a.max_length))
-    indices = loader.batch_indices()
-    widths = loader.padded_widths()
-    sizes = np.array([len(i) for i in indices])
-    chosen = np.arange(len(indices)) if a.full_epoch else sample_batches(widths, sizes, a.train_batches)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    loss_fn = loss_fn or mode.loss or _default_loss
-    if a.full_epoch:  # one pass over the real epoch, loader included
-        batch_iter = iter(loader)
-        train_step(loss_fn, next(iter(loader)).to(dev))  # warm-up
-        _sync(dev)
-        t0 = time.perf_counter()
-        for b in batch_iter:
-            train_step(loss_fn, b.to(dev))
-        _sync(dev)
-        epoch_s = time.perf_counter() - t0
-        timed = None
-    else:
-        from glintru.data.batches import gather
+    plans = {}
+    for key in mode_keys:
+        mode = MODES[key]
+        loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, **mode.loader_options(a.max_length))
+        indices = loader.batch_indices()
+        widths = loader.padded_widths()
+        sizes = np.array([len(i) for i in indices])
+        chosen = np.arange(len(indices)) if a.full_epoch else sample_batches(widths, sizes, a.train_batches)
+        plans[key] = {"loader": loader, "indices": indices, "widths": widths, "sizes": sizes, "chosen": chosen,
+                      "loss": loss_fn or mode.loss or _default_loss, "timed": None}
 
-        timed = []
-        for i in chosen:
-            b = gather(ds, loader.users[indices[i]], loader.positions[indices[i]], a.max_length,
-                       loader.pad_to).to(dev)
-            timed.append(_time(lambda: train_step(loss_fn, b), dev, a.repeats))
-        epoch_s = estimate_epoch(widths, sizes, widths[chosen], np.array(timed), a.batch_size)
-    return {
-        "mode": mode_key, "label": mode.label, "train_s_per_epoch": epoch_s,
-        "batches_per_epoch": int(len(indices)), "mean_padded_width": float(widths.mean()),
-        "median_padded_width": float(np.median(widths)), "samples": int(sizes.sum()),
-        "timed_batches": None if timed is None else [
-            {"width": int(widths[i]), "size": int(sizes[i]), "step_s": t} for i, t in zip(chosen, timed)],
-        "peak_memory_mb": _peak_mb(dev),
-    }
+    for key, pl in plans.items():
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        loader = pl["loader"]
+        if a.full_epoch:  # one pass over the real epoch, loader included
+            train_step(pl["loss"], next(iter(loader)).to(dev))  # warm-up
+            _sync(dev)
+            t0 = time.perf_counter()
+            for b in loader:
+                train_step(pl["loss"], b.to(dev))
+            _sync(dev)
+            pl["epoch_s"] = time.perf_counter() - t0
+        else:
+            pl["batches"] = [gather(ds, loader.users[pl["indices"][i]], loader.positions[pl["indices"][i]],
+                                    a.max_length, loader.pad_to).to(dev) for i in pl["chosen"]]
+            for b in pl["batches"]:
+                train_step(pl["loss"], b)  # warm-up, and this pipeline's peak memory
+            _sync(dev)
+            pl["timed"] = [[] for _ in pl["batches"]]
+        pl["peak_memory_mb"] = _peak_mb(dev)
+
+    if not a.full_epoch:
+        for _ in range(a.repeats):
+            for pl in plans.values():
+                for times, b in zip(pl["timed"], pl["batches"]):
+                    _sync(dev)
+                    t0 = time.perf_counter()
+                    train_step(pl["loss"], b)
+                    _sync(dev)
+                    times.append(time.perf_counter() - t0)
+        for pl in plans.values():
+            pl["timed"] = [statistics.median(t) for t in pl["timed"]]
+            ch = pl["chosen"]
+            pl["epoch_s"] = estimate_epoch(pl["widths"], pl["sizes"], pl["widths"][ch], np.array(pl["timed"]),
+                                           a.batch_size)
+
+    rows = {}
+    for key, pl in plans.items():
+        w, sz, timed = pl["widths"], pl["sizes"], pl["timed"]
+        rows[key] = {
+            "mode": key, "label": MODES[key].label, "train_s_per_epoch": pl["epoch_s"],
+            "batches_per_epoch": int(len(pl["indices"])), "mean_padded_width": float(w.mean()),
+            "median_padded_width": float(np.median(w)), "samples": int(sz.sum()),
+            "timed_batches": None if timed is None else [
+                {"width": int(w[i]), "size": int(sz[i]), "step_s": t} for i, t in zip(pl["chosen"], timed)],
+            "peak_memory_mb": pl["peak_memory_mb"],
+        }
+    return rows
 
 
 def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -> dict:
@@ -259,7 +286,7 @@ def measure_one(name: str, a) -> dict:
             opt.step()
         return train_step
 
-    result["modes"] = {k: time_mode(k, model, ds, a, dev, make_step(model)) for k in a.modes}
+    result["modes"] = time_modes(a.modes, ds, a, dev, make_step(model))
     model.train()
     for k, row in result["modes"].items():
         for ref in (BASELINE, FIXED):
@@ -285,9 +312,9 @@ def measure_one(name: str, a) -> dict:
         compiled = torch.compile(model, dynamic=True)
         model.train()
         t0 = time.perf_counter()
-        row = time_mode("bucketed", model, ds, a, dev, make_step(model),
-                        loss_fn=lambda m, b: _output_ce(compiled(b.item_seq, b.lengths), m.item_embeddings(),
-                                                        b.targets))
+        row = time_modes(["bucketed"], ds, a, dev, make_step(model),
+                         loss_fn=lambda m, b: _output_ce(compiled(b.item_seq, b.lengths), m.item_embeddings(),
+                                                         b.targets))["bucketed"]
         row["wall_s_including_compilation"] = time.perf_counter() - t0
         row["mode"], row["label"] = "bucketed+compile", "length-bucketed, torch.compile"
         if "bucketed" in result["modes"]:
