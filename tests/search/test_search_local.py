@@ -146,16 +146,25 @@ def _assert_trained_once(exp: Path, phase: str, trial_id: str) -> None:
 
 @pytest.mark.slow
 def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data, tmp_path):
-    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e9]}, max_epochs=2,
-                              max_failures=2, storage=str(tmp_path), name="direct",
+    # one at a time, so that the second trial gets the first one's process (Tune reuses it)
+    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e-2, 1e9]}, max_epochs=2,
+                              max_failures=2, max_concurrent=1, storage=str(tmp_path), name="direct",
                               overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
     exp = Path(run_search(settings))
-    df = results.read_trials(str(exp)).set_index("config/lr")
-    good, nan = df.loc[1e-2], df.loc[1e9]
-    assert good["completed"] and good["test/ndcg@10"] > 0 and good["data_zero_copy"]
+    df = results.read_trials(str(exp))
+    good, nan = df[df["config/lr"] == 1e-2], df[df["config/lr"] == 1e9].iloc[0]
+    assert good["completed"].all() and (good["test/ndcg@10"] > 0).all() and good["data_zero_copy"].all()
     # no Ray Train: the checkpoints are Tune's, in the trial's own directory
-    assert Path(good["run_dir"]).parent == exp / "tune" / "grid" / good["trial_id"]
-    assert good["worker_start_seconds"] < 1 and not (exp / "train" / good["trial_id"]).exists()
+    for _, row in good.iterrows():
+        assert Path(row["run_dir"]).parent == exp / "tune" / "grid" / row["trial_id"]
+        assert row["worker_start_seconds"] < 1 and not (exp / "train" / row["trial_id"]).exists()
+    # the reused process leaks nothing into the next trial: the same config gives the same metrics
+    pids = {json.loads((exp / "tune" / "grid" / t / "result.json").read_text().splitlines()[0])["pid"]
+            for t in good["trial_id"]}
+    assert len(pids) == 1, "the second trial should have reused the first one's process"
+    first, second = good.iloc[0], good.iloc[1]
+    for col in ("valid/ndcg@10", "test/ndcg@10", "test/recall@10"):
+        assert first[col] == second[col], col
     assert nan["status"] == "ERROR" and nan["error"].startswith("FloatingPointError: training loss became nan")
     _assert_trained_once(exp, "grid", nan["trial_id"])
 
