@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from glintru.data.registry import DATASETS  # the dataset registry: choices follow it
-from glintru.data.sources import FORMATS  # the format registry: choices follow it
+from glintru.data.sources import SOURCE_FORMATS  # the format registry: choices follow it
 from glintru.data.synthetic import SHAPES  # the --like shapes registry
 from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
 
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("prepare", help="read a raw interaction log and write a prepared dataset")
-    pp.add_argument("--format", choices=FORMATS, help="the input's format (not needed with --dataset)")
+    pp.add_argument("--format", choices=list(SOURCE_FORMATS), help="the input's format (not needed with --dataset)")
     pp.add_argument("--dataset", choices=list(DATASETS), metavar="NAME",
                     help="a registered dataset (`glintru datasets`): its format and the paper's recipe, "
                          "and a check of the result against its published counts")

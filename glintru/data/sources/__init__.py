@@ -115,7 +115,18 @@ SOURCE_FORMATS: dict[str, SourceFormat] = {
         ),
     )
 }
-FORMATS = tuple(SOURCE_FORMATS)
+FORMATS = tuple(SOURCE_FORMATS)  # the built-in formats; SOURCE_FORMATS also holds registered ones
+
+
+def register_format(spec: SourceFormat) -> None:
+    """Add a raw format (a plugin, or a test's toy format); its name must be new."""
+    if spec.name in SOURCE_FORMATS:
+        raise ValueError(f"format {spec.name!r} is already registered")
+    SOURCE_FORMATS[spec.name] = spec
+
+
+def unregister_format(name: str) -> None:
+    SOURCE_FORMATS.pop(name, None)
 
 
 def get_format(fmt: str) -> SourceFormat:
@@ -153,7 +164,7 @@ def find_item_file(fmt: str, input_path: str | Path) -> Path | None:
 
 __all__ = [
     "COLUMNS", "FORMATS", "MAPPING_KEYS", "SOURCE_FORMATS", "ItemFeatures", "SourceFormat", "SourceFormatError",
-    "find_item_file", "get_format", "make_table", "parse_columns", "read_amazon_csv", "read_amazon_items",
+    "find_item_file", "get_format", "register_format", "unregister_format", "make_table", "parse_columns", "read_amazon_csv", "read_amazon_items",
     "read_amazon_json", "read_bytes", "read_csv", "read_interactions", "read_item_features", "read_movielens",
     "read_movielens_items", "read_recbole", "read_recbole_items", "read_seq_txt", "read_table_items",
     "resolve_input",
