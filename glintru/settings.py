@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import numbers
+import re
 import types
 import typing
 from typing import Any, Iterable, Sequence, Union
@@ -25,12 +27,19 @@ def parse_value(text: str) -> Any:
         return text
 
 
+# A new pair starts where whitespace is followed by `name=`; other whitespace belongs to the value,
+# so that `ks=(5, 10)` stays one pair.
+_PAIR_START = re.compile(r"\s+(?=[A-Za-z_][\w.]*=)")
+
+
 def split_pairs(items: Iterable[str], flag: str = "--set") -> list[tuple[str, str]]:
     """(key, raw value) from `key=value` words; a word may also hold several pairs separated by
     whitespace, so `--set a=1 --set b=2` and `--set a=1 b=2` mean the same."""
     pairs = []
     for item in items:
-        for word in item.split():
+        for word in _PAIR_START.split(item.strip()):
+            if not word:
+                continue
             key, sep, value = word.partition("=")
             if not sep or not key.strip():
                 raise ValueError(f"{flag} expects key=value, got {word!r}")
@@ -69,15 +78,18 @@ def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
         return True, value
     if tp is bool:
         return isinstance(value, bool), value
+    # numbers.Integral/Real also admit numpy scalars (a search space may sample them); bool is an
+    # Integral too, but `--set dropout=true` is a mistake, not 1.0
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return ok, int(value) if ok else value
     if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if tp is str:
         return isinstance(value, str), value
     if origin is tuple or tp is tuple:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = (value,)  # `--set ks=10` means the one-element tuple
         if not isinstance(value, (tuple, list)):
             return False, value

@@ -56,3 +56,17 @@ def test_good_values_pass_and_ints_widen_to_float():
 def test_bad_values_name_key_value_and_type(key, value, expected):
     with pytest.raises(ValueError, match=re.escape(f"Example setting {key}={value!r}") + ".*" + expected):
         check_fields(Example, {key: value})
+
+
+def test_a_value_with_spaces_stays_one_pair():
+    assert parse_settings(["ks=(5, 10) lr=0.1"]) == {"ks": (5, 10), "lr": 0.1}
+    assert parse_settings(["ks=(5, 10)", "lr=0.1"]) == {"ks": (5, 10), "lr": 0.1}
+
+
+def test_numpy_scalars_count_as_numbers():
+    np = pytest.importorskip("numpy")
+    out = check_fields(Example, {"kernel_size": np.int64(5), "dropout": np.float32(0.5), "ks": np.int64(10)})
+    assert out == {"kernel_size": 5, "dropout": 0.5, "ks": (10,)}
+    assert type(out["kernel_size"]) is int and type(out["dropout"]) is float
+    with pytest.raises(ValueError, match="expected int"):
+        check_fields(Example, {"kernel_size": np.float64(2.5)})
