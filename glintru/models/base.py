@@ -13,6 +13,7 @@ from torch import nn
 
 from glintru.models.loss import fused_item_cross_entropy
 from glintru.models.presets import DATASET_PRESETS
+from glintru.settings import check_fields
 
 
 @dataclass
@@ -46,7 +47,8 @@ class ModelConfig:
                 f"{cls.__name__} has no field(s) {', '.join(unknown)}; "
                 f"valid fields: {', '.join(sorted(cls.field_names()))}"
             )
-        values.update(overrides)
+        # typed before validate(), whose comparisons would fail on a string with a raw TypeError
+        values.update(check_fields(cls, overrides))
         cfg = cls(**values)
         cfg.validate()
         return cfg
