@@ -63,10 +63,20 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+def gather_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, index[b]] for x[B, N, ...]: index[B] gives [B, ...], index[B, k] gives [B, k, ...].
+
+    The one way the models read chosen positions of a batch (the last real item, a window
+    around it, a queried row)."""
+    rows = torch.arange(x.size(0), device=x.device)
+    if index.dim() == 2:
+        rows = rows.unsqueeze(1)
+    return x[rows, index]
+
+
 def gather_last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """x[b, lengths[b]-1] for a right-padded batch x[B, L, d]."""
-    idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.size(-1))
-    return x.gather(1, idx).squeeze(1)
+    """x[b, lengths[b]-1] for a right-padded batch x[B, L, ...]."""
+    return gather_at(x, (lengths - 1).clamp(min=0))
 
 
 def padding_mask(item_seq: torch.Tensor) -> torch.Tensor:
@@ -114,10 +124,15 @@ class SequentialRecommender(nn.Module, abc.ABC):
     # of one forward per prefix. A model offers it by overriding both methods below.
 
     def one_pass_support(self) -> str | None:
-        """None when `prefix_outputs` is exact for this model and config; otherwise the reason."""
-        return (f"{type(self).__name__} has no exact one-pass training: its representation of a "
-                "history is not the output at that position of one pass over a longer sequence "
-                "(later items would change it); train per prefix (one_pass=false)")
+        """None when `prefix_outputs` is exact for this model and config; otherwise the reason.
+
+        A model without it should say why in its own terms (see `no_one_pass`)."""
+        return self.no_one_pass("its representation of a history is not the output at that position "
+                                "of one pass over a longer sequence (later items would change it)")
+
+    def no_one_pass(self, why: str) -> str:
+        """The refusal `one_pass_support` returns: the model's name, `why`, and what to do instead."""
+        return f"{type(self).__name__} has no exact one-pass training: {why}; train per prefix (one_pass=false)"
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[B, N, d]: row t equals forward(item_seq[:, :t+1], t+1) for every real position t."""
@@ -164,6 +179,22 @@ def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Te
     if reduction == "none":
         return losses
     return losses.mean() if reduction == "mean" else losses.sum()
+
+
+def normal_init(module: nn.Module, std: float = 0.02) -> None:
+    """RecBole's init, which the transformer baselines, Mamba4Rec and SMLP4Rec share: N(0, std) for
+    Linear and Embedding weights (the padding row then zero), zero biases, LayerNorm at (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def xavier_init(module: nn.Module) -> None:

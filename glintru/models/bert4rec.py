@@ -60,13 +60,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, padding_mask
+from glintru.models.base import ModelConfig, normal_init, padding_mask
 from glintru.models.transformer import (
     SelfAttention,
     TransformerConfig,
     TransformerLayer,
     TransformerRecommender,
-    init_weights,
 )
 
 
@@ -125,7 +124,7 @@ class BERT4Rec(TransformerRecommender):
             for _ in range(config.num_layers)
         )
         self.head = OutputHead(d, config.layer_norm_eps)
-        init_weights(self, config.initializer_range)
+        normal_init(self, config.initializer_range)
         self.output_bias = nn.Parameter(torch.zeros(n_items + 1)) if config.output_bias else None
 
     def item_embeddings(self) -> torch.Tensor:
@@ -187,6 +186,12 @@ class BERT4Rec(TransformerRecommender):
         else:
             seq, pos = self.append(item_seq, lengths, torch.full_like(lengths, self.mask_token))
         return self.with_bias_input(self.head(self.encode(seq, pos + 1, index=pos)))
+
+    def one_pass_support(self) -> str | None:
+        return self.no_one_pass(
+            "its attention is bidirectional, so every position's state depends on the items after it, "
+            "and a history is read at a [mask] token appended after its last item, which one pass "
+            "over a longer sequence never holds there")
 
     def mask_positions(self, seq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Boolean [B, L]: which positions of `seq` to replace by [mask] (see module doc). `pos` is

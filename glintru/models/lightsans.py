@@ -51,13 +51,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, padding_mask
+from glintru.models.base import ModelConfig, gather_at, normal_init, padding_mask
 from glintru.models.transformer import (
     TransformerConfig,
     TransformerLayer,
     TransformerRecommender,
-    gather_at,
-    init_weights,
     merge_heads,
     split_heads,
 )
@@ -196,7 +194,7 @@ class LightSANs(TransformerRecommender):
                              d, config.inner_size, config.dropout, config.layer_norm_eps)
             for _ in range(config.num_layers)
         )
-        init_weights(self, config.initializer_range)
+        normal_init(self, config.initializer_range)
         if config.attention == "recbole":
             with torch.no_grad():  # RecBole's init leaves the padding row drawn, not zero
                 self.item_embedding.weight[0].normal_(0.0, config.initializer_range)
@@ -220,3 +218,9 @@ class LightSANs(TransformerRecommender):
             x = layer(x, mask, pos)
         out = last(x, mask, pos, index=index)
         return out if index is not None else out[:, :width]
+
+    def one_pass_support(self) -> str | None:
+        return self.no_one_pass(
+            "its keys and values are pooled into k interests over the whole sequence, and its "
+            "position attention reads every position, so each position's state depends on the items "
+            "after it")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, SequentialRecommender, gather_last
+from glintru.models.base import ModelConfig, SequentialRecommender, gather_last, normal_init
 from glintru.models.scan import SCAN_BACKENDS, selective_scan
 
 
@@ -103,8 +103,11 @@ class MambaBlock(nn.Module):
         return self.out_proj(y * F.silu(z))
 
 
-class FeedForward(nn.Module):
-    """Position-wise GELU FFN with residual and LayerNorm, as in Mamba4Rec."""
+class ResidualFeedForward(nn.Module):
+    """Mamba4Rec's FFN sublayer: LayerNorm(x + Dropout(W2 Dropout(GELU(W1 x)))).
+
+    Not layers.FeedForward (the transformer baselines' FFN): this one holds its own residual and
+    LayerNorm and drops out after the activation too, as Mamba4Rec's code does."""
 
     def __init__(self, d_model: int, inner_size: int, dropout: float):
         super().__init__()
@@ -132,7 +135,7 @@ class MambaLayer(nn.Module):
         self.mamba = MambaBlock(d, config.d_state, config.d_conv, config.expand, config.dt_rank, config.scan)
         self.dropout = nn.Dropout(config.dropout)
         self.norm = nn.LayerNorm(d, eps=1e-12)
-        self.ffn = FeedForward(d, 4 * d, config.dropout)
+        self.ffn = ResidualFeedForward(d, 4 * d, config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dropout(self.mamba(x))
@@ -156,25 +159,13 @@ class Mamba4Rec(SequentialRecommender):
         self.layers = nn.ModuleList(
             MambaLayer(config, residual=config.num_layers > 1) for _ in range(config.num_layers)
         )
-        self.apply(self._init_weights)
+        # Mamba4Rec's init (normal 0.02, zero biases) over every Linear, dt_proj included: that is
+        # dt_init="reference". With dt_init="mamba" the SSM step size then gets Mamba's own
+        # initialisation back (reset_dt), which this blanket init erases.
+        normal_init(self)
         if config.dt_init == "mamba":
             for layer in self.layers:
                 layer.mamba.reset_dt()
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # Mamba4Rec's init (normal 0.02, zero biases). With dt_init="mamba" the SSM step size then
-        # gets Mamba's own initialisation back (reset_dt), which this blanket Linear init erases.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-        if isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return gather_last(self.prefix_outputs(item_seq, lengths), lengths)

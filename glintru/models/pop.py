@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
+
+
+@dataclass
+class PopConfig:
+    """The one setting evaluation reads from a model: how many recent items it takes as input."""
+
+    max_length: int = 50
 
 
 class PopularityRanker(nn.Module):
@@ -16,7 +25,7 @@ class PopularityRanker(nn.Module):
 
     def __init__(self, popularity: np.ndarray, max_length: int = 50):
         super().__init__()
-        self.config = type("PopConfig", (), {"max_length": max_length})()
+        self.config = PopConfig(max_length)
         counts = torch.tensor(np.array(popularity, dtype=np.float32))
         self.register_buffer("log_counts", torch.log1p(counts).unsqueeze(1))
 

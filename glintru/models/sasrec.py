@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from glintru.models.base import ModelConfig, padding_mask
+from glintru.models.base import ModelConfig, normal_init, padding_mask
 from glintru.models.transformer import (
     SelfAttention,
     TransformerConfig,
     TransformerLayer,
     TransformerRecommender,
-    init_weights,
 )
 
 
@@ -49,7 +48,7 @@ class SASRec(TransformerRecommender):
                              config.dropout, config.layer_norm_eps)
             for _ in range(config.num_layers)
         )
-        init_weights(self, config.initializer_range)
+        normal_init(self, config.initializer_range)
 
     def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
                index: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, SequentialRecommender
+from glintru.models.base import ModelConfig, SequentialRecommender, gather_last, normal_init
 
 MISSING_FEATURES_WARNING = (
     "SMLP4Rec: the dataset has no item side features, so it runs on item ids only (the feature "
@@ -157,19 +157,7 @@ class SMLP4Rec(SequentialRecommender):
             for _ in range(config.num_layers)
         )
         self.norm = nn.LayerNorm(d, eps=1e-12)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # The public SMLP4Rec code: normal(0, 0.02) for Linear and Embedding, LayerNorm 1/0.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-        if isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        normal_init(self)  # the public SMLP4Rec code's init (its Linear layers have no bias)
 
     def _left_aligned(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, max_length] holding each row's last max_length real items from position 0."""
@@ -181,6 +169,11 @@ class SMLP4Rec(SequentialRecommender):
         seq = seq.masked_fill(idx >= lengths.unsqueeze(1), 0)
         return seq, lengths.clamp(max=M)
 
+    def one_pass_support(self) -> str | None:
+        return self.no_one_pass(
+            "its sequence-mixing MLP combines all max_length positions of the history, so each "
+            "position's state depends on the items after it")
+
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         seq, lengths = self._left_aligned(item_seq, lengths)
         slots = [self.item_embedding(seq)]
@@ -190,5 +183,4 @@ class SMLP4Rec(SequentialRecommender):
         mask = mask[:, None, :, None]
         for layer in self.layers:
             x = layer(x, mask)
-        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, x.size(-1))
-        return self.norm(x[:, 0].gather(1, last).squeeze(1))
+        return self.norm(gather_last(x[:, 0], lengths))

@@ -21,8 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, SequentialRecommender
+from glintru.models.base import ModelConfig, SequentialRecommender, gather_at, normal_init
 from glintru.models.layers import FeedForward
+
+# linrec.py still imports the init under this name; new code calls base.normal_init.
+init_weights = normal_init
 
 
 @dataclass
@@ -49,26 +52,6 @@ class TransformerConfig(ModelConfig):
             )
         if self.inner_size <= 0:
             raise ValueError(f"inner_size must be positive; got {self.inner_size}")
-
-
-def init_weights(module: nn.Module, std: float) -> None:
-    """RecBole's transformer init: N(0, std) for Linear and Embedding, LayerNorm at (1, 0)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, mean=0.0, std=std)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
-            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
-                with torch.no_grad():
-                    m.weight[m.padding_idx].zero_()
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def gather_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x[b, index[b]] for x [B, N, d] -> [B, d]."""
-    return x[torch.arange(x.size(0), device=x.device), index]
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
