@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import platform
 import random
@@ -19,23 +20,27 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from glintru.data.batches import Batch, BatchLoader, split_inputs
+from glintru.data.batches import BatchLoader, split_inputs
 from glintru.data.dataset import PreparedDataset, load_dataset
-from glintru.data.sequences import SequenceBatch, SequenceLoader
-from glintru.evaluate import evaluate, write_per_user
+from glintru.data.sequences import SequenceLoader
+from glintru.evaluate import evaluate, parse_mode, write_per_user
 from glintru.models import build_model, get_model_class, resolve_config
 from glintru.models.base import ModelConfig, SequentialRecommender
+from glintru.settings import check_fields
 
 SELECTION_METRIC = "ndcg@10"
 CHECKPOINT_FILE = "checkpoint.pt"
 INFER_BATCH = 2048
+
+log = logging.getLogger("glintru")
 
 
 @dataclass
@@ -48,7 +53,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"        # auto | cpu | cuda | cuda:N
-    eval_mode: str = "full"     # full | uniN | popN
+    eval_mode: str = "full"     # full | uniN | popN | popN-recbole
     bf16: bool = False          # autocast to bfloat16 on CUDA
     ks: tuple[int, ...] = (5, 10, 20)
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
@@ -64,6 +69,9 @@ class TrainConfig:
         return {f.name for f in dataclasses.fields(cls)}
 
     def validate(self) -> None:
+        """Every field's type and value, without touching data or devices (the search checks its
+        configurations on a driver that may have no GPU)."""
+        check_fields(type(self), dataclasses.asdict(self), "training")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.patience < 1:
@@ -72,6 +80,12 @@ class TrainConfig:
             raise ValueError("lr, batch_size and eval_batch_size must be positive")
         if 10 not in self.ks:
             raise ValueError(f"ks must contain 10 (early stopping uses {SELECTION_METRIC}); got {self.ks}")
+        parse_mode(self.eval_mode)
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device {self.device!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass
@@ -123,6 +137,18 @@ def split_overrides(model_name: str, overrides: dict[str, Any]) -> tuple[dict[st
     return model_over, train_over
 
 
+def resolve_configs(model_name: str, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                    config: TrainConfig | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The run's model and training configs, every setting checked (keys, types, values) and nothing
+    else done: a caller can refuse bad settings before it loads data or writes a file."""
+    model_over, train_over = split_overrides(model_name, dict(overrides or {}))
+    base = dataclasses.asdict(config or TrainConfig())
+    # typed (ints widened to float, lists to tuples) before validate() compares them
+    cfg = TrainConfig(**check_fields(TrainConfig, {**base, **train_over}, "training"))
+    cfg.validate()
+    return resolve_config(model_name, preset, model_over), cfg
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,7 +167,7 @@ def seed_everything(seed: int) -> None:
 def environment(device: torch.device) -> dict[str, Any]:
     import glintru
 
-    env = {
+    env: dict[str, Any] = {
         "glintru": glintru.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -195,7 +221,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def measure_inference_ms(model: torch.nn.Module, ds: PreparedDataset, max_length: int,
+def measure_inference_ms(model: SequentialRecommender, ds: PreparedDataset, max_length: int,
                          device: torch.device, repeats: int = 5) -> float:
     """Median ms to score all items for one batch of (up to) 2048 test users."""
     users = np.arange(min(INFER_BATCH, ds.n_users))
@@ -299,12 +325,209 @@ def train_epoch(net: torch.nn.Module, loader: SequenceLoader | BatchLoader, opti
                       steps=steps, targets=n_seen, mean_padded_width=width / max(steps, 1))
 
 
+# -- one run: its state, set-up, epochs and end -----------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """Where a run stands after an epoch: what a resumed run needs besides the model's and the
+    optimizer's own state. The fields are the checkpoint's keys, so a new field is saved and
+    restored with the others."""
+
+    epoch: int = 0                      # the last finished epoch
+    best_epoch: int = 0
+    bad_epochs: int = 0                 # epochs since the best one
+    best_valid: dict[str, float] = field(default_factory=dict)
+    best_model: dict[str, torch.Tensor] | None = None  # the best epoch's weights, on the CPU
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def stopped(self, cfg: TrainConfig) -> bool:
+        return self.epoch >= cfg.epochs or self.bad_epochs >= cfg.patience
+
+    def record(self, entry: dict[str, Any], model: torch.nn.Module) -> None:
+        """Count in one validated epoch (its history entry); a new best keeps the model's weights."""
+        self.epoch = entry["epoch"]
+        self.history.append(entry)
+        valid = entry["valid"]
+        if not self.best_valid or valid[SELECTION_METRIC] > self.best_valid[SELECTION_METRIC]:
+            self.best_epoch, self.best_valid, self.bad_epochs = self.epoch, valid, 0
+            self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    def to_checkpoint(self, model_name: str, model: torch.nn.Module,
+                      optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {"model_name": model_name, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(), **own}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], model_name: str, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, source: Path) -> TrainState:
+        """The state `ckpt` holds; its weights, optimizer state and RNG state are loaded as well."""
+        if ckpt["model_name"] != model_name:
+            raise ValueError(f"checkpoint at {source} is for {ckpt['model_name']}, not {model_name}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        return cls(**{f.name: ckpt[f.name] for f in dataclasses.fields(cls) if f.name in ckpt})
+
+
+@dataclass
+class _Run:
+    """What one run's steps share: its inputs, resolved configs and built pieces."""
+
+    model_name: str
+    ds: PreparedDataset
+    model_cfg: ModelConfig
+    cfg: TrainConfig
+    device: torch.device
+    out: Path
+    rank: int
+    world_size: int
+    model: SequentialRecommender
+    optimizer: torch.optim.Optimizer
+    loader: SequenceLoader | BatchLoader
+    net: torch.nn.Module  # the loss as a module, DDP-wrapped with world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def pipeline(self) -> str:
+        return pipeline_name(self.loader)
+
+
+def _run_device(cfg: TrainConfig, world_size: int) -> torch.device:
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None and world_size > 1:
+        device = torch.device("cuda", torch.cuda.current_device())  # the GPU Ray Train gave this worker
+    return device
+
+
+def _setup(ds: PreparedDataset, model_name: str, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
+           out: Path, rank: int, world_size: int, resume_from: Path | None) -> tuple[_Run, TrainState]:
+    """Model, optimizer and batches, seeded, and the state (from a checkpoint if one is there);
+    nothing is written, so a refusal here (e.g. one_pass=True where it is not exact) leaves no trace."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    features = ds.item_features() if ds.feature_names else None
+    model = build_model(model_name, ds.n_items, model_cfg, item_features=features).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = build_train_loader(ds, model, model_cfg, cfg, rank, world_size)
+
+    state = TrainState()
+    source = resume_from or out / "checkpoint"
+    if (source / CHECKPOINT_FILE).exists() or (resume_from is not None and source.is_file()):
+        state = TrainState.from_checkpoint(load_checkpoint(source), model_name, model, optimizer, source)
+
+    # DDP's gradient hooks fire only through the wrapper's forward, so the loss is that forward;
+    # wrapped after the restore, as DDP broadcasts rank 0's weights when it is built.
+    net: torch.nn.Module = LossModule(model)
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    run = _Run(model_name, ds, model_cfg, cfg, device, out, rank, world_size, model, optimizer, loader, net)
+    return run, state
+
+
+def _write_config(run: _Run, preset: str | None) -> None:
+    run.out.mkdir(parents=True, exist_ok=True)
+    _write_json(run.out / "config.json", {
+        "model": run.model_name,
+        "preset": preset,
+        "model_config": run.model_cfg.to_dict(),
+        "train_config": dataclasses.asdict(run.cfg),
+        "dataset": {"path": str(run.ds.path) if run.ds.path else None, "name": run.ds.name,
+                    "stats": run.ds.meta.get("stats", {})},
+        "world_size": run.world_size,
+        "pipeline": run.pipeline,
+    })
+
+
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None] | None,
+           progress: bool) -> None:
+    """One epoch: train, validate, keep the best weights, checkpoint (rank 0), log and report."""
+    epoch = state.epoch + 1
+    run.model.train()
+    bar = _progress(len(run.loader), f"{run.model_name} epoch {epoch}", progress and run.is_main)
+    try:
+        stats = train_epoch(run.net, run.loader, run.optimizer, run.cfg, run.device, epoch, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    valid = evaluate(run.model, run.ds, "valid", mode=run.cfg.eval_mode, ks=run.cfg.ks,
+                     batch_size=run.cfg.eval_batch_size, device=run.device, seed=run.cfg.seed).metrics
+    state.record({"epoch": epoch, "train_loss": stats.train_loss, "valid": valid, "seconds": stats.seconds,
+                  "samples_per_second": stats.targets * run.world_size / stats.seconds,
+                  "pipeline": run.pipeline, "steps": stats.steps,
+                  "mean_padded_width": stats.mean_padded_width}, run.model)
+    ckpt_dir = None
+    if run.is_main:
+        ckpt_dir = run.out / "checkpoint"
+        _save_checkpoint(ckpt_dir, state.to_checkpoint(run.model_name, run.model, run.optimizer))
+        # INFO is what the CLI shows; a caller that asked for no progress can still see it at DEBUG
+        log.log(logging.INFO if progress else logging.DEBUG,
+                "epoch %3d  loss %.4f  valid ndcg@10 %.4f  best %.4f (epoch %d)  %.1fs", epoch,
+                stats.train_loss, valid[SELECTION_METRIC], state.best_valid[SELECTION_METRIC],
+                state.best_epoch, stats.seconds)
+    if reporter is not None:
+        reporter(EpochReport(epoch, stats.train_loss, valid, state.best_epoch, state.best_valid,
+                             stats.seconds, ckpt_dir))
+
+
+def _metrics(run: _Run, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
+    """metrics.json: the best epoch's validation and the test metrics, timings, sizes, history."""
+    history = state.history
+    widths = [h["mean_padded_width"] for h in history if "mean_padded_width" in h]  # older checkpoints lack it
+    return {
+        "valid": state.best_valid,
+        "test": test,
+        "best_epoch": state.best_epoch,
+        "epochs": len(history),
+        "stopped_early": len(history) < run.cfg.epochs,
+        "eval_mode": run.cfg.eval_mode,
+        "seconds_per_epoch": statistics.median(h["seconds"] for h in history),
+        "samples_per_second": statistics.median(h["samples_per_second"] for h in history),
+        "pipeline": run.pipeline,
+        "mean_padded_width": statistics.mean(widths) if widths else None,
+        "infer_ms_per_batch": measure_inference_ms(run.model, run.ds, run.model_cfg.max_length, run.device),
+        "peak_memory_mb": _peak_memory_mb(run.device),
+        "num_parameters": sum(p.numel() for p in run.model.parameters()),
+        "history": history,
+    }
+
+
+def _finish(run: _Run, state: TrainState) -> RunResult:
+    """The best weights back in the model; on rank 0 the test split evaluated, once, and the run's
+    files written, metrics.json last (its presence marks a finished run)."""
+    if state.best_model is None:
+        raise RuntimeError("training finished without a single validated epoch")
+    run.model.load_state_dict(state.best_model)
+    if not run.is_main:
+        return RunResult(out_dir=run.out, model=run.model)
+    cfg = run.cfg
+    test = evaluate(run.model, run.ds, "test", mode=cfg.eval_mode, ks=cfg.ks, batch_size=cfg.eval_batch_size,
+                    device=run.device, seed=cfg.seed)
+    write_per_user(test.per_user, run.out / "test_users.parquet")
+    metrics = _metrics(run, state, test.metrics)
+    torch.save(state.best_model, run.out / "model.pt")
+    _write_json(run.out / "env.json", environment(run.device))
+    _write_json(run.out / "metrics.json", metrics)
+    return RunResult(out_dir=run.out, metrics=metrics, model=run.model)
 
 
 def train(
@@ -323,152 +546,26 @@ def train(
 ) -> RunResult:
     """Train `model_name` on `data`, write the run directory, return its metrics.
 
+    1. Check every setting (keys, types, values, the device) before any work.
+    2. Load the data; build the model, optimizer and batches; restore the state from a checkpoint
+       (`resume_from`, else `out_dir/checkpoint` when one is there).
+    3. Write config.json; then per epoch train, validate, keep the best weights, checkpoint and
+       report, until `epochs` or `patience` epochs without a better validation NDCG@10.
+    4. Load the best weights, evaluate the test split once, write the per-user test metrics,
+       model.pt, env.json and metrics.json.
+
     `overrides` may hold model fields and TrainConfig fields (the CLI's --set pairs); TrainConfig
     fields there override `config`. With world_size > 1 the process group must be initialised
-    (Ray Train does this) and the model is wrapped in DistributedDataParallel.
+    (Ray Train does this) and the model is wrapped in DistributedDataParallel; only rank 0 writes.
+    `progress`: a progress bar and the per-epoch line at INFO on the "glintru" logger (else DEBUG).
     """
+    model_cfg, cfg = resolve_configs(model_name, preset, overrides, config)
+    device = _run_device(cfg, world_size)
     ds = data if isinstance(data, PreparedDataset) else load_dataset(data)
-    model_over, train_over = split_overrides(model_name, dict(overrides or {}))
-    cfg = dataclasses.replace(config or TrainConfig(), **train_over)
-    if isinstance(cfg.ks, list):
-        cfg.ks = tuple(cfg.ks)
-    cfg.validate()
-    model_cfg = resolve_config(model_name, preset, model_over)
-    out = Path(out_dir)
-    is_main = rank == 0
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and device.index is None and world_size > 1:
-        device = torch.device("cuda", torch.cuda.current_device())
-
-    seed_everything(cfg.seed)
-    features = ds.item_features() if ds.feature_names else None
-    model = build_model(model_name, ds.n_items, model_cfg, item_features=features).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loader = build_train_loader(ds, model, model_cfg, cfg, rank, world_size)
-    pipeline = pipeline_name(loader)
-
-    run_config = {
-        "model": model_name,
-        "preset": preset,
-        "model_config": model_cfg.to_dict(),
-        "train_config": dataclasses.asdict(cfg),
-        "dataset": {"path": str(ds.path) if ds.path else None, "name": ds.name,
-                    "stats": ds.meta.get("stats", {})},
-        "world_size": world_size,
-        "pipeline": pipeline,
-    }
-    if is_main:
-        _write_json(out / "config.json", run_config)
-
-    # -- state, possibly restored ------------------------------------------------------------
-    start_epoch, best_epoch, bad_epochs = 1, 0, 0
-    best_valid: dict[str, float] = {}
-    best_state: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, Any]] = []
-    ckpt_source = Path(resume_from) if resume_from else (out / "checkpoint")
-    if (ckpt_source / CHECKPOINT_FILE).exists() or (resume_from and ckpt_source.is_file()):
-        state = load_checkpoint(ckpt_source)
-        if state["model_name"] != model_name:
-            raise ValueError(f"checkpoint at {ckpt_source} is for {state['model_name']}, not {model_name}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        best_state = state["best_model"]
-        start_epoch = state["epoch"] + 1
-        best_epoch, bad_epochs = state["best_epoch"], state["bad_epochs"]
-        best_valid, history = state["best_valid"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
-
-    # DDP's gradient hooks fire only through the wrapper's forward, so the loss is that forward.
-    net: torch.nn.Module = LossModule(model)
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    stopped = bad_epochs >= cfg.patience
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if stopped:
-            break
-        model.train()
-        loader.set_epoch(epoch)
-        bar = _progress(len(loader), f"{model_name} epoch {epoch}", progress and is_main)
-        stats = train_epoch(net, loader, optimizer, cfg, device, epoch, bar=bar)
-        if bar is not None:
-            bar.close()
-        seconds = stats.seconds
-
-        valid = evaluate(model, ds, "valid", mode=cfg.eval_mode, ks=cfg.ks,
-                         batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed).metrics
-        improved = not best_valid or valid[SELECTION_METRIC] > best_valid[SELECTION_METRIC]
-        if improved:
-            best_epoch, best_valid, bad_epochs = epoch, valid, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        train_loss = stats.train_loss
-        history.append({"epoch": epoch, "train_loss": train_loss, "valid": valid, "seconds": seconds,
-                        "samples_per_second": stats.targets * world_size / seconds,
-                        "pipeline": pipeline, "steps": stats.steps,
-                        "mean_padded_width": stats.mean_padded_width})
-        ckpt_dir = None
-        if is_main:
-            ckpt_dir = out / "checkpoint"
-            _save_checkpoint(ckpt_dir, {
-                "model_name": model_name,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "best_model": best_state,
-                "epoch": epoch,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "best_valid": best_valid,
-                "history": history,
-                "torch_rng": torch.get_rng_state(),
-            })
-        if progress and is_main:
-            print(f"epoch {epoch:3d}  loss {train_loss:.4f}  valid ndcg@10 {valid[SELECTION_METRIC]:.4f}  "
-                  f"best {best_valid[SELECTION_METRIC]:.4f} (epoch {best_epoch})  {seconds:.1f}s",
-                  file=sys.stderr, flush=True)
-        if reporter is not None:
-            reporter(EpochReport(epoch, train_loss, valid, best_epoch, best_valid, seconds, ckpt_dir))
-        stopped = bad_epochs >= cfg.patience
-
-    # -- final: best weights, test once ------------------------------------------------------
-    if best_state is None:
-        raise RuntimeError("training finished without a single validated epoch")
-    model.load_state_dict(best_state)
-    metrics: dict[str, Any] = {}
-    if is_main:
-        test = evaluate(model, ds, "test", mode=cfg.eval_mode, ks=cfg.ks,
-                        batch_size=cfg.eval_batch_size, device=device, seed=cfg.seed)
-        write_per_user(test.per_user, out / "test_users.parquet")
-        epoch_secs = [h["seconds"] for h in history]
-        # A resumed run's history may predate this field.
-        widths = [h["mean_padded_width"] for h in history if "mean_padded_width" in h]
-        metrics = {
-            "valid": best_valid,
-            "test": test.metrics,
-            "best_epoch": best_epoch,
-            "epochs": len(history),
-            "stopped_early": len(history) < cfg.epochs,
-            "eval_mode": cfg.eval_mode,
-            "seconds_per_epoch": statistics.median(epoch_secs),
-            "samples_per_second": statistics.median(h["samples_per_second"] for h in history),
-            "pipeline": pipeline,
-            "mean_padded_width": statistics.mean(widths) if widths else None,
-            "infer_ms_per_batch": measure_inference_ms(model, ds, model_cfg.max_length, device),
-            "peak_memory_mb": _peak_memory_mb(device),
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "history": history,
-        }
-        torch.save(best_state, out / "model.pt")
-        _write_json(out / "env.json", environment(device))
-        _write_json(out / "metrics.json", metrics)
-    return RunResult(out_dir=out, metrics=metrics, model=model)
+    run, state = _setup(ds, model_name, model_cfg, cfg, device, Path(out_dir), rank, world_size,
+                        Path(resume_from) if resume_from else None)
+    if run.is_main:
+        _write_config(run, preset)
+    while not state.stopped(cfg):
+        _epoch(run, state, reporter, progress)
+    return _finish(run, state)

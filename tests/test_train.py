@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import torch
 from glintru.data.dataset import load_dataset
 from glintru.evaluate import evaluate
 from glintru.models.pop import PopularityRanker
-from glintru.train import TrainConfig, split_overrides, train
+from glintru.train import TrainConfig, TrainState, load_checkpoint, resolve_configs, split_overrides, train
 
 SMALL = {"hidden_size": 16, "max_length": 20, "dropout": 0.1}
 
@@ -105,8 +106,6 @@ def test_early_stopping_keeps_the_best_epoch(tiny, tmp_path):
 
 
 def test_reporter_sees_every_epoch_with_a_loadable_checkpoint(tiny, tmp_path):
-    from glintru.train import load_checkpoint
-
     reports = []
     train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), reporter=reports.append,
           progress=False)
@@ -172,6 +171,67 @@ def test_one_pass_where_not_exact_is_refused_naming_the_model_and_why(tiny, tmp_
     with pytest.raises(ValueError, match="one-pass training refused for GLINTRU.*num_layers=2"):
         train(tiny, "glintru", tmp_path / "r", overrides=SMALL | {"num_layers": 2, "one_pass": True},
               config=_cfg(epochs=1), progress=False)
+    assert not (tmp_path / "r").exists()  # refused before the run directory is made
     res = train(tiny, "glintru", tmp_path / "d", overrides=SMALL | {"num_layers": 2}, config=_cfg(epochs=1),
                 progress=False)
     assert res.metrics["pipeline"] == "bucketed"  # the default falls back to per-prefix batches
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"kernel_size": "abc"}, r"kernel_size='abc' \(str\) is invalid: expected int"),
+    ({"lr": "fast"}, r"training setting lr='fast' \(str\) is invalid: expected float"),
+    ({"eval_mode": "pop-3"}, r"unknown evaluation mode 'pop-3'"),
+    ({"device": "tpu"}, r"device 'tpu' is not a device"),
+    ({"epochs": 0}, r"epochs must be >= 1, got 0"),
+    ({"ks": (5, 20)}, r"ks must contain 10"),
+    ({"hiden_size": 8}, r"unknown setting\(s\) hiden_size"),
+])
+def test_bad_settings_are_refused_before_the_data_is_read(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_configs("glintru", None, overrides)
+    # the dataset path does not exist: the settings error comes first, and nothing is written
+    with pytest.raises(ValueError, match=message):
+        train(tmp_path / "no-data", "glintru", tmp_path / "r", overrides=overrides, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_settings_are_typed_on_the_way_in():
+    model_cfg, cfg = resolve_configs("glintru", None, {"dropout": 0, "lr": 1, "ks": [5, 10], "kernel_size": 5},
+                                     TrainConfig(epochs=3))
+    assert model_cfg.dropout == 0.0 and isinstance(model_cfg.dropout, float) and model_cfg.kernel_size == 5
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.ks == (5, 10) and cfg.epochs == 3
+
+
+def test_train_state_round_trips_through_a_checkpoint(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    state = TrainState(epoch=4, best_epoch=3, bad_epochs=1, best_valid={"ndcg@10": 0.5},
+                       best_model={k: v.clone() for k, v in model.state_dict().items()},
+                       history=[{"epoch": e} for e in range(1, 5)])
+    torch.save(state.to_checkpoint("glintru", model, optimizer), tmp_path / "checkpoint.pt")
+    expected_draw = torch.rand(3)  # the RNG state was saved before this draw
+
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opt = torch.optim.Adam(fresh.parameters())
+    ckpt = load_checkpoint(tmp_path)
+    back = TrainState.from_checkpoint(ckpt, "glintru", fresh, fresh_opt, tmp_path)
+    assert back.epoch == 4 and back.best_epoch == 3 and back.bad_epochs == 1
+    assert back.best_valid == state.best_valid and back.history == state.history
+    torch.testing.assert_close(fresh.weight, model.weight)
+    assert fresh_opt.state_dict()["state"][0]["step"] == 1
+    assert torch.equal(torch.rand(3), expected_draw)
+    with pytest.raises(ValueError, match="is for glintru, not sasrec"):
+        TrainState.from_checkpoint(ckpt, "sasrec", fresh, fresh_opt, tmp_path)
+
+
+def test_the_epoch_line_goes_to_the_glintru_logger(tiny, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="glintru")
+    train(tiny, "glintru", tmp_path / "a", overrides=SMALL, config=_cfg(epochs=1), progress=False)
+    assert [(r.levelno, r.getMessage()[:9]) for r in caplog.records if r.name == "glintru"] == \
+        [(logging.DEBUG, "epoch   1")]
+    caplog.clear()
+    train(tiny, "glintru", tmp_path / "b", overrides=SMALL, config=_cfg(epochs=1), progress=True)
+    lines = [r for r in caplog.records if r.name == "glintru"]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and "valid ndcg@10" in lines[0].getMessage()
