@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import json
+import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from glintru.data.registry import DATASETS  # the dataset registry: choices follow it
 from glintru.data.sources import SOURCE_FORMATS  # the format registry: choices follow it
 from glintru.data.synthetic import SHAPES  # the --like shapes registry
 from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
+from glintru.settings import parse_settings
 
 PRESETS = tuple(DATASET_PRESETS)
-
-
-def parse_value(text: str) -> Any:
-    """`--set` values: ints, floats, booleans, None and tuples as Python literals, else strings."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"error: --set expects key=value, got {pair!r}")
-        out[key.strip()] = parse_value(value)
-    return out
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -153,23 +132,40 @@ def _metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from glintru.train import TrainConfig, train
+def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """What --out holds must fit --resume/--overwrite: a finished run is never silently replaced, an
+    interrupted one never silently continued or restarted."""
+    from glintru.train import CHECKPOINT_FILE
 
-    out = Path(args.out)
-    if (out / "metrics.json").exists() and not args.overwrite:
+    if (out / "metrics.json").exists() and not overwrite:
         raise SystemExit(f"error: {out} already holds a finished run; choose another --out or pass --overwrite")
-    if (out / "checkpoint").exists() and not (args.resume or args.overwrite):
+    if (out / "checkpoint").exists() and not (resume or overwrite):
         raise SystemExit(f"error: {out} holds an interrupted run; pass --resume to continue it "
                          f"or --overwrite to start again")
+    if resume and not (out / "checkpoint" / CHECKPOINT_FILE).exists():
+        raise SystemExit(f"error: --resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
+                         "drop --resume to start a new one")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from glintru.data.dataset import load_dataset
+    from glintru.train import TrainConfig, resolve_configs, resolve_device, train
+
+    # Every setting, the run directory and the dataset are checked before anything is replaced or
+    # trained: a typo must not cost an epoch or an earlier run.
+    overrides = parse_settings(args.set)
+    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
+                      eval_mode=args.eval_mode, bf16=args.bf16)
+    resolve_device(resolve_configs(args.model, args.preset, overrides, cfg)[1].device)
+    out = Path(args.out)
+    _check_run_dir(out, args.resume, args.overwrite)
+    ds = load_dataset(args.data)
     if args.overwrite and out.exists():
         import shutil
 
         shutil.rmtree(out)
-    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
-                      eval_mode=args.eval_mode, bf16=args.bf16)
-    result = train(args.data, args.model, out, preset=args.preset, overrides=parse_settings(args.set),
-                   config=cfg, progress=not args.quiet)
+    result = train(ds, args.model, out, preset=args.preset, overrides=overrides, config=cfg,
+                   progress=not args.quiet)
     m = result.metrics
     print(_metrics_table({"valid": m["valid"], "test": m["test"]}))
     print(f"best epoch {m['best_epoch']} of {m['epochs']}; {m['seconds_per_epoch']:.2f} s/epoch; "
@@ -330,17 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--data", required=True, help="prepared dataset directory")
     pt.add_argument("--model", required=True, choices=list(MODELS), metavar="MODEL",
                     help=f"one of {', '.join(MODELS)}")
-    pt.add_argument("--preset", choices=PRESETS, help="the paper's Table 5 settings for that dataset")
-    pt.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a model or training setting (repeatable), e.g. --set hidden_size=64")
-    pt.add_argument("--epochs", type=int, default=200)
-    pt.add_argument("--patience", type=int, default=10)
-    pt.add_argument("--eval-mode", default="full", help="full, uniN or popN (e.g. pop100, the paper's)")
-    pt.add_argument("--seed", type=int, default=0)
-    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pt.add_argument("--preset", choices=PRESETS, help="the paper's Table 5 settings for that dataset (default: none)")
+    pt.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override a model or training setting, e.g. --set hidden_size=64 lr=0.01 "
+                         "(repeatable; a flag may take several pairs; a key given twice is an error)")
+    pt.add_argument("--epochs", type=int, default=200, help="most epochs to train (default 200)")
+    pt.add_argument("--patience", type=int, default=10,
+                    help="stop after this many epochs without a better validation NDCG@10 (default 10)")
+    pt.add_argument("--eval-mode", default="full",
+                    help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)")
+    pt.add_argument("--seed", type=int, default=0, help="seed for weights, batches and negatives (default 0)")
+    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
     pt.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
-    pt.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    pt.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
+    again = pt.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    again.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
     pt.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     pt.add_argument("--out", required=True, help="run directory to write")
     pt.set_defaults(func=cmd_train)
@@ -359,11 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The library logs (e.g. train's per-epoch line); the command line shows it on stderr. Removed
+    # again on return, as tests call main() many times in one process.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("glintru")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,20 @@ import sys
 
 import pytest
 
-from glintru.cli import main, parse_settings, parse_value
+from glintru.cli import build_parser, main
+from glintru.settings import parse_settings
 
 
-def test_parse_value_types():
-    assert parse_value("64") == 64 and parse_value("0.5") == 0.5
-    assert parse_value("true") is True and parse_value("False") is False
-    assert parse_value("none") is None and parse_value("silu") == "silu"
-    assert parse_value("(5, 10)") == (5, 10)
-    assert parse_settings(["hidden_size=32", "gate_activation=relu"]) == {"hidden_size": 32,
-                                                                        "gate_activation": "relu"}
-    with pytest.raises(SystemExit, match="key=value"):
-        parse_settings(["hidden_size"])
+def test_train_set_takes_pairs_repeated_or_several_per_flag():
+    args = build_parser().parse_args(["train", "--data", "d", "--model", "glintru", "--out", "r",
+                                      "--set", "hidden_size=32", "gate_activation=relu", "--set", "ks=(5, 10)"])
+    assert parse_settings(args.set) == {"hidden_size": 32, "gate_activation": "relu", "ks": (5, 10)}
+
+
+def test_a_setting_given_twice_is_refused_not_dropped(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--model", "glintru", "--set", "lr=0.1", "--set", "lr=0.2",
+                 "--out", str(tmp_path / "r")])
+    assert code == 2 and "--set sets 'lr' twice (0.1 and 0.2)" in capsys.readouterr().err
 
 
 def test_end_to_end(tmp_path, capsys):
@@ -75,6 +77,23 @@ def test_module_entry_point_help():
     for flag in ("--data", "--model", "--preset", "--set", "--epochs", "--patience", "--eval-mode",
                  "--seed", "--device", "--out"):
         assert flag in out
+    assert "popN-recbole" in out
+
+
+def test_resume_continues_an_interrupted_run_and_shows_each_epoch(tmp_path, capsys):
+    data, run = tmp_path / "data", tmp_path / "run"
+    main(["synthetic", "--out", str(data), "--users", "60", "--items", "30", "--avg-length", "8"])
+    args = ["train", "--data", str(data), "--model", "gru4rec", "--set", "hidden_size=8 max_length=10",
+            "--device", "cpu", "--eval-mode", "uni20", "--out", str(run)]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert "epoch   1  loss" in capsys.readouterr().err  # the library's log line, shown by the CLI
+    (run / "metrics.json").unlink()  # as if stopped before the end: only the checkpoint is left
+    with pytest.raises(SystemExit, match="holds an interrupted run; pass --resume"):
+        main([*args, "--epochs", "2"])
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "epoch   2  loss" in err and "epoch   1  loss" not in err
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
 
 
 def _ratings_dat(path):
