@@ -110,6 +110,19 @@ def _evaluate(run: Path, *args: str) -> list[str]:
     return ["evaluate", "--run", str(run), "--device", "cpu", *args]
 
 
+def _train(ws: Workspace, *args: str, model: str = "gru4rec", data: Path | None = None,
+           out: Path | None = None) -> list[str]:
+    """A small, valid `glintru train` call (to a fresh `trained` dir) plus `args`; argparse keeps the
+    last of a repeated flag, so `args` may replace --epochs."""
+    return ["train", "--data", str(data or ws.data), "--model", model, "--device", "cpu", "--quiet",
+            "--epochs", "1", "--eval-mode", "uni5", "--set", "hidden_size=8 max_length=10", *args,
+            "--out", str(out or ws.scratch / "trained")]
+
+
+def _trained(ws: Workspace) -> list[Path]:
+    return [ws.scratch / "trained"]
+
+
 def _bogus_field(config: dict) -> None:
     config["model_config"]["bogus"] = 1
 
@@ -241,6 +254,47 @@ CASES = [
     Case("evaluate-damaged-dataset", "glintru",
          lambda ws: _evaluate(ws.run, "--data", str(_damaged(ws, "meta.json", ""))),
          2, r"ds/meta\.json line 1: invalid JSON"),
+
+    # --- glintru train: every setting is refused before the data is read or an epoch runs
+    Case("train-set-wrong-type", "glintru", lambda ws: _train(ws, "--set", "kernel_size=abc", model="glintru"),
+         2, r"GLINTRUConfig setting kernel_size='abc' \(str\) is invalid: expected int", _trained),
+    Case("train-set-lr-not-a-number", "glintru", lambda ws: _train(ws, "--set", "lr=fast"),
+         2, r"training setting lr='fast' \(str\) is invalid: expected float", _trained),
+    Case("train-set-bool-as-word", "glintru", lambda ws: _train(ws, "--set", "bf16=yes"),
+         2, r"training setting bf16='yes' \(str\) is invalid: expected bool", _trained),
+    Case("train-set-unknown-key", "glintru", lambda ws: _train(ws, "--set", "hiden_size=8"),
+         2, r"unknown setting\(s\) hiden_size for model gru4rec; model keys: .*hidden_size", _trained),
+    Case("train-set-without-value", "glintru", lambda ws: _train(ws, "--set", "dropout"),
+         2, r"--set expects key=value, got 'dropout'", _trained),
+    Case("train-set-key-twice", "glintru", lambda ws: _train(ws, "--set", "lr=0.1 lr=0.2"),
+         2, r"--set sets 'lr' twice \(0\.1 and 0\.2\); keep one", _trained),
+    Case("train-ks-without-10", "glintru", lambda ws: _train(ws, "--set", "ks=5,20"),
+         2, r"ks must contain 10 .*got \(5, 20\)", _trained),
+    Case("train-unknown-eval-mode", "glintru", lambda ws: _train(ws, "--eval-mode", "pop-3"),
+         2, r"unknown evaluation mode 'pop-3'", _trained),
+    Case("train-recbole-uniform-mode", "glintru", lambda ws: _train(ws, "--eval-mode", "uni5-recbole"),
+         2, r"unknown evaluation mode 'uni5-recbole': '-recbole' names a popularity basis", _trained),
+    Case("train-unknown-device", "glintru", lambda ws: _train(ws, "--device", "tpu"),
+         2, r"device 'tpu' is not a device; expected auto, cpu, cuda or cuda:N", _trained),
+    Case("train-zero-epochs", "glintru", lambda ws: _train(ws, "--epochs", "0"),
+         2, r"epochs must be >= 1, got 0", _trained),
+    Case("train-zero-patience", "glintru", lambda ws: _train(ws, "--patience", "0"),
+         2, r"patience must be >= 1, got 0", _trained),
+    Case("train-unknown-model", "glintru", lambda ws: _train(ws, model="glintru2"),
+         2, r"argument --model: invalid choice: 'glintru2'", _trained),
+    Case("train-missing-data", "glintru", lambda ws: _train(ws, data=ws.scratch / "nodata"),
+         2, r"nodata: no such dataset directory", _trained),
+    Case("train-not-a-dataset", "glintru", lambda ws: _train(ws, data=ws.file("empty/notes.txt", "").parent),
+         2, r"empty: not a prepared dataset", _trained),
+    Case("train-one-pass-on-bert4rec", "glintru", lambda ws: _train(ws, "--set", "one_pass=true", model="bert4rec"),
+         2, r"one-pass training refused for BERT4Rec .*train per prefix \(one_pass=false\)", _trained),
+    Case("train-resume-without-a-run", "glintru", lambda ws: _train(ws, "--resume"),
+         1, r"--resume: .*trained holds no interrupted run \(no checkpoint/checkpoint\.pt\)", _trained),
+    Case("train-resume-and-overwrite", "glintru", lambda ws: _train(ws, "--resume", "--overwrite"),
+         2, r"argument --overwrite: not allowed with argument --resume", _trained),
+    Case("train-out-holds-a-finished-run", "glintru", lambda ws: _train(ws, out=ws.copy(ws.run, "finished")),
+         1, r"finished already holds a finished run; choose another --out or pass --overwrite",
+         lambda ws: [ws.scratch / "finished" / "checkpoint"]),
 
     # --- analysis/significance.py
     Case("significance-not-an-experiment", "significance", lambda ws: [str(ws.file("x/notes.txt", "").parent)],
@@ -392,7 +446,13 @@ def test_the_table_is_large_and_its_ids_unique():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, shared: Workspace, tmp_path, capsys):
+def test_bad_input(case: Case, shared: Workspace, tmp_path, capsys, monkeypatch):
+    import glintru.train
+
+    def no_epoch(*args, **kwargs):
+        pytest.fail("a training epoch ran before the mistake was reported")
+
+    monkeypatch.setattr(glintru.train, "train_epoch", no_epoch)
     ws = Workspace(**{**shared.__dict__, "scratch": tmp_path / "scratch"})
     ws.scratch.mkdir()
     before = _listing(shared.shared)
@@ -414,6 +474,9 @@ def test_the_valid_inputs_pass(shared: Workspace, tmp_path, capsys):
     ws = Workspace(**{**shared.__dict__, "scratch": tmp_path})
     assert invoke("glintru", _prepare(ws, "--format", "movielens", "--input", str(ws.good_ratings())), capsys)[0] == 0
     assert invoke("glintru", ["stats", str(ws.data)], capsys)[0] == 0
+    assert invoke("glintru", _train(ws, "--set", "kernel_size=2 one_pass=true", model="glintru"), capsys)[0] == 0
+    assert invoke("glintru", _train(ws, model="bert4rec", out=tmp_path / "bert"), capsys)[0] == 0
+    assert (tmp_path / "trained" / "metrics.json").exists() and (tmp_path / "bert" / "metrics.json").exists()
     assert invoke("glintru", ["synthetic", "--users", "5", "--items", "4", "--out", str(tmp_path / "syn")],
                   capsys)[0] == 0
     run = ws.copy(ws.run, "run")
