@@ -4,6 +4,7 @@ trainable softmax weights and filtered by GELU gates; the config documents the r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -12,8 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from glintru.models.base import ModelConfig, SequentialRecommender, xavier_init
-from glintru.models.layers import LinearAttention
+from glintru.models.gate_activations import (  # noqa: F401  (the names, defined once, re-exported)
+    GATE_ACTIVATION_LABELS,
+    GATE_ACTIVATION_NAMES,
+    PAPER_GATE_ACTIVATIONS,
+)
+from glintru.models.layers import LinearAttention, cross_entropy_all_ids, pad_to_length, random_padding_row
 
+# The selective gate's activation modules, keyed by GATE_ACTIVATION_NAMES (gate_activations.py
+# says which of them the paper compares, and why the search samples only those).
 GATE_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "relu": nn.ReLU,
@@ -23,6 +31,7 @@ GATE_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
 }
 CONV_PADDINGS = ("same", "causal")
+VARIANTS = ("masked", "reference")
 
 
 class TemporalConv1d(nn.Module):
@@ -230,37 +239,67 @@ class GLINTRUBlock(nn.Module):
 
 @dataclass
 class GLINTRUConfig(ModelConfig):
-    """GLINT-RU hyperparameters, and where they follow the paper or its public reference code.
+    """GLINT-RU hyperparameters, and where they follow the paper or its public reference code
+    (GLINT-RU.py in szhang-cityu/GLINT-RU, a RecBole model).
 
     - dropout (Table 5: 0.2 ML-1M, 0.5 Amazon) acts on the item embeddings and the attention
       output; inner_dropout (0.3 in the reference) in the selective gate, after the mixing
       linear and after the gated MLP.
     - num_layers: stacked blocks. Table 5 lists 2 for every model, but the text ("only requiring
-      a single layer"), Table 3's timings (equal to Table 7's L=1 row) and the reference
-      ("n_layers: 1") use one GLINT-RU layer, so the presets use 1.
+      a single layer"), Table 3's timings (equal to Table 7's L=1 row) and the reference use one
+      GLINT-RU layer, so the presets use 1. The reference has no layer count at all: its model
+      is one block written out, and its run.py's `n_layers: 1` is a key the model never reads
+      (an earlier run.py says so: "does not matter").
     - num_heads: 8 (Table 5; the reference run script uses 8 at d=128 and 4 at d=64).
     - kernel_size / conv_padding: "same" centres the window (k//2 items either side), as the
-      reference does and the paper says ("each input state c_t incorporates information from
-      both preceding and subsequent items"). The input is the user's history only, so seeing
-      the next item of that history leaks nothing about the target. "causal" looks back k-1.
-    - gate_activation: of the selective gate (Appendix C); silu, relu, sigmoid, elu, gelu, tanh.
+      reference does (kernel 3, padding 1) and the paper says ("each input state c_t
+      incorporates information from both preceding and subsequent items"). The input is the
+      user's history only, so seeing the next item of that history leaks nothing about the
+      target. "causal" looks back k-1.
+    - gate_activation: of the selective gate (Appendix C); one of GATE_ACTIVATION_NAMES
+      (gate_activations.py, which also names the four the paper compares).
     - use_gru / use_attention / use_conv / use_gated_mlp: the ablations (Table 4). Without the
       gated MLP it is "Light GLINT-RU". One expert alone takes the whole mixing weight.
     - gru_bias: the reference GRU is bias-free (default); the paper's Eq. 1 has biases.
-    - gru_num_layers: layers inside the GRU expert (the reference's num_layers, 1).
+    - gru_num_layers: layers inside the GRU expert, 1. The reference builds its GRU with
+      `num_layers=config["num_layers"]`, a key none of its published files sets (it reads
+      embedding_size, num_layers, dropout_prob and loss_type: the keys of RecBole's
+      GRU4Rec.yaml, where num_layers is 1), and it initialises the first layer's weights only
+      (weight_ih_l0, weight_hh_l0): one layer is what it is written for.
+    - variant: "masked" (default) or "reference", how padding is treated. "masked": padding
+      never changes a result; positions after each sequence's end are zeroed before both
+      convolutions and left out of the attention sums. "reference" reproduces what the
+      reference code does, all at once:
+        * padding to L: every input is right-padded to max_length inside the model, as RecBole
+          stores every sequence (MAX_ITEM_LIST_LENGTH wide, real items first), so a result
+          depends on max_length and not on the batch's width; a wider input is an error;
+        * no masking: both convolutions and the attention sums see the padding positions, and
+          the output convolution at the last real position reads the GRU's step into the
+          padding after it (the GRU is causal, so real steps never see padding);
+        * a random padding row: the reference's xavier_normal_ covers the whole embedding
+          table, so the padding is a random vector e_0 (drawn here from the same
+          N(0, 2 / (n_items + 1 + d))); what reaches the last real position through the first
+          convolution is e_0 W0 + b0;
+        * the padding id is a candidate in the training loss (RecBole's cross-entropy over the
+          whole, tied embedding table); evaluation still never ranks it, nor does RecBole's.
+          So e_0 is not frozen: padding_idx=0 zeroes the gradient of the lookup, but the loss
+          pushes id 0 down as a never-right candidate, and that moves e_0 (and only that);
+        * attention_key_norm defaults to "feature" and shared_layer_norm to True (below).
+      One-pass training is refused: a prefix's representation depends on the padding after it.
     - attention_key_norm: "sequence" normalises each column of ELU(K) over the sequence, as the
       LinRec and GLINT-RU papers write it; "feature" normalises each key over its features per
       position, as the reference code computes it. "cumulative" is the causal form of "sequence":
       position t attends to items 0..t, normalised over them. A one-layer model's representation
       is the same as with "sequence"; stacked blocks become causal (exact one-pass training).
+      None (default): "feature" for variant="reference", "sequence" otherwise.
     - shared_layer_norm: the reference applies one LayerNorm module to both the mixing and the
-      gated-MLP residuals; by default each gets its own.
+      gated-MLP residuals; True does that, False gives each its own. None (default): True for
+      variant="reference", False otherwise.
     - layer_norm_eps: 1e-12 as in the reference.
-    Not options: padding is always masked (positions after each sequence's end are zeroed
-    before both convolutions and left out of the attention sums; the reference masks nothing,
-    so there the padding, projected to the bias b0, reaches the last real position), and the
-    mixing weights are softmax(trainable logits) computed in each forward (the paper's Eq. 10
-    reads as re-applying softmax to the previous weights; the working reference does not).
+    Not an option: the mixing weights are softmax(trainable logits) computed in each forward
+    (the paper's Eq. 10 reads as re-applying softmax to the previous weights; the working
+    reference does not). The reference lists the GRU expert's weight first, this code the
+    attention's; both start at 0.5, so that is a naming difference only.
     """
 
     num_layers: int = 1
@@ -275,8 +314,9 @@ class GLINTRUConfig(ModelConfig):
     conv_padding: str = "same"
     gru_bias: bool = False
     gru_num_layers: int = 1
-    attention_key_norm: str = "sequence"
-    shared_layer_norm: bool = False
+    variant: str = "masked"
+    attention_key_norm: str | None = None
+    shared_layer_norm: bool | None = None
     layer_norm_eps: float = 1e-12
 
     # Table 5 (d, dropout and max length come from DATASET_PRESETS); one layer, see above.
@@ -287,6 +327,12 @@ class GLINTRUConfig(ModelConfig):
     }
 
     def __post_init__(self) -> None:
+        # Options left at None follow the variant; a value given explicitly wins (so one reference
+        # behaviour at a time can be switched back, e.g. to measure its share of a difference).
+        if self.attention_key_norm is None:
+            self.attention_key_norm = "feature" if self.variant == "reference" else "sequence"
+        if self.shared_layer_norm is None:
+            self.shared_layer_norm = self.variant == "reference"
         self.validate()
 
     def validate(self) -> None:
@@ -297,6 +343,8 @@ class GLINTRUConfig(ModelConfig):
             raise ValueError(
                 f"unknown gate_activation {self.gate_activation!r}; choose one of {', '.join(GATE_ACTIVATIONS)}"
             )
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         if self.conv_padding not in CONV_PADDINGS:
             raise ValueError(f"unknown conv_padding {self.conv_padding!r}; choose one of {', '.join(CONV_PADDINGS)}")
         if self.attention_key_norm not in LinearAttention.KEY_NORMS:
@@ -330,6 +378,8 @@ class GLINTRU(SequentialRecommender):
     position-wise tail (second convolution, gates, mixing, gated MLP, attention queries) there
     alone; `sequence_output` gives every position. `prefix_outputs` gives, at every position t,
     the representation of the prefix ending at t (one-pass training, see `one_pass_support`).
+    With variant="reference" (see the config) the blocks see the input padded to max_length
+    with every position counted as real.
     """
 
     config_class = GLINTRUConfig
@@ -341,12 +391,24 @@ class GLINTRU(SequentialRecommender):
         self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(GLINTRUBlock(config) for _ in range(config.num_layers))
         xavier_init(self)
+        if config.variant == "reference":
+            # xavier_normal_'s std for the [n_items + 1, d] table, the one the other rows got
+            random_padding_row(self.item_embedding, math.sqrt(2.0 / (n_items + 1 + config.hidden_size)))
+
+    def _inputs(self, item_seq: torch.Tensor, lengths: torch.Tensor):
+        """(item ids, mask, lengths) as the blocks see them: the batch with its padding masked
+        out, or (reference variant) padded to max_length with every position real."""
+        if self.config.variant == "reference":
+            item_seq = pad_to_length(item_seq, self.config.max_length)
+            mask = torch.ones_like(item_seq, dtype=torch.bool)
+            return item_seq, mask, torch.full_like(lengths, item_seq.size(1))
+        mask = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0) < lengths.unsqueeze(1)
+        return item_seq, mask, lengths
 
     def _encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, last_only: bool) -> torch.Tensor:
-        n = item_seq.size(1)
-        mask = torch.arange(n, device=item_seq.device).unsqueeze(0) < lengths.unsqueeze(1)
-        x = self.emb_dropout(self.item_embedding(item_seq))
         last = (lengths - 1).clamp(min=0)
+        item_seq, mask, lengths = self._inputs(item_seq, lengths)
+        x = self.emb_dropout(self.item_embedding(item_seq))
         for i, block in enumerate(self.blocks):
             final = last_only and i == len(self.blocks) - 1
             x = block(x, mask, lengths, last if final else None)
@@ -355,8 +417,19 @@ class GLINTRU(SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self._encode(item_seq, lengths, last_only=True)
 
+    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+        if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
+            return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
+        return super().loss(item_seq, lengths, targets, reduction)
+
     def one_pass_support(self) -> str | None:
         cfg = self.config
+        if cfg.variant == "reference":
+            return ("variant='reference' pads every input to max_length and masks nothing, so a "
+                    "prefix's representation depends on the padding after it, which one pass over "
+                    "the whole history replaces by the next items; train per prefix (one_pass=false) "
+                    "or use variant='masked'")
         same_conv = cfg.use_gru and cfg.use_conv and cfg.conv_padding == "same" and cfg.kernel_size > 1
         if cfg.num_layers > 1:
             # The last block is read per prefix; the blocks below it must already be causal.
@@ -377,15 +450,15 @@ class GLINTRU(SequentialRecommender):
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         self.require_one_pass()
-        n = item_seq.size(1)
-        mask = torch.arange(n, device=item_seq.device).unsqueeze(0) < lengths.unsqueeze(1)
+        item_seq, mask, lengths = self._inputs(item_seq, lengths)
         x = self.emb_dropout(self.item_embedding(item_seq))
         for block in self.blocks[:-1]:
             x = block(x, mask, lengths)  # causal (one_pass_support): row t is the prefix's already
         return self.blocks[-1].prefix(x, mask, lengths)
 
     def sequence_output(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Block outputs at every position [B, N, d]; only real positions are meaningful."""
+        """Block outputs at every position [B, N, d] (N = max_length for the reference variant);
+        only real positions are meaningful."""
         return self._encode(item_seq, lengths, last_only=False)
 
     def mixing_weights(self) -> torch.Tensor:

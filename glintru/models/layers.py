@@ -1,4 +1,5 @@
-"""Blocks shared by several models: masked linear attention (LinRec, GLINT-RU), feed-forward."""
+"""Blocks shared by several models: masked linear attention (LinRec, GLINT-RU), feed-forward, and
+the pieces of the RecBole-style reference variant (padding to L, the padding row, the loss)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class LinearAttention(nn.Module):
     each column normalised over those positions, so an output never depends on later items (and
     at the last position it equals "sequence").
     Padding positions are zeroed in K' (so their rows of V add nothing) before the sums: the
-    output at real positions does not depend on how much padding follows.
+    output at real positions does not depend on how much padding follows. An all-True mask
+    masks nothing, as the reference code does (its padding keys and values join the sums).
     """
 
     KEY_NORMS = ("sequence", "feature", "cumulative")
@@ -107,3 +109,35 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(F.gelu(self.fc1(x))))
+
+
+# -- the reference variant (RecBole-based reference code of LinRec and GLINT-RU) ---------------
+
+def pad_to_length(item_seq: torch.Tensor, length: int) -> torch.Tensor:
+    """Right-pad item ids [B, N] with 0 to [B, length], as RecBole stores every sequence (its
+    item lists are `MAX_ITEM_LIST_LENGTH` wide, real items first)."""
+    n = item_seq.size(1)
+    if n > length:
+        raise ValueError(f"sequence width {n} exceeds max_length {length}; the reference variant pads "
+                         "every input to max_length: truncate inputs to the last max_length items")
+    return F.pad(item_seq, (0, length - n)) if n < length else item_seq
+
+
+def random_padding_row(embedding: nn.Embedding, std: float) -> None:
+    """Draw the padding row from N(0, std), as an init that covers every row leaves it (the
+    reference codes apply theirs to the whole table). `padding_idx` still zeroes that row's
+    gradient through the lookup; it moves only where the table is used otherwise (a tied output
+    layer whose loss counts id 0, `cross_entropy_all_ids`)."""
+    with torch.no_grad():
+        embedding.weight[embedding.padding_idx].normal_(0.0, std)
+
+
+def cross_entropy_all_ids(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                          reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of targets[n] under rep[n] @ items.T with every id a candidate, the padding
+    id 0 included: RecBole's CE (logits against the whole item_embedding.weight). Scores in at
+    least float32, as in `base.item_cross_entropy`, which leaves id 0 out."""
+    logits = rep @ items.t()
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, targets, reduction=reduction)

@@ -1,4 +1,5 @@
-"""GLINT-RU: shapes, padding invariance, ablations, mixing weights, config errors, persistence."""
+"""GLINT-RU: shapes, padding invariance, ablations, mixing weights, config errors, persistence, and
+the reference variant (padding to L, no masking, the frozen random padding row, its loss)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from glintru.models import build_model, resolve_config
-from glintru.models.base import gather_last
+from glintru.models.base import SequentialRecommender, gather_last
+from glintru.models.gate_activations import GATE_ACTIVATION_LABELS, GATE_ACTIVATION_NAMES, PAPER_GATE_ACTIVATIONS
 from glintru.models.glintru import GATE_ACTIVATIONS, GLINTRU, GLINTRUConfig
 from glintru.models.layers import LinearAttention
 from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
@@ -228,6 +230,7 @@ def test_mixing_weights_softmax_and_trainable():
         (dict(gate_activation="swish"), "unknown gate_activation 'swish'"),
         (dict(conv_padding="valid"), "unknown conv_padding 'valid'"),
         (dict(attention_key_norm="rows"), "unknown attention_key_norm 'rows'"),
+        (dict(variant="recbole"), "unknown variant 'recbole'; choose one of masked, reference"),
         (dict(inner_dropout=1.0), "inner_dropout must lie in"),
         (dict(kernel_size=0), "kernel_size, gru_num_layers and num_heads must be positive"),
         (dict(dropout=-0.1), "dropout must lie in"),
@@ -413,3 +416,183 @@ def test_cpu_and_cuda_agree():
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = allow
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gate_activation_sets():
+    # One list of names: the modules, the paper's Table 6 subset (its row order) and the labels.
+    assert tuple(GATE_ACTIVATIONS) == GATE_ACTIVATION_NAMES
+    assert PAPER_GATE_ACTIVATIONS == ("silu", "relu", "sigmoid", "elu")
+    assert set(GATE_ACTIVATION_NAMES) - set(PAPER_GATE_ACTIVATIONS) == {"gelu", "tanh"}
+    assert set(GATE_ACTIVATION_LABELS) == set(GATE_ACTIVATION_NAMES)
+    assert GLINTRUConfig().gate_activation == PAPER_GATE_ACTIVATIONS[0]
+
+
+# -- variant="reference": the reference code's padding behaviour ------------------------------------
+
+L_REF = 12
+
+
+def reference_model(seed: int = 3, **overrides) -> GLINTRU:
+    return make_model(seed=seed, variant="reference", max_length=L_REF, **overrides)
+
+
+def short_batch(width: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(4)
+    lengths = torch.tensor([7, 3, 1])
+    seq = torch.zeros(3, width, dtype=torch.long)
+    for b, n in enumerate(lengths.tolist()):
+        seq[b, :n] = torch.randint(1, N_ITEMS + 1, (n,), generator=g)
+    return seq, lengths
+
+
+def test_reference_variant_sets_its_options():
+    ref, masked = GLINTRUConfig(variant="reference"), GLINTRUConfig()
+    assert (ref.attention_key_norm, ref.shared_layer_norm) == ("feature", True)
+    assert (masked.variant, masked.attention_key_norm, masked.shared_layer_norm) == ("masked", "sequence", False)
+    # A value given explicitly wins over the variant's, both ways.
+    mixed = GLINTRUConfig(variant="reference", attention_key_norm="sequence", shared_layer_norm=False)
+    assert (mixed.attention_key_norm, mixed.shared_layer_norm) == ("sequence", False)
+    assert GLINTRUConfig(attention_key_norm="feature").attention_key_norm == "feature"
+    # The resolved config round-trips through its dict (what a run directory stores).
+    assert GLINTRUConfig(**ref.to_dict()) == ref
+    model = reference_model()
+    assert model.blocks[0].mlp_norm is None and model.blocks[0].attn.key_norm == "feature"
+    assert make_model().blocks[0].mlp_norm is not None
+
+
+def reference_forward(model: GLINTRU, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The reference code's forward (GLINT-RU.py), written out step by step on ids already padded
+    to L, nothing masked: attention over the embeddings with every key normalised over its own
+    features; dense1 -> conv (kernel 3, padding 1) -> bias-free GRU; SiLU gate on the conv output
+    times the projected GRU states -> conv; GRU and attention outputs weighted by a softmax
+    (GRU first there, attention first here); times GELU(dense2); dense; one LayerNorm for both
+    residuals; the state at position len - 1."""
+    blk = model.blocks[0]
+    att, g = blk.attn, blk.gru
+    x = model.item_embedding(seq)
+    B, L, d = x.shape
+    h = model.config.num_heads
+    dh = d // h
+    q = F.elu(att.query(x)).view(B, L, h, dh)
+    k = F.elu(att.key(x)).view(B, L, h, dh)
+    v = att.value(x).view(B, L, h, dh)
+    q = q / q.norm(dim=-1, keepdim=True)
+    k = k / k.norm(dim=-1, keepdim=True)
+    kv = torch.einsum("bmhi,bmhj->bhij", k, v)  # K^T V per head, summed over all L positions
+    context = torch.einsum("blhi,bhij->blhj", q, kv).reshape(B, L, d) / math.sqrt(dh)
+    attention = blk.attn_norm(att.dense(context) + x)
+
+    def conv3(t, tc):
+        return F.conv1d(t.transpose(1, 2), tc.conv.weight, tc.conv.bias, padding=1).transpose(1, 2)
+
+    h1 = conv3(g.w0(x), g.conv_in)
+    h2 = F.gelu(blk.data_gate(x))
+    states, _ = g.gru(h1)
+    gru_out = conv3(g.gate(h1) * g.proj(states), g.conv_out)
+    w_attention, w_gru = torch.softmax(blk.mix_logits, dim=0)
+    expert = w_gru * gru_out + w_attention * attention
+    z = blk.mix_norm(blk.mix_out(expert * h2) + x)
+    r = blk.mix_norm(blk.mlp.out(blk.mlp.value(z) * F.gelu(blk.mlp.gate(z))) + z)
+    return r[torch.arange(B), lengths - 1]
+
+
+def test_reference_variant_matches_the_reference_forward():
+    model = reference_model(hidden_size=8).eval()
+    with torch.no_grad():
+        model.blocks[0].mix_logits.copy_(torch.tensor([0.9, -0.4]))  # unequal: checks which is which
+    seq, lengths = short_batch(width=7)
+    with torch.no_grad():
+        expected = reference_forward(model, pad(seq.tolist(), L_REF), lengths)
+        torch.testing.assert_close(model(seq, lengths), expected)
+        # The same weights with the padding masked give another result for every short row.
+        masked = make_model(hidden_size=8, max_length=L_REF, attention_key_norm="feature",
+                            shared_layer_norm=True).eval()
+        masked.load_state_dict(model.state_dict())
+        differs = (masked(seq, lengths) - expected).abs().amax(dim=1) > 1e-4
+    assert differs.tolist() == [True, True, True]
+
+
+def test_reference_variant_pads_to_max_length():
+    model = reference_model().eval()
+    seq, lengths = short_batch(width=7)
+    with torch.no_grad():
+        out = model(seq, lengths)
+        # Independent of the batch's width: the model pads to L itself ...
+        torch.testing.assert_close(model(pad(seq.tolist(), L_REF), lengths), out)
+        torch.testing.assert_close(model.scores(seq, lengths), model.scores(pad(seq.tolist(), 10), lengths))
+        assert model.sequence_output(seq, lengths).shape == (3, L_REF, D)
+        # ... and dependent on L: the same weights padding to 20 give other values.
+        longer = make_model(variant="reference", max_length=20).eval()
+        longer.load_state_dict(model.state_dict())
+        assert not torch.allclose(longer(seq, lengths), out, atol=1e-4)
+    with pytest.raises(ValueError, match="sequence width 13 exceeds max_length 12"):
+        model(pad(seq.tolist(), 13), lengths)
+
+
+def test_reference_variant_reads_the_padding_row():
+    seq, lengths = short_batch()
+    for variant, changes in (("reference", True), ("masked", False)):
+        model = make_model(seed=3, variant=variant, max_length=L_REF).eval()
+        with torch.no_grad():
+            before = model(seq, lengths)
+            model.item_embedding.weight[0].add_(1.0)
+            after = model(seq, lengths)
+        assert (not torch.allclose(before, after)) == changes, variant
+
+
+def test_reference_padding_row_is_random_and_moves_only_as_a_candidate():
+    model = reference_model(dropout=0.2, inner_dropout=0.3).train()
+    assert model.item_embedding.weight[0].abs().min() > 0  # random, not zeros (the masked row is zero)
+    assert make_model().item_embedding.weight[0].abs().max() == 0
+    # Drawn with the other rows' xavier_normal_ std, sqrt(2 / (n_items + 1 + d)) = 0.187 here.
+    draws = torch.stack([reference_model(seed=s).item_embedding.weight[0].detach() for s in range(30)])
+    assert abs(draws.std().item() - math.sqrt(2 / (N_ITEMS + 1 + D))) < 0.02
+    # Its gradient is exactly the output layer's (id 0 as a softmax candidate): the lookup of the
+    # padding positions adds nothing (padding_idx=0), as in the reference.
+    seq, lengths = short_batch()
+    targets = torch.tensor([5, 6, 7])
+    torch.manual_seed(1)
+    model.loss(seq, lengths, targets).backward()
+    torch.manual_seed(1)  # the same dropout masks
+    with torch.no_grad():
+        rep = model(seq, lengths)
+        p0 = torch.softmax(rep @ model.item_embeddings().t(), dim=1)[:, :1]
+    torch.testing.assert_close(model.item_embedding.weight.grad[0], (p0 * rep).mean(dim=0))
+    # The masked variant's padding row gets no gradient at all and stays zero.
+    masked = make_model(seed=3, max_length=L_REF, dropout=0.2).train()
+    opt = torch.optim.Adam(masked.parameters(), lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        masked.loss(seq, lengths, targets).backward()
+        assert masked.item_embedding.weight.grad[0].abs().max() == 0
+        opt.step()
+    assert masked.item_embedding.weight[0].abs().max() == 0
+
+
+def test_reference_loss_counts_the_padding_id():
+    model = reference_model().eval()
+    seq, lengths = short_batch()
+    targets = torch.tensor([5, 6, 7])
+    with torch.no_grad():
+        rep, items = model(seq, lengths), model.item_embeddings()
+        loss = model.loss(seq, lengths, targets)
+        torch.testing.assert_close(loss, F.cross_entropy(rep @ items.t(), targets))
+        without_padding = SequentialRecommender.loss(model, seq, lengths, targets)
+        assert loss > without_padding  # one more candidate in the softmax denominator
+        torch.testing.assert_close(model.loss(seq, lengths, targets, reduction="none").mean(), loss)
+        # Evaluation still never ranks the padding id.
+        assert torch.isneginf(model.scores(seq, lengths)[:, 0]).all()
+        # The masked variant leaves id 0 out of its loss.
+        masked = make_model(seed=3, max_length=L_REF).eval()
+        rep = masked(seq, lengths)
+        logits = rep @ masked.item_embeddings().t()
+        logits[:, 0] = float("-inf")
+        torch.testing.assert_close(masked.loss(seq, lengths, targets), F.cross_entropy(logits, targets))
+
+
+def test_reference_variant_refuses_one_pass():
+    model = reference_model()
+    assert "variant='reference' pads every input to max_length" in model.one_pass_support()
+    with pytest.raises(ValueError, match="one-pass training refused for GLINTRU"):
+        model.prefix_outputs(*short_batch())
+    assert make_model(max_length=L_REF).one_pass_support() is None
