@@ -12,7 +12,8 @@ Choices (shared settings such as dropout, FFN size, init and the tied output: tr
 - K' is normalised over the sequence (each column of ELU(K)), as the LinRec paper writes it; the
   reference code normalises each key over its features: `attention_key_norm="feature"`;
 - unlike the reference code, padding is masked out of K' and V (`LinearAttention` in layers.py), so
-  the result does not depend on how much padding follows the history.
+  the result does not depend on how much padding follows the history. `variant="reference"`
+  reproduces the reference instead (see LinRecConfig).
 """
 
 from __future__ import annotations
@@ -25,18 +26,50 @@ import torch
 from torch import nn
 
 from glintru.models.base import ModelConfig, padding_mask
-from glintru.models.layers import LinearAttention
+from glintru.models.layers import LinearAttention, cross_entropy_all_ids, pad_to_length, random_padding_row
 from glintru.models.transformer import TransformerConfig, TransformerLayer, TransformerRecommender, init_weights
+
+
+VARIANTS = ("masked", "reference")
 
 
 @dataclass
 class LinRecConfig(TransformerConfig):
-    """LinRec hyperparameters: SASRec's, with linear attention (Table 5: 2 layers, 8 heads)."""
+    """LinRec hyperparameters: SASRec's, with linear attention (Table 5: 2 layers, 8 heads).
 
-    attention_key_norm: str = "sequence"
+    The reference code (Applied-Machine-Learning-Lab/LinRec) is RecBole's SASRec run with
+    RecBole's layers.py replaced by one whose attention is the linear one and ignores the
+    attention mask it is given.
+    - variant: "masked" (default): padding never changes a result. "reference": what that code
+      does, all at once:
+        * padding to L: every input is right-padded to max_length inside the model, as RecBole
+          stores every sequence (MAX_ITEM_LIST_LENGTH wide, real items first), so a result
+          depends on max_length and not on the batch's width; the position embedding is added
+          at every one of the max_length positions, padding included, as in SASRec;
+        * no masking: the padding positions' keys and values join every layer's attention sums;
+        * a random padding row: SASRec's init draws the whole embedding table from
+          N(0, initializer_range), padding row included;
+        * the padding id is a candidate in the training loss (RecBole's cross-entropy over the
+          whole, tied embedding table); evaluation still never ranks it, nor does RecBole's.
+          So the padding row is not frozen: padding_idx=0 zeroes the gradient of the lookup,
+          but the loss pushes id 0 down as a never-right candidate, and that moves the row;
+        * attention_key_norm defaults to "feature".
+      One-pass training is refused: a prefix's representation depends on the padding after it.
+    - attention_key_norm: "sequence", "feature" or "cumulative" (module docstring). None
+      (default): "feature" for variant="reference", "sequence" otherwise; an explicit value wins.
+    """
+
+    variant: str = "masked"
+    attention_key_norm: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.attention_key_norm is None:
+            self.attention_key_norm = "feature" if self.variant == "reference" else "sequence"
 
     def validate(self) -> None:
         super().validate()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         if self.attention_key_norm not in LinearAttention.KEY_NORMS:
             raise ValueError(
                 f"unknown attention_key_norm {self.attention_key_norm!r}; "
@@ -58,19 +91,41 @@ class LinRec(TransformerRecommender):
             for _ in range(config.num_layers)
         )
         init_weights(self, config.initializer_range)
+        if config.variant == "reference":
+            random_padding_row(self.item_embedding, config.initializer_range)
+
+    def _inputs(self, item_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item ids, mask): the batch with its padding masked out, or (reference variant) padded
+        to max_length with every position counted as real."""
+        self.check_width(item_seq)
+        if self.config.variant == "reference":
+            item_seq = pad_to_length(item_seq, self.config.max_length)
+            return item_seq, torch.ones_like(item_seq, dtype=torch.bool)
+        return item_seq, padding_mask(item_seq)
 
     def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
                index: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden states [B, L, d] (real positions see every real item, no padding), or [B, d] at index."""
-        self.check_width(item_seq)
-        mask = padding_mask(item_seq)
+        """Hidden states [B, L, d] (real positions see every real item, no padding; reference
+        variant: L = max_length, padding included), or [B, d] at index."""
+        item_seq, mask = self._inputs(item_seq)
         x = self.embed(item_seq)
         *body, last = self.layers
         for layer in body:
             x = layer(x, mask)
         return last(x, mask, index=index)
 
+    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+        if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
+            return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
+        return super().loss(item_seq, lengths, targets, reduction)
+
     def one_pass_support(self) -> str | None:
+        if self.config.variant == "reference":
+            return ("variant='reference' pads every input to max_length and masks nothing, so a "
+                    "prefix's representation depends on the padding after it, which one pass over "
+                    "the whole history replaces by the next items; train per prefix (one_pass=false) "
+                    "or use variant='masked'")
         if self.config.num_layers == 1 or self.config.attention_key_norm == "cumulative":
             return None
         return (f"with num_layers={self.config.num_layers} and attention_key_norm="
@@ -80,8 +135,7 @@ class LinRec(TransformerRecommender):
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         self.require_one_pass()
-        self.check_width(item_seq)
-        mask = padding_mask(item_seq)
+        item_seq, mask = self._inputs(item_seq)
         x = self.embed(item_seq)
         for layer in self.layers:
             # Earlier layers are causal here (see one_pass_support); the last one reads each
