@@ -54,6 +54,11 @@ REFUSED = {
     "glintru-same-2-layer-gru": ("glintru", {"num_heads": 2, "gru_num_layers": 2},
                                  "needs a one-layer GRU"),
     "linrec-2-layers": ("linrec", {"num_heads": 2}, "set attention_key_norm='cumulative'"),
+    # The reference variant pads to max_length and masks nothing: even one-layer configs refuse.
+    "glintru-reference-variant": ("glintru", {"num_heads": 2, "variant": "reference"},
+                                  "variant='reference' pads every input to max_length and masks nothing"),
+    "linrec-reference-variant": ("linrec", {"num_heads": 2, "num_layers": 1, "variant": "reference"},
+                                 "variant='reference' pads every input to max_length and masks nothing"),
 }
 
 
