@@ -1,0 +1,169 @@
+"""Table 2 beside the paper: `glintru train` run directories (any seeds, any models) on one dataset
+-> mean and spread over seeds under the run's own protocol (e.g. pop100) and, where `glintru evaluate
+--eval-mode full` was run, under full ranking; the paper's numbers; paired t-tests of the reference
+model against each baseline over the same test users; epochs to convergence and seconds per epoch.
+
+    python analysis/reproduction.py runs/beauty/* --paper beauty --reference glintru --out docs/beauty.md
+
+Writes Markdown (stdout or --out) and, with --json, the same numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+try:
+    import glintru  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+
+from glintru.analysis.paper import TABLE2
+from glintru.analysis.stats import holm, paired_ttest
+from glintru.models import MODELS, display_name
+
+METRICS = ("recall@10", "mrr@10", "ndcg@10")
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """One run's model, seed, metrics (own protocol and full ranking) and per-user frames."""
+    config = json.loads((path / "config.json").read_text())
+    metrics = json.loads((path / "metrics.json").read_text())
+    run = {"path": str(path), "model": config["model"], "seed": config["train_config"]["seed"],
+           "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
+           "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],
+           "epochs": metrics["epochs"], "seconds_per_epoch": metrics["seconds_per_epoch"],
+           "users": pd.read_parquet(path / "test_users.parquet").set_index("user")}
+    full = path / "eval-full.json"
+    if full.exists():
+        run["full"] = json.loads(full.read_text())["test"]
+        run["full_users"] = pd.read_parquet(path / "eval-full-test_users.parquet").set_index("user")
+    return run
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 0.05) -> dict[str, Any]:
+    models = sorted({r["model"] for r in runs}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)
+    protocols = {r["protocol"] for r in runs}
+    if len(protocols) != 1:
+        raise ValueError(f"runs use different evaluation protocols {sorted(protocols)}; compare one at a time")
+    by_model: dict[str, Any] = {}
+    for m in models:
+        rs = [r for r in runs if r["model"] == m]
+        row: dict[str, Any] = {"seeds": sorted(r["seed"] for r in rs), "runs": [r["path"] for r in rs]}
+        for split in ("test", "valid", "full"):
+            if all(split in r for r in rs):
+                row[split] = {k: _mean_sd([r[split][k] for r in rs]) for k in METRICS}
+        row["best_epoch"] = _mean_sd([r["best_epoch"] for r in rs])
+        row["epochs"] = _mean_sd([r["epochs"] for r in rs])
+        row["seconds_per_epoch"] = _mean_sd([r["seconds_per_epoch"] for r in rs])
+        by_model[m] = row
+    tests: list[dict[str, Any]] = []
+    if reference in by_model:
+        ref = [r for r in runs if r["model"] == reference]
+        for frame in ("users", "full_users"):
+            if not all(frame in r for r in runs):
+                continue
+            # each user's metric averaged over the model's seeds, then paired over users
+            ref_users = sum(r[frame] for r in ref) / len(ref)
+            for m in models:
+                if m == reference:
+                    continue
+                other = [r for r in runs if r["model"] == m]
+                other_users = sum(r[frame] for r in other) / len(other)
+                for k in METRICS:
+                    c = paired_ttest(ref_users[k], other_users[k], reference, m)
+                    tests.append({"protocol": "full" if frame == "full_users" else next(iter(protocols)),
+                                  "model": m, "metric": k, "diff": c.diff, "p": c.p, "n_users": c.n_a})
+        for proto in {t["protocol"] for t in tests}:
+            group = [t for t in tests if t["protocol"] == proto]
+            for t, p_adj in zip(group, holm([t["p"] for t in group])):
+                t["p_holm"] = float(p_adj)
+                t["significant"] = bool(p_adj < alpha and t["diff"] > 0)
+    return {"protocol": next(iter(protocols)), "reference": reference, "models": by_model, "tests": tests}
+
+
+def _cell(ms: tuple[float, float] | None, mark: str = "") -> str:
+    if ms is None:
+        return "-"
+    mean, sd = ms
+    return f"{mean:.4f}{mark} ± {sd:.4f}" if sd else f"{mean:.4f}{mark}"
+
+
+def render(summary: dict[str, Any], paper: str | None) -> str:
+    proto = summary["protocol"]
+    ref = summary["reference"]
+    sig = {(t["protocol"], t["model"], t["metric"]) for t in summary["tests"] if t["significant"]}
+    beaten = {(p, k) for p, _, k in sig}
+    n_base = {p: len({t["model"] for t in summary["tests"] if t["protocol"] == p}) for p in (proto, "full")}
+
+    def mark(model: str, p: str, k: str) -> str:
+        # "*": the reference beats every baseline on this metric (paired t, Holm, p < alpha)
+        wins = sum((p, m, k) in sig for m in summary["models"] if m != ref)
+        return "*" if model == ref and (p, k) in beaten and wins == n_base[p] else ""
+
+    head = ["Model", "seeds"] + [f"{k} ({proto})" for k in METRICS]
+    if paper:
+        head += [f"paper {k}" for k in METRICS]
+    head += [f"{k} (full)" for k in METRICS] + ["best epoch", "s/epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, row in summary["models"].items():
+        cells = [display_name(m), str(len(row["seeds"]))]
+        cells += [_cell(row.get("test", {}).get(k), mark(m, proto, k)) for k in METRICS]
+        if paper:
+            pt = TABLE2.get(paper, {}).get(m)
+            cells += [f"{pt[k]:.4f}" if pt else "-" for k in METRICS]
+        cells += [_cell(row.get("full", {}).get(k), mark(m, "full", k)) for k in METRICS]
+        be, ep = row["best_epoch"], row["seconds_per_epoch"]
+        cells += [f"{be[0]:.0f}" + (f" ± {be[1]:.0f}" if be[1] else ""), f"{ep[0]:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary["tests"]:
+        lines += ["", f"Paired t-tests over test users, {display_name(ref)} minus each baseline (per-user metrics "
+                  "averaged over seeds; p Holm-adjusted within each protocol):", "",
+                  "| protocol | baseline | metric | diff | p | p (Holm) |", "|---|---|---|---|---|---|"]
+        for t in summary["tests"]:
+            lines.append(f"| {t['protocol']} | {display_name(t['model'])} | {t['metric']} | {t['diff']:+.4f} | "
+                         f"{t['p']:.2g} | {t['p_holm']:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="glintru train run directories")
+    p.add_argument("--paper", choices=sorted(TABLE2), help="add the paper's Table 2 numbers for this dataset")
+    p.add_argument("--reference", default="glintru", help="model tested against every other (default glintru)")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
+    p.add_argument("--json", type=Path, help="also write the numbers as JSON here")
+    args = p.parse_args(argv)
+    try:
+        missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
+        if missing:
+            raise FileNotFoundError(f"not finished run directories (no metrics.json): {', '.join(missing)}")
+        summary = summarise([read_run(r) for r in args.runs], args.reference, args.alpha)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = render(summary, args.paper)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        print(text, end="")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""analysis/reproduction.py: Table 2 beside the paper from run directories, seeds summarised, paired
+t-tests over users under both protocols."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_fakes import explicit_trial, make_trials, write_run
+
+from glintru.analysis.paper import TABLE2, TABLE3
+
+SCRIPT = Path(__file__).resolve().parents[2] / "analysis" / "reproduction.py"
+spec = importlib.util.spec_from_file_location("reproduction", SCRIPT)
+reproduction = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reproduction)
+
+
+def write_full(run: Path, trial) -> None:
+    """What `glintru evaluate --eval-mode full` leaves in a run: a summary and per-user metrics."""
+    worse = trial.users.copy()
+    for c in worse.columns:
+        if c != "user":
+            worse[c] = worse[c] * 0.5
+    worse.to_parquet(run / "eval-full-test_users.parquet", index=False)
+    summary = {c: float(worse[c].mean()) for c in worse.columns if c != "user"}
+    (run / "eval-full.json").write_text(json.dumps({"eval_mode": "full", "seed": trial.seed, "test": summary}))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    trials = make_trials({"sasrec": 0.2, "glintru": 0.9}, {"beauty": 400}, seeds=(0, 1, 2))
+    paths = []
+    for t in trials:
+        p = write_run(tmp_path / f"{t.model}-s{t.seed}", t)
+        write_full(p, t)
+        paths.append(p)
+    return trials, paths
+
+
+def test_seeds_are_summarised_and_the_reference_is_tested_under_both_protocols(runs, tmp_path, capsys):
+    trials, paths = runs
+    out, js = tmp_path / "table.md", tmp_path / "table.json"
+    assert reproduction.main([*map(str, paths), "--paper", "beauty", "--out", str(out), "--json", str(js)]) == 0
+    summary = json.loads(js.read_text())
+    glint = [t for t in trials if t.model == "glintru"]
+    mean = np.mean([t.test["ndcg@10"] for t in glint])
+    sd = np.std([t.test["ndcg@10"] for t in glint], ddof=1)
+    assert summary["models"]["glintru"]["seeds"] == [0, 1, 2]
+    assert summary["models"]["glintru"]["test"]["ndcg@10"] == pytest.approx([mean, sd])
+    assert summary["models"]["glintru"]["full"]["ndcg@10"][0] == pytest.approx(mean * 0.5)
+    tests = summary["tests"]
+    assert {(t["protocol"], t["metric"]) for t in tests} == {(p, k) for p in ("pop100", "full")
+                                                            for k in ("recall@10", "mrr@10", "ndcg@10")}
+    assert all(t["model"] == "sasrec" and t["diff"] > 0 and t["significant"] and t["n_users"] == 400 for t in tests)
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| GLINT-RU"))
+    assert f"{mean:.4f}* ± {sd:.4f}" in row and f"{TABLE2['beauty']['glintru']['ndcg@10']:.4f}" in row
+    assert "| SASRec | 3 |" in text and "*" not in next(ln for ln in text.splitlines() if ln.startswith("| SASRec"))
+
+
+def test_no_mark_when_the_reference_does_not_win(tmp_path):
+    same = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    paths = [write_run(tmp_path / m, explicit_trial(m, "beauty", 0, same)) for m in ("glintru", "gru4rec")]
+    summary = reproduction.summarise([reproduction.read_run(p) for p in paths], "glintru")
+    assert all(not t["significant"] and t["diff"] == 0 for t in summary["tests"])
+    assert "*" not in reproduction.render(summary, "beauty").split("Paired")[0]
+
+
+def test_mixed_protocols_and_unfinished_runs_are_refused(runs, tmp_path, capsys):
+    _, paths = runs
+    cfg = json.loads((paths[0] / "config.json").read_text())
+    cfg["train_config"]["eval_mode"] = "full"
+    (paths[0] / "config.json").write_text(json.dumps(cfg))
+    assert reproduction.main([str(p) for p in paths]) == 2
+    assert "different evaluation protocols ['full', 'pop100']" in capsys.readouterr().err
+    (tmp_path / "half").mkdir()
+    assert reproduction.main([str(paths[1]), str(tmp_path / "half")]) == 2
+    err = capsys.readouterr().err
+    assert f"no metrics.json): {tmp_path / 'half'}" in err
+
+
+def test_paper_tables_cover_every_registered_model_and_dataset():
+    from glintru.models import MODELS
+
+    for ds in ("ml-1m", "beauty", "video-games"):
+        assert set(TABLE2[ds]) == set(MODELS)
+        assert set(TABLE3[ds]) == set(MODELS) - {"gru4rec"}  # Table 3 has no GRU4Rec row
+    assert TABLE2["beauty"]["glintru"] == {"recall@10": 0.4472, "mrr@10": 0.2498, "ndcg@10": 0.2964}
+    assert TABLE3["beauty"]["glintru"]["seconds_per_epoch"] == 3.8
