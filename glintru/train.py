@@ -76,8 +76,11 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if self.lr <= 0 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("lr, batch_size and eval_batch_size must be positive")
+        for name in ("lr", "batch_size", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if any(k < 1 for k in self.ks):  # found here, not at the first validation after an epoch
+            raise ValueError(f"ks must be positive integers, got {self.ks}")
         if 10 not in self.ks:
             raise ValueError(f"ks must contain 10 (early stopping uses {SELECTION_METRIC}); got {self.ks}")
         parse_mode(self.eval_mode)

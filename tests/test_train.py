@@ -184,6 +184,8 @@ def test_one_pass_where_not_exact_is_refused_naming_the_model_and_why(tiny, tmp_
     ({"device": "tpu"}, r"device 'tpu' is not a device"),
     ({"epochs": 0}, r"epochs must be >= 1, got 0"),
     ({"ks": (5, 20)}, r"ks must contain 10"),
+    ({"ks": (0, 10)}, r"ks must be positive integers, got \(0, 10\)"),
+    ({"batch_size": 0}, r"batch_size must be positive, got 0"),
     ({"hiden_size": 8}, r"unknown setting\(s\) hiden_size"),
 ])
 def test_bad_settings_are_refused_before_the_data_is_read(tmp_path, overrides, message):
