@@ -10,7 +10,8 @@ import numbers
 import re
 import types
 import typing
-from typing import Any, Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, Union
 
 
 def parse_value(text: str) -> Any:
