@@ -1,6 +1,6 @@
-"""BERT4Rec: contract, mask token, appending, masking scheme, RecBole 1.2.1's options (history
-masking, per-batch fine-tuning, output bias, dropping the oldest item at evaluation), padding
-invariance, determinism, save/load, learning, presets."""
+"""BERT4Rec beyond the contract suite (test_contract.py): mask token, appending, masking scheme,
+the one-pass refusal, and RecBole 1.2.1's options (history masking, per-batch fine-tuning, output
+bias, dropping the oldest item at evaluation)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from glintru.models.bert4rec import BERT4Rec, BERT4RecConfig
-from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
-    N_ITEMS,
-    assert_attention_presets,
-    assert_contract,
-    assert_cuda_matches_cpu_and_trains_in_bf16,
-    assert_deterministic_given_seed,
-    assert_learns_cycle_beyond_popularity,
-    assert_padding_invariant,
-    assert_rejects_wider_than_max_length,
-    assert_state_dict_file_round_trip,
-    histories,
-    one_thread,
-    tiny_attention_config,
-)
+from model_checks import N_ITEMS, assert_contract, assert_padding_invariant, histories
+from model_checks import assert_learns_cycle_beyond_popularity, tiny_attention_config, tiny_attention_model
+from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
 
 
 def model(seed: int = 0, **overrides) -> BERT4Rec:
-    torch.manual_seed(seed)
-    return BERT4Rec(tiny_attention_config(BERT4RecConfig, **overrides), N_ITEMS)
+    return tiny_attention_model(BERT4Rec, seed, **overrides)
 
 
 def test_shapes_and_scores():
@@ -38,11 +26,6 @@ def test_shapes_and_scores():
     assert_contract(m)  # scores and item_embeddings() cover ids 0..n_items only
     assert m.position_embedding.weight.grad is not None
     assert m.item_embedding.weight.grad[m.mask_token].abs().sum() > 0
-
-
-@pytest.mark.parametrize("train_mode", [False, True])
-def test_padding_invariance(train_mode):
-    assert_padding_invariant(model().train(train_mode), scores=True)
 
 
 def test_forward_reads_the_appended_mask():
@@ -86,19 +69,27 @@ def test_masking_scheme():
         BERT4RecConfig.from_preset(None, mask_ratio=1.5)
 
 
-def test_loss_is_deterministic_given_seed_and_uses_the_target():
-    m = model(dropout=0.2).train()
+def test_fine_tune_loss_is_next_item_cross_entropy():
+    # With only the appended target masked, the loss is next-item cross-entropy of forward().
     seq, lengths = histories(20)
     targets = torch.tensor([1, 2, 3, 4])
-    torch.manual_seed(5)
-    a = m.loss(seq, lengths, targets)
-    torch.manual_seed(5)
-    b = m.loss(seq, lengths, targets)
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
-    # With only the appended target masked, the loss is next-item cross-entropy of forward().
     m = model(ft_ratio=1.0).eval()
     expected = torch.nn.functional.cross_entropy(m.scores(seq, lengths), targets)
     torch.testing.assert_close(m.loss(seq, lengths, targets), expected)
+
+
+def test_refuses_one_pass_training_for_its_bidirectional_attention():
+    m = model().eval()
+    reason = m.one_pass_support()
+    assert reason.startswith("BERT4Rec has no exact one-pass training: its attention is bidirectional")
+    assert "[mask] token appended" in reason and reason.endswith("train per prefix (one_pass=false)")
+    with pytest.raises(ValueError, match="attention is bidirectional"):
+        m.prefix_outputs(*histories(20))
+    # What the reason says: a later item changes the state at an earlier position.
+    seq, lengths = histories(20, lengths=(12, 12))
+    changed = seq.clone()
+    changed[:, 11] = changed[:, 11] % N_ITEMS + 1
+    assert not torch.allclose(m.encode(seq, lengths)[:, :11], m.encode(changed, lengths)[:, :11])
 
 
 # --- RecBole 1.2.1's behaviour, one option at a time -------------------------------------------
@@ -218,33 +209,3 @@ def test_recbole_options_together_train_and_learn():
         BERT4RecConfig.from_preset(None, masking="cloze")
     with pytest.raises(ValueError, match="ft_scope must be one of sequence, batch"):
         BERT4RecConfig.from_preset(None, ft_scope="epoch")
-
-
-def test_deterministic_given_seed():
-    assert_deterministic_given_seed(model)
-
-
-def test_state_dict_round_trip(tmp_path):
-    assert_state_dict_file_round_trip(model, tmp_path)
-
-
-def test_learns_cycle_beyond_popularity():
-    def make_model(n_items):
-        cfg = tiny_attention_config(BERT4RecConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1)
-        return BERT4Rec(cfg, n_items)
-
-    assert_learns_cycle_beyond_popularity(make_model, 200)
-
-
-def test_presets_and_validation():
-    assert_attention_presets("bert4rec", BERT4Rec, BERT4RecConfig)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_and_trains_in_bf16():
-    assert_cuda_matches_cpu_and_trains_in_bf16(model())
-
-
-def test_rejects_input_wider_than_max_length():
-    assert_rejects_wider_than_max_length(model)

@@ -1,4 +1,5 @@
-"""GRU4Rec: contract, padding invariance, causality, determinism, save/load, learning, presets."""
+"""GRU4Rec beyond the contract suite (test_contract.py): RecBole's bias-free stacked GRU, learning
+strided cycles, presets."""
 
 from __future__ import annotations
 
@@ -10,11 +11,7 @@ from glintru.models.gru4rec import GRU4Rec, GRU4RecConfig
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_contract,
-    assert_eval_determinism,
-    assert_items_after_t_do_not_change_t,
     assert_learns_strided_cycles,
-    assert_padding_invariant,
-    assert_state_dict_buffer_round_trip,
     one_thread,
 )
 
@@ -30,24 +27,6 @@ def test_shapes_and_scores():
     assert m.gru.num_layers == 2 and m.gru.bias is False
     assert_contract(m, encodes=False)
     assert m.gru.weight_hh_l1.grad is not None
-
-
-@pytest.mark.parametrize("train_mode", [False, True])
-def test_padding_invariance(train_mode):
-    m = model(num_layers=2).train(train_mode)
-    assert_padding_invariant(m)
-
-
-def test_causal_items_after_t_do_not_change_t():
-    assert_items_after_t_do_not_change_t(model())
-
-
-def test_determinism():
-    assert_eval_determinism(model)
-
-
-def test_state_dict_round_trip():
-    assert_state_dict_buffer_round_trip(model, num_layers=2)
 
 
 def test_learns_strided_cycles_better_than_popularity():

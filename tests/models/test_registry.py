@@ -1,5 +1,6 @@
 """The model registry is the one list: every consumer covers every registered model, and a new
-model registered in one place is trained, evaluated and tabulated end to end."""
+model registered in one place is trained, evaluated and tabulated end to end (test_contract.py
+holds every registered model, built from its `small` settings, to the model contract)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 
 from glintru import cli
 from glintru.analysis.tables import MODEL_NAMES, MODEL_ORDER, model_name
-from glintru.models import MODELS, ModelSpec, build_model, get_spec, model_names, register_model, unregister_model
-from model_checks import histories, one_thread  # noqa: F401  (one_thread: autouse fixture)
+from glintru.models import MODELS, ModelSpec, get_spec, model_names, register_model
+from model_checks import TOY, one_thread, toy_registered  # noqa: F401  (fixtures: one_thread autouse)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -34,16 +35,6 @@ def test_every_consumer_covers_every_registered_model():
         assert re.search(rf"^\| {re.escape(MODELS[n].display)} \| `glintru/models/", models_section, re.M), n
 
 
-def test_small_settings_build_a_valid_model_for_every_entry():
-    seq, lengths = histories(20)
-    for name, spec in MODELS.items():
-        from glintru.models import resolve_config
-
-        cfg = resolve_config(name, None, {"hidden_size": 16, "max_length": 20, **spec.small})
-        model = build_model(name, 20, cfg).eval()
-        assert model(seq, lengths).shape == (len(lengths), 16), name
-
-
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match=r"unknown model 'nope'; choose one of gru4rec, .*glintru"):
         get_spec("nope")
@@ -51,15 +42,9 @@ def test_unknown_model_names_the_choices():
         register_model(ModelSpec("sasrec", "x:Y", "X"))
 
 
-@pytest.fixture
-def toy_registered():
-    register_model(ModelSpec("meanpool", "toy_model:MeanPool", "MeanPool", {"hidden_size": 16}))
-    yield "meanpool"
-    unregister_model("meanpool")
-
-
-def test_a_registered_model_runs_through_cli_training_and_tables(toy_registered, tmp_path, capsys):
-    assert toy_registered in model_names()
+@pytest.mark.usefixtures("toy_registered")
+def test_a_registered_model_runs_through_cli_training_and_tables(tmp_path, capsys):
+    assert TOY in model_names()
     assert model_name("meanpool") == "MeanPool"
     data = tmp_path / "syn"
     assert cli.main(["synthetic", "--out", str(data), "--users", "60", "--items", "30", "--seed", "1"]) == 0

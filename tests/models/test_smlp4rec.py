@@ -1,5 +1,6 @@
-"""SMLP4Rec: contract, side features (used, pooled, optional, warned about when missing), padding
-invariance at any padded length, truncation, determinism, save/load, learning, presets."""
+"""SMLP4Rec beyond the contract suite (test_contract.py): side features (used, pooled, optional,
+warned about when missing), padding invariance at any padded length, truncation, the one-pass
+refusal, what the state dict holds, learning strided cycles, presets."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from glintru.models.smlp4rec import SMLP4Rec, SMLP4RecConfig
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_contract,
-    assert_eval_determinism,
     assert_learns_strided_cycles,
-    assert_state_dict_buffer_round_trip,
+    assert_state_dict_round_trip,
     histories,
     one_thread,
 )
@@ -130,12 +130,25 @@ def test_rejects_bad_features():
         model(feats={"genre": (genre + 6, 6)})
 
 
-def test_determinism():
-    assert_eval_determinism(model)
+def test_refuses_one_pass_training_for_its_mixing_over_the_whole_sequence():
+    m = model(use_features=False).eval()
+    reason = m.one_pass_support()
+    assert reason.startswith("SMLP4Rec has no exact one-pass training: its sequence-mixing MLP combines all "
+                             "max_length positions")
+    with pytest.raises(ValueError, match="sequence-mixing MLP"):
+        m.prefix_outputs(*histories(20))
+    # What the reason says: after the first layer, a later item changes an earlier position's state.
+    seq, _ = histories(30, lengths=(12, 12))
+    changed = seq.clone()
+    changed[:, 11] = changed[:, 11] % N_ITEMS + 1
+    x = torch.stack([m.item_embedding(s) for s in (seq, changed)])  # [2 versions, B, L, d]
+    mask = (torch.arange(30) < 12).float()[None, None, :, None]
+    mixed = [m.layers[0](v.unsqueeze(1), mask)[:, 0, :11] for v in x]
+    assert not torch.allclose(mixed[0], mixed[1])
 
 
-def test_state_dict_round_trip():
-    state = assert_state_dict_buffer_round_trip(model)
+def test_state_dict_holds_weights_not_feature_data():
+    state = assert_state_dict_round_trip(model)
     assert not any(k.endswith(".tokens") for k in state)  # feature data comes from the dataset
 
 
