@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from glintru.models import MODELS, build_model, get_model_class, resolve_config
+from glintru.models.base import gather_at, gather_last
 from glintru.models.transformer import TransformerConfig, TransformerRecommender
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture, toy_registered: fixture)
     N_ITEMS,
@@ -156,6 +157,15 @@ def test_a_model_registered_in_one_place_is_held_to_the_whole_contract():
     assert TOY in MODELS
     for check in CONTRACT:
         check(TOY)
+
+
+def test_gather_at_reads_one_or_k_positions_of_each_row():
+    # The one way models read chosen positions (the last real item, a window around it).
+    x = torch.arange(2 * 5 * 3).view(2, 5, 3)
+    torch.testing.assert_close(gather_at(x, torch.tensor([4, 1])), torch.stack([x[0, 4], x[1, 1]]))
+    torch.testing.assert_close(gather_at(x, torch.tensor([[0, 2], [3, 3]])),
+                               torch.stack([x[0, [0, 2]], x[1, [3, 3]]]))
+    torch.testing.assert_close(gather_last(x, torch.tensor([2, 0])), torch.stack([x[0, 1], x[1, 0]]))
 
 
 # -- what a kind of model declares ------------------------------------------------------------
