@@ -11,7 +11,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-GATE_ACTIVATIONS = ("silu", "relu", "sigmoid", "elu", "gelu")
+from glintru.models.gate_activations import PAPER_GATE_ACTIVATIONS
+
+# The gate study samples the activations Table 6 compares (see glintru.models.gate_activations).
+GATE_ACTIVATIONS = PAPER_GATE_ACTIVATIONS
 
 # RQ3/RQ4 of the paper remove one component at a time; removing GRU and attention together would
 # leave no expert, so that combination is not in the list.
