@@ -219,12 +219,13 @@ def prepare(
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"unknown duplicate policy {duplicates!r}; choose one of {', '.join(DUPLICATE_POLICIES)}")
     mapping = sources.parse_columns(columns)
-    source_file = sources.resolve_input(fmt, input_path)
+    source_file = sources.resolve_input(fmt, Path(input_path))
     table = sources.read_interactions(fmt, source_file, columns=mapping)
     prepared = prepare_table(table, min_rating=min_rating, k_core=k_core, duplicates=duplicates)
 
-    item_file = Path(items_path) if items_path is not None else sources.find_item_file(fmt, input_path)
-    features, coverage = None, {}
+    item_file = Path(items_path) if items_path is not None else sources.find_item_file(fmt, Path(input_path))
+    features: dict[str, tuple[list[list[int]], int]] | None = None
+    coverage: dict[str, dict[str, int]] = {}
     if item_file is not None:
         raw = sources.read_item_features(
             fmt, item_file, items=prepared.item_ids, item_column=(mapping or {}).get("item")

@@ -63,6 +63,8 @@ def heavy_tailed_lengths(rng: np.random.Generator, cfg: SyntheticConfig) -> np.n
     n, lo_len = cfg.n_users, cfg.min_length
     target = cfg.total_interactions() - n * lo_len  # interactions beyond the minimum
     room = (cfg.max_seq_length or cfg.total_interactions()) - lo_len
+    if cfg.length_tail is None:
+        raise ValueError("heavy-tailed lengths need cfg.length_tail (the Lomax shape)")
     x = (1.0 - rng.random(n)) ** (-1.0 / cfg.length_tail) - 1.0
     extra = lambda s: np.floor(np.minimum(s * x, room))  # noqa: E731
     lo, hi = 0.0, 1.0

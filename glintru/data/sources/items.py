@@ -135,7 +135,9 @@ def read_amazon_items(path: str | Path, items: Iterable[str] | None = None) -> I
         if wanted is not None and asin not in wanted:
             continue
         cats = _clean(_flatten(rec.get("categories")) + _flatten(rec.get("category")))
-        details = rec.get("details") if isinstance(rec.get("details"), dict) else {}
+        details = rec.get("details")
+        if not isinstance(details, dict):
+            details = {}
         brand = rec.get("brand") or details.get("Brand") or rec.get("store")
         feats["category"][asin] = cats
         feats["brand"][asin] = _clean([brand]) if isinstance(brand, str) else []

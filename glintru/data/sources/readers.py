@@ -310,7 +310,7 @@ def _resolve_mapping(path: Path, line: int | None, header: list[str], columns: d
 
 def sniff_delimiter(line: str) -> str:
     counts = {d: line.count(d) for d in (",", "\t", ";", "|")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
 
 
@@ -349,7 +349,7 @@ def read_csv(path: str | Path, columns: Mapping[str, str] | str | None = None) -
     data = read_bytes(p)
     lineno, first, after = first_line(p, data, "a CSV file with a header row")
     sep = sniff_delimiter(first)
-    positional = bool(mapping) and all(v.isdigit() for v in mapping.values())
+    positional = bool(mapping and all(v.isdigit() for v in mapping.values()))
     if positional:
         header = [str(i) for i in range(len(next(csv.reader([first], delimiter=sep))))]
         start, body_line = 0, 1
