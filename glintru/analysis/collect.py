@@ -227,10 +227,10 @@ def collect(uris: str | os.PathLike | Iterable[str | os.PathLike], filesystem: A
     """
     if isinstance(uris, (str, os.PathLike)):
         uris = [uris]
-    uris = [os.fspath(u) for u in uris]
+    paths: list[str] = [os.fspath(u) for u in uris]
     experiments: dict[str, Experiment] = {}
     frames = []
-    for uri in uris:
+    for uri in paths:
         exp = open_experiment(uri, filesystem)
         name, n = exp.name, 2
         while name in experiments:  # two dirs with one name stay apart
@@ -276,7 +276,7 @@ def experiment_paths(spec: str, bases: Sequence[str | os.PathLike] | None = None
     """
     if bases is None:
         bases = [caller_directory(), *filter(None, [checkout_root()]), Path.cwd()]
-    bases = [Path(b) for b in bases]
+    dirs = [Path(b) for b in bases]
     out = []
     for item in spec.split(","):
         item = item.strip()
@@ -285,7 +285,7 @@ def experiment_paths(spec: str, bases: Sequence[str | os.PathLike] | None = None
         if "://" in item or os.path.isabs(os.path.expanduser(item)):
             out.append(os.path.expanduser(item))
             continue
-        found = next((b / item for b in bases if (b / item).exists()), bases[0] / item)
+        found = next((b / item for b in dirs if (b / item).exists()), dirs[0] / item)
         out.append(os.path.normpath(found))
     return out
 

@@ -33,7 +33,7 @@ TABLE2: dict[str, dict[str, dict[str, float]]] = {
 }
 
 _T3_COLUMNS = ("infer_ms_per_batch", "seconds_per_epoch", "gpu_memory_gb")
-_T3_ROWS = {
+_T3_ROWS: dict[str, dict[str, tuple[float, float, float]]] = {
     "ml-1m": {
         "bert4rec": (88, 285, 21.51), "sasrec": (55, 172, 21.51), "linrec": (37, 101, 11.67),
         "lightsans": (43, 130, 16.99), "smlp4rec": (51, 151, 16.13), "mamba4rec": (41, 108, 7.72),

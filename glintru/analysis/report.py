@@ -92,6 +92,7 @@ def _write_table(table: Any, out: Path, stem: str) -> None:
 
 
 def _comparison_layout(table: PerformanceTable, checks: dict[str, PerformanceTable]) -> Layout:
+    assert table.test is not None  # comparisons exist only when the table ran a test
     c = table.comparisons.copy()
     frame = pd.DataFrame({
         "dataset": c["dataset"].map(dataset_name),

@@ -248,10 +248,10 @@ def _correlation_importance(params: pd.DataFrame, y: np.ndarray) -> dict[str, fl
 
 def _optuna_importance(params: pd.DataFrame, y: np.ndarray, maximize: bool, seed: int) -> tuple[dict[str, float], str]:
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = {}
+    dists: dict[str, BaseDistribution] = {}
     for name in params.columns:
         x = params[name].dropna()
         if x.nunique() < 2:
@@ -277,6 +277,7 @@ def _optuna_importance(params: pd.DataFrame, y: np.ndarray, maximize: bool, seed
                                                 value=float(y[i])))
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     study.add_trials(trials)
+    evaluator: optuna.importance.BaseImportanceEvaluator
     try:
         import sklearn  # noqa: F401  (optuna's fANOVA fits sklearn random forests)
         evaluator, name = optuna.importance.FanovaImportanceEvaluator(seed=seed), "optuna fANOVA"

@@ -20,6 +20,7 @@ import pandas as pd
 from glintru.analysis.collect import Results, _plain, select_best, tested
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, compare, comparisons_frame
 from glintru.models import MODELS, display_name
+from glintru.models.gate_activations import GATE_ACTIVATION_LABELS
 
 # Display names and row order come from the model registry (the paper's order: GLINT-RU last).
 MODEL_NAMES = {name: spec.display for name, spec in MODELS.items()}
@@ -32,8 +33,7 @@ PAPER_METRICS = ("recall@10", "mrr@10", "ndcg@10")
 ABLATION_LABELS = {
     "config/ablation": {"full": "Default", "no_gated_mlp": "w/o Gated MLP (Light GLINT-RU)",
                         "no_attention": "w/o Attention", "no_gru": "w/o GRU", "no_conv": "w/o Temporal Conv1d"},
-    "config/gate_activation": {"silu": "Default (SiLU)", "relu": "ReLU", "sigmoid": "Sigmoid", "elu": "ELU",
-                               "gelu": "GELU", "tanh": "Tanh"},
+    "config/gate_activation": GATE_ACTIVATION_LABELS | {"silu": f"Default ({GATE_ACTIVATION_LABELS['silu']})"},
 }
 # (column, header, scale, digits): Table 3 shows milliseconds, seconds per epoch and gigabytes.
 COSTS = (
@@ -563,7 +563,8 @@ class EfficiencyTable(_Renderable):
     def layout(self) -> Layout:
         costs = [c for c in COSTS if c[0] in self.values.columns]
         columns = ["Dataset", "Model"] + [c[1] for c in costs]
-        rows, rules = [], set()
+        rows: list[list[Cell]] = []
+        rules: set[int] = set()
         for ds in dict.fromkeys(d for d, _ in self.values.index):
             if rows:
                 rules.add(len(rows))
