@@ -43,7 +43,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Protocol, Sequence, cast
 
 import numpy as np
 import pandas as pd
@@ -306,11 +306,24 @@ class EvalResult:
     per_user: pd.DataFrame  # column user (int32) + one float64 column per metric, sorted by user
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+class _Ranker(Protocol):
+    """What `evaluate` reads from a model: every SequentialRecommender and PopularityRanker has it."""
+
+    config: Any  # a model config with `max_length`
+    training: bool
+
+    def __call__(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
+    def item_embeddings(self) -> torch.Tensor: ...
+    def scores(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
+    def eval(self) -> Any: ...
+    def train(self, mode: bool = True) -> Any: ...
+
+
+def _unwrap(model: nn.Module) -> _Ranker:
     # DDP hides the recommender (and its config) behind `.module`.
     if isinstance(model, nn.parallel.DistributedDataParallel):
-        return model.module
-    return model
+        model = model.module
+    return cast(_Ranker, model)
 
 
 def _history_mask(ds: PreparedDataset, split: str, users: np.ndarray, n_cols: int) -> torch.Tensor:
@@ -356,8 +369,9 @@ def evaluate(
             f"exclude_history applies to full ranking only; {m} follows RecBole and excludes only the target"
         )
     n_items = ds.n_items
-    if getattr(net, "n_items", n_items) != n_items:
-        raise ValueError(f"the model was built for {net.n_items} items but the dataset has {n_items}")
+    model_items = getattr(net, "n_items", n_items)
+    if model_items != n_items:
+        raise ValueError(f"the model was built for {model_items} items but the dataset has {n_items}")
 
     if users is None:
         sel = np.arange(ds.n_users, dtype=np.int64)
@@ -392,6 +406,7 @@ def evaluate(
                 lengths = lengths.to(device)
                 targets = batch.targets[idx].to(device)
                 if m.sampled:
+                    assert negatives is not None and emb is not None  # both set above when m.sampled
                     neg = negatives[pos].to(device=device, dtype=torch.long)
                     cands = torch.cat([targets.unsqueeze(1), neg], dim=1)
                     rep = net(item_seq, lengths)
