@@ -12,13 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, SequentialRecommender, xavier_init
+from glintru.models.base import ModelConfig, SequentialRecommender, gather_at, xavier_init
 from glintru.models.gate_activations import (  # noqa: F401  (the names, defined once, re-exported)
     GATE_ACTIVATION_LABELS,
     GATE_ACTIVATION_NAMES,
     PAPER_GATE_ACTIVATIONS,
 )
-from glintru.models.layers import LinearAttention, cross_entropy_all_ids, pad_to_length, random_padding_row
+from glintru.models.layers import (
+    REFERENCE_NO_ONE_PASS,
+    LinearAttention,
+    cross_entropy_all_ids,
+    pad_to_length,
+    random_padding_row,
+)
 
 # The selective gate's activation modules, keyed by GATE_ACTIVATION_NAMES (gate_activations.py
 # says which of them the paper compares, and why the search samples only those).
@@ -68,15 +74,13 @@ class TemporalConv1d(nn.Module):
 
 
 def _window(last: torch.Tensor, lengths: torch.Tensor, offsets: torch.Tensor, n: int):
-    """Positions last + offsets [B, k], clamped into range, and whether each is a real item."""
+    """Positions last + offsets [B, k], clamped into range, and whether each is a real item.
+
+    Clamping can repeat a position within a row; those taps are not real and are zeroed by
+    `valid`, so the repeated rows add nothing (their gradients are multiplied by zero)."""
     idx = last.unsqueeze(1) + offsets
     valid = (idx >= 0) & (idx < lengths.unsqueeze(1))
     return idx.clamp(0, n - 1), valid
-
-
-def _rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """x[b, idx[b, j]] -> [B, k, d]."""
-    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
 
 
 def _delay(x: torch.Tensor, s: int, n: int) -> torch.Tensor:
@@ -87,7 +91,7 @@ def _delay(x: torch.Tensor, s: int, n: int) -> torch.Tensor:
 class DenseSelectiveGRU(nn.Module):
     """The GRU expert: temporal conv, GRU, selective gate on C, channel crossing, temporal conv."""
 
-    def __init__(self, cfg: "GLINTRUConfig"):
+    def __init__(self, cfg: GLINTRUConfig):
         super().__init__()
         d = cfg.hidden_size
         self.w0 = nn.Linear(d, d)
@@ -116,10 +120,9 @@ class DenseSelectiveGRU(nn.Module):
             u = self.gate(c) * self.proj(h)
             return self.conv_out(u * m) if self.conv_out is not None else u
         if self.conv_out is None:
-            idx = last.unsqueeze(1)
-            return (self.gate(_rows(c, idx)) * self.proj(_rows(h, idx))).squeeze(1)
+            return self.gate(gather_at(c, last)) * self.proj(gather_at(h, last))
         idx, valid = _window(last, lengths, self.conv_out.offsets, x.size(1))
-        u = self.gate(_rows(c, idx)) * self.proj(_rows(h, idx)) * valid.unsqueeze(-1).to(c.dtype)
+        u = self.gate(gather_at(c, idx)) * self.proj(gather_at(h, idx)) * valid.unsqueeze(-1).to(c.dtype)
         return self.conv_out.window(u)
 
     def prefix(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -177,7 +180,7 @@ class GatedMLP(nn.Module):
 class GLINTRUBlock(nn.Module):
     """Expert mixing block (GRU and attention experts, mixing and data-aware gates) + gated MLP."""
 
-    def __init__(self, cfg: "GLINTRUConfig"):
+    def __init__(self, cfg: GLINTRUConfig):
         super().__init__()
         d, eps = cfg.hidden_size, cfg.layer_norm_eps
         self.attn = None
@@ -205,7 +208,7 @@ class GLINTRUBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
                 last: torch.Tensor | None = None) -> torch.Tensor:
         """x[B, N, d] -> [B, N, d], or [B, d] at positions `last` when given."""
-        xs = x if last is None else x[torch.arange(x.size(0), device=x.device), last]
+        xs = x if last is None else gather_at(x, last)
         a = y = None
         if self.attn is not None:
             a = self.attn_norm(self.attn(x, mask, index=last) + xs)
@@ -426,10 +429,7 @@ class GLINTRU(SequentialRecommender):
     def one_pass_support(self) -> str | None:
         cfg = self.config
         if cfg.variant == "reference":
-            return ("variant='reference' pads every input to max_length and masks nothing, so a "
-                    "prefix's representation depends on the padding after it, which one pass over "
-                    "the whole history replaces by the next items; train per prefix (one_pass=false) "
-                    "or use variant='masked'")
+            return self.no_one_pass(REFERENCE_NO_ONE_PASS)
         same_conv = cfg.use_gru and cfg.use_conv and cfg.conv_padding == "same" and cfg.kernel_size > 1
         if cfg.num_layers > 1:
             # The last block is read per prefix; the blocks below it must already be causal.
@@ -439,13 +439,15 @@ class GLINTRU(SequentialRecommender):
             if cfg.use_attention and cfg.attention_key_norm != "cumulative":
                 why.append(f"attention_key_norm={cfg.attention_key_norm!r} attends to later items")
             if why:
-                return (f"with num_layers={cfg.num_layers} the lower blocks must be causal, but "
-                        f"{' and '.join(why)}; use num_layers=1, or conv_padding='causal' and "
-                        "attention_key_norm='cumulative'")
+                return self.no_one_pass(
+                    f"with num_layers={cfg.num_layers} the lower blocks must be causal, but "
+                    f"{' and '.join(why)} (one pass needs num_layers=1, or conv_padding='causal' and "
+                    "attention_key_norm='cumulative')")
         if same_conv and cfg.gru_num_layers > 1:
-            return (f"conv_padding='same' with gru_num_layers={cfg.gru_num_layers}: the prefix edge is "
-                    "recomputed from the GRU state k//2 steps back, which needs a one-layer GRU; "
-                    "use gru_num_layers=1 or conv_padding='causal'")
+            return self.no_one_pass(
+                f"conv_padding='same' with gru_num_layers={cfg.gru_num_layers}: the prefix edge is "
+                "recomputed from the GRU state k//2 steps back, which needs a one-layer GRU (one pass "
+                "needs gru_num_layers=1 or conv_padding='causal')")
         return None
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

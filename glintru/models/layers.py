@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from glintru.models.base import gather_at
+
 
 class LinearAttention(nn.Module):
     """LinRec's linear attention, O(N d^2): A = Q' (K'^T V) / sqrt(d_head) per head.
@@ -71,7 +73,7 @@ class LinearAttention(nn.Module):
             # done on the small [dh, dh] products rather than on the [N, d] keys.
             inv = 1.0 / k.norm(dim=1).clamp_min(self.eps).unsqueeze(-1)  # [B, d, 1]
             kv = [kv_h * inv[:, s] for kv_h, s in zip(kv, heads)]
-        xq = x if index is None else x[torch.arange(B, device=x.device), index].unsqueeze(1)
+        xq = x if index is None else gather_at(x, index).unsqueeze(1)
         n = xq.size(1)
         q = F.normalize(F.elu(self.query(xq)).view(B, n, self.h, self.dh), dim=-1, eps=self.eps).view(B, n, d)
         out = torch.cat([q[..., s] @ kv_h for kv_h, s in zip(kv, heads)], dim=-1) / math.sqrt(self.dh)
@@ -112,6 +114,13 @@ class FeedForward(nn.Module):
 
 
 # -- the reference variant (RecBole-based reference code of LinRec and GLINT-RU) ---------------
+
+# Why `one_pass_support` refuses the reference variant (the `why` of `no_one_pass`).
+REFERENCE_NO_ONE_PASS = (
+    "variant='reference' pads every input to max_length and masks nothing, so a prefix's "
+    "representation depends on the padding after it, which one pass over the whole history "
+    "replaces by the next items (variant='masked' allows one pass)")
+
 
 def pad_to_length(item_seq: torch.Tensor, length: int) -> torch.Tensor:
     """Right-pad item ids [B, N] with 0 to [B, length], as RecBole stores every sequence (its

@@ -25,10 +25,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from glintru.models.base import ModelConfig, padding_mask
-from glintru.models.layers import LinearAttention, cross_entropy_all_ids, pad_to_length, random_padding_row
-from glintru.models.transformer import TransformerConfig, TransformerLayer, TransformerRecommender, init_weights
-
+from glintru.models.base import ModelConfig, normal_init, padding_mask
+from glintru.models.layers import (
+    REFERENCE_NO_ONE_PASS,
+    LinearAttention,
+    cross_entropy_all_ids,
+    pad_to_length,
+    random_padding_row,
+)
+from glintru.models.transformer import TransformerConfig, TransformerLayer, TransformerRecommender
 
 VARIANTS = ("masked", "reference")
 
@@ -90,7 +95,7 @@ class LinRec(TransformerRecommender):
                              config.dropout, config.layer_norm_eps)
             for _ in range(config.num_layers)
         )
-        init_weights(self, config.initializer_range)
+        normal_init(self, config.initializer_range)
         if config.variant == "reference":
             random_padding_row(self.item_embedding, config.initializer_range)
 
@@ -121,17 +126,16 @@ class LinRec(TransformerRecommender):
         return super().loss(item_seq, lengths, targets, reduction)
 
     def one_pass_support(self) -> str | None:
-        if self.config.variant == "reference":
-            return ("variant='reference' pads every input to max_length and masks nothing, so a "
-                    "prefix's representation depends on the padding after it, which one pass over "
-                    "the whole history replaces by the next items; train per prefix (one_pass=false) "
-                    "or use variant='masked'")
-        if self.config.num_layers == 1 or self.config.attention_key_norm == "cumulative":
+        cfg = self.config
+        if cfg.variant == "reference":
+            return self.no_one_pass(REFERENCE_NO_ONE_PASS)
+        if cfg.num_layers == 1 or cfg.attention_key_norm == "cumulative":
             return None
-        return (f"with num_layers={self.config.num_layers} and attention_key_norm="
-                f"{self.config.attention_key_norm!r} the first layers attend to later items, so a "
-                "prefix's states differ from the full sequence's; set attention_key_norm='cumulative' "
-                "(causal) or num_layers=1")
+        return self.no_one_pass(
+            f"with num_layers={cfg.num_layers} and attention_key_norm={cfg.attention_key_norm!r} the "
+            "layers below the last attend to later items, so a prefix's states differ from the full "
+            "sequence's (for one pass set attention_key_norm='cumulative', which is causal, or "
+            "num_layers=1)")
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         self.require_one_pass()

@@ -21,11 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import ModelConfig, SequentialRecommender, gather_at, normal_init
+from glintru.models.base import ModelConfig, SequentialRecommender, gather_at
 from glintru.models.layers import FeedForward
-
-# linrec.py still imports the init under this name; new code calls base.normal_init.
-init_weights = normal_init
 
 
 @dataclass
