@@ -43,7 +43,6 @@ except ImportError:  # run from a checkout without installing
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ALL_MODELS = ("glintru", "gru4rec", "sasrec", "bert4rec", "linrec", "lightsans", "smlp4rec", "mamba4rec")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,12 +67,20 @@ class Mode:
     label: str
     loader_options: Callable[[int], dict[str, Any]]  # max_length -> BatchLoader keyword arguments
     loss: Callable[[Any, Any], torch.Tensor] | None = None
+    one_pass: bool = False  # batches from glintru.data.sequences.SequenceLoader, every step timed
+
+
+def _one_pass_loss(model, b) -> torch.Tensor:
+    from glintru.train import LossModule
+
+    return LossModule(model)(b.item_seq, b.lengths, b.targets)  # 2-d targets: a loss at every target
 
 
 MODES: dict[str, Mode] = {
     "fixed": Mode("fixed-length padding", lambda L: {"bucketing": False, "pad_to": L}),
     "random": Mode("random batches, dynamic padding", lambda L: {"bucketing": False}),
     "bucketed": Mode("length-bucketed batches", lambda L: {"bucketing": True}),
+    "one-pass": Mode("one pass per history", lambda L: {}, loss=_one_pass_loss, one_pass=True),
 }
 BASELINE = "random"  # speedups are quoted against today's pipeline...
 FIXED = "fixed"      # ...and against fixed-length padding
@@ -120,10 +127,10 @@ def _default_loss(model, b) -> torch.Tensor:
 
 
 def _output_ce(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The models' training loss from a representation: scores over all items, padding excluded."""
-    logits = (rep @ items.t()).float()
-    logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets)
+    """The models' training loss from a representation (the same fused path `model.loss` takes)."""
+    from glintru.models.base import item_cross_entropy
+
+    return item_cross_entropy(rep, items, targets)
 
 
 def sample_batches(widths: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
@@ -154,6 +161,9 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
     plans = {}
     for key in mode_keys:
         mode = MODES[key]
+        if mode.one_pass:
+            plans[key] = _one_pass_plan(ds, a, dev, loss_fn or mode.loss)
+            continue
         loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, **mode.loader_options(a.max_length))
         indices = loader.batch_indices()
         widths = loader.padded_widths()
@@ -166,7 +176,11 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         loader = pl["loader"]
-        if a.full_epoch:  # one pass over the real epoch, loader included
+        if pl.get("one_pass"):
+            for b in pl["batches"]:
+                train_step(pl["loss"], b)  # warm-up, and this pipeline's peak memory
+            pl["timed"] = [[] for _ in pl["batches"]]
+        elif a.full_epoch:  # one pass over the real epoch, loader included
             train_step(pl["loss"], next(iter(loader)).to(dev))  # warm-up
             _sync(dev)
             t0 = time.perf_counter()
@@ -183,17 +197,21 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
             pl["timed"] = [[] for _ in pl["batches"]]
         pl["peak_memory_mb"] = _peak_mb(dev)
 
-    if not a.full_epoch:
+    timed_plans = [pl for pl in plans.values() if pl.get("one_pass") or not a.full_epoch]
+    if timed_plans:
         for _ in range(a.repeats):
-            for pl in plans.values():
+            for pl in timed_plans:
                 for times, b in zip(pl["timed"], pl["batches"]):
                     _sync(dev)
                     t0 = time.perf_counter()
                     train_step(pl["loss"], b)
                     _sync(dev)
                     times.append(time.perf_counter() - t0)
-        for pl in plans.values():
+        for pl in timed_plans:
             pl["timed"] = [statistics.median(t) for t in pl["timed"]]
+            if pl.get("one_pass"):  # every step of the epoch was timed: no estimate needed
+                pl["epoch_s"] = float(sum(pl["timed"]))
+                continue
             ch = pl["chosen"]
             pl["epoch_s"] = estimate_epoch(pl["widths"], pl["sizes"], pl["widths"][ch], np.array(pl["timed"]),
                                            a.batch_size)
@@ -210,6 +228,20 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
             "peak_memory_mb": pl["peak_memory_mb"],
         }
     return rows
+
+
+def _one_pass_plan(ds, a, dev: torch.device, loss) -> dict[str, Any]:
+    """The one-pass epoch's batches (whole histories; sliding-window samples past max_length), all
+    gathered up front and all timed: an epoch has as many steps as the per-prefix pipelines."""
+    from glintru.data.sequences import SequenceLoader
+
+    loader = SequenceLoader(ds, a.max_length, a.batch_size, seed=0)
+    loader.set_epoch(0)
+    batches = [b.to(dev) for b in loader]
+    sizes = np.array([b.num_targets if hasattr(b, "num_targets") else len(b) for b in batches])
+    return {"loader": loader, "one_pass": True, "batches": batches, "indices": batches,
+            "widths": np.array([b.item_seq.shape[1] for b in batches]), "sizes": sizes,
+            "chosen": np.arange(len(batches)), "loss": loss, "timed": None}
 
 
 def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -> dict:
@@ -286,7 +318,12 @@ def measure_one(name: str, a) -> dict:
             opt.step()
         return train_step
 
-    result["modes"] = time_modes(a.modes, ds, a, dev, make_step(model))
+    # one-pass is offered only where it is exact for the model; elsewhere its cell says why not
+    refused = model.one_pass_support()
+    modes = [m for m in a.modes if not (MODES[m].one_pass and refused)]
+    if refused and len(modes) < len(a.modes):
+        result["one_pass_refused"] = refused
+    result["modes"] = time_modes(modes, ds, a, dev, make_step(model))
     model.train()
     for k, row in result["modes"].items():
         for ref in (BASELINE, FIXED):
@@ -373,21 +410,26 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "", "Training s/epoch by pipeline (mean padded width per batch in brackets)", "",
              "| model | " + " | ".join(MODES[m].label for m in modes)
              + (" | bucketed + torch.compile" if meta["compile"] else "")
-             + "".join(f" | bucketed vs {r}" for r in (BASELINE, FIXED) if r in modes and "bucketed" in modes)
+             + "".join(f" | {best} vs {r}" for best in ("bucketed", "one-pass") if best in modes
+                       for r in (BASELINE, FIXED) if r in modes)
              + f" | inference ms / batch of {rows[0]['infer_batch_users'] if rows else 0} users"
              + " | peak memory MB | params |",
              "|---|" + "---:|" * (len(modes) + bool(meta["compile"])
-                                  + sum(r in modes and "bucketed" in modes for r in (BASELINE, FIXED)) + 3)]
+                                  + sum(r in modes for r in (BASELINE, FIXED)) * sum(b in modes for b in ("bucketed", "one-pass"))
+                                  + 3)]
     for r in rows:
         cells = [f"{r['modes'][m]['train_s_per_epoch']:.2f} ({r['modes'][m]['mean_padded_width']:.1f})"
-                 for m in modes]
+                 if m in r["modes"] else "n/a" for m in modes]
         if meta["compile"]:
             cells.append(f"{r['compiled']['train_s_per_epoch']:.2f}")
-        if "bucketed" in modes:
-            cells += [f"{r['modes']['bucketed'][f'speedup_vs_{ref}']:.1f}x" for ref in (BASELINE, FIXED)
-                      if ref in modes]
+        for best in ("bucketed", "one-pass"):
+            if best in modes:
+                row = r["modes"].get(best, {})
+                cells += [f"{row[f'speedup_vs_{ref}']:.1f}x" if f"speedup_vs_{ref}" in row else "n/a"
+                          for ref in (BASELINE, FIXED) if ref in modes]
         cells += [f"{r['infer_ms_per_batch']:.1f}", f"{r['peak_memory_mb']:.0f}", f"{r['parameters']:,}"]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    lines += [f"\nn/a for {r['model']}: {r['one_pass_refused']}" for r in rows if r.get("one_pass_refused")]
     lines += ["", "One training step, ms: embedding + encoder (fwd+bwd) / output layer + cross-entropy "
               "(fwd+bwd) / optimiser / whole step", "",
               "| model | at width L | at the bucketed median width |", "|---|---|---|"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +40,24 @@ def test_timed_batches_cover_the_width_range_and_estimate_a_linear_cost_exactly(
 
 def test_every_mode_is_one_registry_entry():
     eff = _efficiency()
-    assert list(eff.MODES) == ["fixed", "random", "bucketed"]
+    assert list(eff.MODES) == ["fixed", "random", "bucketed", "one-pass"]
     assert eff.MODES["fixed"].loader_options(100) == {"bucketing": False, "pad_to": 100}
     assert eff.MODES["bucketed"].loader_options(100) == {"bucketing": True}
+    assert eff.MODES["one-pass"].one_pass and not eff.MODES["bucketed"].one_pass
+
+
+def test_the_one_pass_epoch_trains_every_target_once(tmp_path):
+    from types import SimpleNamespace
+
+    from glintru.data.batches import train_samples
+    from glintru.data.dataset import load_dataset
+    from glintru.data.synthetic import generate
+
+    eff = _efficiency()
+    ds = load_dataset(generate(tmp_path / "syn", n_users=80, n_items=30, avg_length=12, seed=2))
+    plan = eff._one_pass_plan(ds, SimpleNamespace(max_length=8, batch_size=64), torch.device("cpu"), None)
+    assert plan["sizes"].sum() == train_samples(ds)[0].size  # every (user, target) pair once
+    assert len(plan["batches"]) == len(plan["chosen"]) and max(plan["widths"]) <= 8
 
 
 @pytest.mark.slow
