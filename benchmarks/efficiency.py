@@ -209,8 +209,8 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
                     times.append(time.perf_counter() - t0)
         for pl in timed_plans:
             pl["timed"] = [statistics.median(t) for t in pl["timed"]]
-            if pl.get("one_pass"):  # every step of the epoch was timed: no estimate needed
-                pl["epoch_s"] = float(sum(pl["timed"]))
+            if pl.get("one_pass"):  # the mean timed step times the epoch's step count
+                pl["epoch_s"] = float(np.mean(pl["timed"]) * len(pl["indices"]))
                 continue
             ch = pl["chosen"]
             pl["epoch_s"] = estimate_epoch(pl["widths"], pl["sizes"], pl["widths"][ch], np.array(pl["timed"]),
@@ -231,17 +231,22 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
 
 
 def _one_pass_plan(ds, a, dev: torch.device, loss) -> dict[str, Any]:
-    """The one-pass epoch's batches (whole histories; sliding-window samples past max_length), all
-    gathered up front and all timed: an epoch has as many steps as the per-prefix pipelines."""
+    """The one-pass epoch's batches (whole histories; sliding-window samples past max_length), the
+    timed ones moved to the device up front; an epoch has about as many steps as per-prefix ones."""
     from glintru.data.sequences import SequenceLoader
 
     loader = SequenceLoader(ds, a.max_length, a.batch_size, seed=0)
     loader.set_epoch(0)
-    batches = [b.to(dev) for b in loader]
+    batches = list(loader)
+    n = len(batches)
+    # Short epochs are timed whole. Long ones (ML-1M: hundreds of steps) time `k` steps spread
+    # evenly over the epoch's shuffled order and scale their mean by the step count.
+    k = n if getattr(a, "full_epoch", False) else min(n, max(16, 4 * getattr(a, "train_batches", 4)))
+    chosen = np.unique(np.rint(np.linspace(0, n - 1, k)).astype(int))
     sizes = np.array([b.num_targets if hasattr(b, "num_targets") else len(b) for b in batches])
-    return {"loader": loader, "one_pass": True, "batches": batches, "indices": batches,
-            "widths": np.array([b.item_seq.shape[1] for b in batches]), "sizes": sizes,
-            "chosen": np.arange(len(batches)), "loss": loss, "timed": None}
+    return {"loader": loader, "one_pass": True, "batches": [batches[i].to(dev) for i in chosen],
+            "indices": batches, "widths": np.array([b.item_seq.shape[1] for b in batches]), "sizes": sizes,
+            "chosen": chosen, "loss": loss, "timed": None}
 
 
 def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -> dict:

@@ -55,9 +55,15 @@ def test_the_one_pass_epoch_trains_every_target_once(tmp_path):
 
     eff = _efficiency()
     ds = load_dataset(generate(tmp_path / "syn", n_users=80, n_items=30, avg_length=12, seed=2))
-    plan = eff._one_pass_plan(ds, SimpleNamespace(max_length=8, batch_size=64), torch.device("cpu"), None)
+    a = SimpleNamespace(max_length=8, batch_size=64, full_epoch=False, train_batches=1)
+    plan = eff._one_pass_plan(ds, a, torch.device("cpu"), None)
     assert plan["sizes"].sum() == train_samples(ds)[0].size  # every (user, target) pair once
     assert len(plan["batches"]) == len(plan["chosen"]) and max(plan["widths"]) <= 8
+    n = len(plan["indices"])
+    assert n <= 16 and plan["chosen"].tolist() == list(range(n))  # a short epoch is timed whole
+    small = SimpleNamespace(max_length=8, batch_size=8, full_epoch=False, train_batches=1)
+    long_epoch = eff._one_pass_plan(ds, small, torch.device("cpu"), None)
+    assert len(long_epoch["indices"]) > 16 and len(long_epoch["chosen"]) == 16  # a long one is sampled
 
 
 @pytest.mark.slow
