@@ -44,7 +44,9 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 import torch
 
-ALL_MODELS = ("glintru", "gru4rec", "sasrec", "bert4rec", "linrec", "lightsans", "smlp4rec", "mamba4rec")
+from glintru.models import MODELS
+
+ALL_MODELS = tuple(MODELS)  # the registry: a newly registered model is benchmarked too
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # The paper's settings for the shapes (Table 5: d=128, L=200 on ML-1M; d=64, L=100 on the Amazon logs;

@@ -41,6 +41,9 @@ def test_timed_batches_cover_the_width_range_and_estimate_a_linear_cost_exactly(
 def test_every_mode_is_one_registry_entry():
     eff = _efficiency()
     assert list(eff.MODES) == ["fixed", "random", "bucketed", "one-pass"]
+    from glintru.models import MODELS
+
+    assert eff.ALL_MODELS == tuple(MODELS)  # the default model list is the registry
     assert eff.MODES["fixed"].loader_options(100) == {"bucketing": False, "pad_to": 100}
     assert eff.MODES["bucketed"].loader_options(100) == {"bucketing": True}
     assert eff.MODES["one-pass"].one_pass and not eff.MODES["bucketed"].one_pass
