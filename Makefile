@@ -11,11 +11,17 @@ EPOCHS ?= 5
 SEARCH_ARGS ?= --set hidden_size=64 num_layers=1 batch_size=512
 PYTEST_ARGS ?=
 
-.PHONY: install data search test bench clean
+.PHONY: install data search lint test bench clean
+
+# torch as pinned in pyproject.toml; TORCH_INDEX picks its build, e.g. the CPU-only wheels:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?=
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
@@ -33,10 +39,19 @@ search: $(STAMP) $(DATA)/meta.json
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# CPU-sized: a tenth of the Beauty shape, four models, every pipeline (about 10 minutes on a
+# 2-core laptop); `benchmarks/gpu.sh` runs the full shapes on one GPU.
+BENCH_ARGS ?= --like beauty --scale 0.1 --models gru4rec,sasrec,linrec,glintru --threads 2
+
 bench: $(STAMP) $(DATA)/meta.json
-	$(BIN)/python benchmarks/efficiency.py --data $(DATA)
-	$(BIN)/python benchmarks/loader.py --data $(DATA)
-	$(BIN)/python benchmarks/search_overhead.py
+	$(BIN)/python benchmarks/efficiency.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/loader.py --data $(DATA) --max-length 50
+	$(BIN)/python benchmarks/search_overhead.py --skip-sharing
+
+lint: $(STAMP)
+	$(BIN)/ruff check glintru tests tune analysis benchmarks
+	$(BIN)/ruff format --check glintru tests tune analysis benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(DATA) results report benchmarks/results .pytest_cache
