@@ -1,5 +1,7 @@
-"""LinRec: contract, padding invariance, non-causal attention, determinism, save/load, learning, presets,
-and the reference variant (padding to L, no masking, the random padding row, its loss)."""
+"""LinRec's own tests: forward as the last encoding, non-causal attention, the key norms, and the
+reference variant (padding to L, no masking, the random padding row, its loss). What every model
+keeps (shapes, padding invariance, determinism, save/load, learning, presets, CUDA, wide input) is
+tests/models/test_contract.py's."""
 
 from __future__ import annotations
 
@@ -8,40 +10,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from glintru.models.base import SequentialRecommender
-from glintru.models.linrec import LinRec, LinRecConfig
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
-    assert_attention_presets,
-    assert_contract,
-    assert_cuda_matches_cpu_and_trains_in_bf16,
-    assert_deterministic_given_seed,
     assert_forward_is_last_encoding,
-    assert_learns_cycle_beyond_popularity,
     assert_padding_invariant,
-    assert_rejects_wider_than_max_length,
-    assert_state_dict_file_round_trip,
     histories,
     one_thread,
     tiny_attention_config,
 )
 
+from glintru.models.base import SequentialRecommender
+from glintru.models.linrec import LinRec, LinRecConfig
+
 
 def model(seed: int = 0, **overrides) -> LinRec:
     torch.manual_seed(seed)
     return LinRec(tiny_attention_config(LinRecConfig, **overrides), N_ITEMS)
-
-
-def test_shapes_and_scores():
-    m = model()
-    assert_contract(m)
-    assert m.position_embedding.weight.grad is not None
-
-
-@pytest.mark.parametrize("train_mode", [False, True])
-def test_padding_invariance(train_mode):
-    assert_padding_invariant(model().train(train_mode), scores=True)
 
 
 def test_forward_is_encode_at_last_position():
@@ -63,44 +47,11 @@ def test_attention_is_bidirectional_over_real_items_only():
     torch.testing.assert_close(m(seq, lengths), m(seq[:, :12], lengths))
 
 
-@pytest.mark.parametrize("key_norm", ["sequence", "feature"])
+@pytest.mark.parametrize("key_norm", ["sequence", "feature", "cumulative"])
 def test_key_norms_run_and_stay_padding_invariant(key_norm):
-    m = model(attention_key_norm=key_norm).eval()
-    short, lengths = histories(20)
-    long, _ = histories(200)
-    torch.testing.assert_close(m(short, lengths), m(long, lengths))
+    assert_padding_invariant(model(attention_key_norm=key_norm).eval())
     with pytest.raises(ValueError, match="unknown attention_key_norm"):
         LinRecConfig.from_preset(None, attention_key_norm="rows")
-
-
-def test_deterministic_given_seed():
-    assert_deterministic_given_seed(model)
-
-
-def test_state_dict_round_trip(tmp_path):
-    assert_state_dict_file_round_trip(model, tmp_path)
-
-
-def test_learns_cycle_beyond_popularity():
-    def make_model(n_items):
-        cfg = tiny_attention_config(LinRecConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1)
-        return LinRec(cfg, n_items)
-
-    assert_learns_cycle_beyond_popularity(make_model, 100)
-
-
-def test_presets_and_validation():
-    assert_attention_presets("linrec", LinRec, LinRecConfig)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_and_trains_in_bf16():
-    assert_cuda_matches_cpu_and_trains_in_bf16(model())
-
-
-def test_rejects_input_wider_than_max_length():
-    assert_rejects_wider_than_max_length(model)
 
 
 # -- variant="reference": RecBole's SASRec with LinRec's attention -----------------------------------
