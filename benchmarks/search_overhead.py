@@ -58,7 +58,7 @@ class FirstStep:
             self.times.append(time.perf_counter())
             self._armed = False
 
-    def __enter__(self) -> "FirstStep":
+    def __enter__(self) -> FirstStep:
         from torch.optim.optimizer import register_optimizer_step_pre_hook
 
         self._handle = register_optimizer_step_pre_hook(self._hook)
@@ -130,8 +130,7 @@ class TrialStarts:
 def ray_search(data: Path, lrs: list[float], epochs: int, storage: Path, name: str, *,
                gpus_per_trial: float = 0.0, cpus_per_trial: float = 1.0, workers_per_trial: int = 1,
                max_concurrent: int | None = None, local_first_step: float) -> dict:
-    from glintru.search import results
-    from glintru.search.runner import SearchSettings, run_search
+    from glintru.search import SearchSettings, results, run_search
 
     settings = SearchSettings(space="glintru", data=str(data), grid={"lr": lrs}, scheduler="fifo",
                               max_epochs=epochs, storage=str(storage), name=name, verbose=0,
@@ -254,7 +253,7 @@ def main() -> None:
 
     import ray
 
-    from glintru.search.runner import _runtime_env
+    from glintru.search.ray_setup import runtime_env
 
     args.out.mkdir(parents=True, exist_ok=True)
     lrs = [float(x) for x in np.geomspace(3e-3, 1e-3, args.trials)]
@@ -278,7 +277,7 @@ def main() -> None:
                   flush=True)
         share = None
         if not args.skip_sharing:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=_runtime_env() or None)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env())
             try:
                 share = sharing(big_dataset(tmp / "big", args.share_users, 50), args.readers)
             finally:

@@ -18,7 +18,7 @@ from ray.autoscaler._private.docker import validate_docker_config
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from glintru.search import results
-from glintru.search.runner import check_settings
+from glintru.search.plan import plan_search
 from glintru.search.spaces import SPACES
 from search_helpers import CLI, REPO
 
@@ -472,7 +472,7 @@ def test_kuberay_entrypoint_passes_the_search_preflight(tiny_data, monkeypatch):
     args = _entrypoint_args()
     args.data = str(tiny_data)
     monkeypatch.setattr(results, "exists", lambda location: False)
-    plan = check_settings(cli.settings_from_args(args))
+    plan = plan_search(cli.settings_from_args(args))
     assert plan.exp_dir.startswith(args.storage.rstrip("/") + "/")
 
 

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 import ray
-
-from glintru.search.runner import SearchSettings, check_settings, grid_configs
 from search_helpers import CLI
+
+from glintru.search.plan import plan_search
+from glintru.search.settings import SearchSettings, grid_configs
 
 
 def _load_cli():
@@ -50,6 +51,18 @@ def test_values_parse_as_literals():
     assert grid_configs(s.grid) == [{"ablation": a, "lr": lr} for a in ("full", "no_gru") for lr in (1e-3, 1e-2)]
 
 
+@pytest.mark.parametrize("flags", [
+    ["--set", "max_length=20", "lr=0.01", "--grid", "kernel_size=3,5", "dropout=0.1,0.2"],
+    ["--set", "max_length=20", "--set", "lr=0.01", "--grid", "kernel_size=3,5", "--grid", "dropout=0.1,0.2"],
+    ["--set", "max_length=20 lr=0.01", "--grid", "kernel_size=3,5 dropout=0.1,0.2"],
+])
+def test_set_and_grid_keep_every_pair_in_either_form(flags):
+    """One flag with several pairs, the flag repeated, or pairs in one quoted word: the same settings."""
+    s = cli.settings_from_args(cli.build_parser().parse_args(["--space", "glintru", "--data", "d", *flags]))
+    assert s.overrides == {"max_length": 20, "lr": 0.01}
+    assert s.grid == {"kernel_size": [3, 5], "dropout": [0.1, 0.2]}
+
+
 def test_unknown_space(capsys, tiny_data):
     err = _error(capsys, "--space", "nope", "--data", str(tiny_data))
     assert "unknown space 'nope'" in err and "glintru" in err
@@ -74,7 +87,7 @@ def test_missing_dataset(capsys, tmp_path):
     (["--eval-mode", "pop"], "--eval-mode"),
     (["--preset", "netflix"], "unknown --preset 'netflix'"),
     (["--set", "epochs=3"], "use --max-epochs"),
-    (["--set", "nope=1"], "unknown setting(s) nope"),
+    (["--set", "nope=1"], "--set nope: not a setting of glintru"),
     (["--grid", "bogus=1,2"], "--grid bogus: not a setting of glintru"),
     (["--grid", "ablation=full,no_everything"], "unknown ablation 'no_everything'"),
     (["--set", "ablation=no_everything"], "unknown ablation 'no_everything'"),
@@ -94,7 +107,7 @@ def test_set_fixes_a_space_label(tiny_data, tmp_path):
 
     from glintru.search.trainable import TrialSpec, trial_overrides
 
-    plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                          overrides={"ablation": "no_conv", "max_length": 20}))
     # the fixed label leaves the search: Optuna is never asked for it
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -125,16 +138,16 @@ def test_existing_and_missing_experiments(capsys, tiny_data, tmp_path):
 
 
 def test_a_valid_plan(tiny_data, tmp_path):
-    plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                          seeds=[0, 1], num_samples=4, max_epochs=3))
     assert plan.phases == ["search", "seeds"] and plan.scheduler == "asha"
     assert plan.exp_dir.startswith(str(tmp_path)) and plan.settings.name.startswith("glintru-synthetic-")
-    grid = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+    grid = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                          grid={"ablation": ["full", "no_gru"]}, seeds=[0, 1]))
     assert grid.phases == ["grid"] and grid.scheduler == "fifo"
     # without --gpus-per-trial a trial takes a GPU when the machine has one, and none otherwise
     for gpus, expected in ((0, 0.0), (1, 1.0)):
-        plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+        plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                              num_gpus=gpus))
         assert plan.settings.gpus_per_trial == expected
     assert not ray.is_initialized()

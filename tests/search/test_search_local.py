@@ -13,12 +13,14 @@ import optuna
 import pandas as pd
 import pytest
 import ray
+from search_helpers import REPO
 
 from glintru.data.dataset import load_dataset
 from glintru.search import results
 from glintru.search.data import fetch_dataset, in_shared_memory, share_dataset
-from glintru.search.runner import SearchSettings, dashboard_port, run_search
-from search_helpers import REPO
+from glintru.search.ray_setup import dashboard_port
+from glintru.search.runner import run_search
+from glintru.search.settings import SearchSettings
 
 SMALL = {"max_length": 20, "batch_size": 256, "patience": 3}
 

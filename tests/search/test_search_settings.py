@@ -4,11 +4,12 @@ cluster's nodes cannot reach, objectives and samplers."""
 from __future__ import annotations
 
 import pytest
-
-from glintru.search import results, runner
-from glintru.search.objectives import Objective, check_sampler, parse_objectives
-from glintru.search.runner import SearchError, SearchSettings, check_settings, load_settings_for_resume
 from test_search_cli import _error
+
+from glintru.search import plan, results, settings
+from glintru.search.objectives import Objective, check_sampler, parse_objectives
+from glintru.search.plan import load_settings_for_resume, plan_search
+from glintru.search.settings import SearchError, SearchSettings
 
 
 def _stored_experiment(tmp_path, tiny_data, **settings) -> None:
@@ -43,18 +44,18 @@ def test_a_cluster_refuses_storage_its_nodes_cannot_reach(capsys, tmp_path, tiny
                  "--address", "auto")
     assert "cannot reach it" in err
     base = dict(space="glintru", data=str(tiny_data), address="auto")
-    runner._check_storage(SearchSettings(**base, storage="s3://bucket/results"))
-    check_settings(SearchSettings(**base, storage=str(tmp_path), shared_storage=True))
+    settings.check_storage(SearchSettings(**base, storage="s3://bucket/results"), None)
+    plan_search(SearchSettings(**base, storage=str(tmp_path), shared_storage=True))
 
 
 def test_network_filesystems_are_recognised():
     mounts = ("/dev/sda1 / ext4 rw 0 0\n"
               "10.0.0.2:/export /mnt/shared nfs4 rw 0 0\n"
               "bucket /mnt/gcs fuse.gcsfuse rw 0 0\n")
-    assert runner.filesystem_type("/mnt/shared/results/x", mounts) == "nfs4"
-    assert runner.filesystem_type("/mnt/gcs", mounts) == "fuse.gcsfuse"
-    assert runner.filesystem_type("/home/me/results", mounts) == "ext4"
-    assert runner.filesystem_type("/mnt/sharedother", mounts) == "ext4"
+    assert plan.filesystem_type("/mnt/shared/results/x", mounts) == "nfs4"
+    assert plan.filesystem_type("/mnt/gcs", mounts) == "fuse.gcsfuse"
+    assert plan.filesystem_type("/home/me/results", mounts) == "ext4"
+    assert plan.filesystem_type("/mnt/sharedother", mounts) == "ext4"
 
 
 def test_objectives_parse_with_their_directions():
@@ -88,12 +89,12 @@ def test_bad_objectives_fail_before_ray(capsys, tiny_data, tmp_path, args, messa
 
 
 def test_several_objectives_default_to_fifo(tiny_data, tmp_path):
-    plan = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                          objective="ndcg@10,infer_ms"))
     assert plan.scheduler == "fifo" and plan.sampler == "tpe" and plan.metric == "valid/ndcg@10"
-    asha = check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+    asha = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                          objective="ndcg@10,infer_ms", scheduler="asha", sampler="nsga2"))
     assert asha.scheduler == "asha" and asha.sampler == "nsga2"
     with pytest.raises(SearchError):
-        check_settings(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+        plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
                                       objective="ndcg@10", sampler="nsga2"))

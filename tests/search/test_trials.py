@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 import pandas as pd
-import pytest
 import ray.exceptions
 
 from glintru.data.dataset import load_dataset
-from glintru.search import results, runner
-from glintru.search.runner import HEAD_RESOURCE, SearchSettings
+from glintru.search import results
+from glintru.search.phases import trial_resources
+from glintru.search.ray_setup import HEAD_RESOURCE
+from glintru.search.settings import SearchSettings
 from glintru.search.trainable import describe_failure, placement_group_from_hex, train_and_report
 
 TINY = {"hidden_size": 16, "num_heads": 2, "num_layers": 1, "max_length": 20, "batch_size": 256}
@@ -61,12 +62,12 @@ def test_a_worker_error_from_user_code_is_not_retried():
 def test_trials_ask_tune_for_what_they_use():
     single = SearchSettings(space="glintru", data="", cpus_per_trial=2, gpus_per_trial=0.25)
     # fractional GPUs: four trials share one
-    assert runner.trial_resources(single) == {"CPU": 2, "GPU": 0.25}
-    assert runner.trial_resources(dataclasses.replace(single, gpus_per_trial=0.0)) == {"CPU": 2}
+    assert trial_resources(single) == {"CPU": 2, "GPU": 0.25}
+    assert trial_resources(dataclasses.replace(single, gpus_per_trial=0.0)) == {"CPU": 2}
     ddp = dataclasses.replace(single, workers_per_trial=2, gpus_per_trial=2)
-    assert runner.trial_resources(ddp) == {"memory": 1}
+    assert trial_resources(ddp) == {"memory": 1}
     # on a cluster a DDP trial's driver stays on the head (its custom resource, see cluster/gpu.yaml)
-    assert runner.trial_resources(dataclasses.replace(ddp, address="auto")) == {"memory": 1, HEAD_RESOURCE: 1}
+    assert trial_resources(dataclasses.replace(ddp, address="auto")) == {"memory": 1, HEAD_RESOURCE: 1}
     assert HEAD_RESOURCE == "glintru_head"
 
 
@@ -81,3 +82,23 @@ def test_seed_reruns_choose_only_trials_that_finished_training():
     df = pd.DataFrame({"trial_id": ["stopped", "done", "failed"], "status": ["TERMINATED", "TERMINATED", "ERROR"],
                        "completed": [False, True, False], "valid/ndcg@10": [0.9, 0.3, 0.95]})
     assert list(results.best_rows(df, 2)["trial_id"]) == ["done"]
+
+
+def test_a_phase_stopped_between_trials_is_unfinished(tiny_data, tmp_path):
+    """Ctrl-C after one trial ended and before the searcher suggested the next leaves no unfinished
+    trial in Tune's state; the phase still counts the trials it never created, so it is resumed
+    instead of marked done."""
+    from glintru.search.phases import count_unfinished, expected_trials
+    from glintru.search.plan import plan_search
+
+    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), num_samples=4))
+    done = [results.TrialRecord(trial_id=f"t{i}", phase="search", status="TERMINATED", config={}) for i in range(2)]
+    assert count_unfinished(done, expected_trials(plan, "search")) == 2
+    running = [*done, results.TrialRecord(trial_id="t2", phase="search", status="RUNNING", config={})]
+    assert count_unfinished(running, expected_trials(plan, "search")) == 2
+    errored = [*done, *(results.TrialRecord(trial_id=f"e{i}", phase="search", status="ERROR", config={})
+                        for i in range(2))]
+    assert count_unfinished(errored, expected_trials(plan, "search")) == 0
+    grid = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
+                                      grid={"lr": [1e-3, 1e-2]}, seeds=[0, 1, 2]))
+    assert expected_trials(grid, "grid") == 6

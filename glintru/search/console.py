@@ -1,0 +1,59 @@
+"""The tables a finished search shows: the best trials by validation and, with several objectives,
+the Pareto front. Text only; the command line prints it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glintru.search import results
+from glintru.search.objectives import Objective
+from glintru.search.results import SELECTION_METRIC
+
+
+def _table(df: Any, sort: list[str], ascending: list[bool], extra: list[str], n: int) -> str:
+    import pandas as pd
+
+    ranked = df.sort_values(sort, ascending=ascending, na_position="last").head(n)
+    cols = ["trial_id", "phase", "status", "seed"]
+    cols += [c for c in ranked.columns if c.startswith("config/") and ranked[c].notna().any()]
+    cols += [c for c in dict.fromkeys(extra + ["test/ndcg@10", "test/recall@10", "epochs"]) if c in ranked.columns]
+    table = ranked[cols].rename(columns=lambda c: c.split("/", 1)[1] if c.startswith("config/") else c)
+    with pd.option_context("display.max_columns", None, "display.width", 200,
+                           "display.float_format", "{:.4f}".format):
+        return table.to_string(index=False)
+
+
+def format_best(df: Any, n: int = 10, metric: str = SELECTION_METRIC, mode: str = "max") -> str:
+    """The table of the best trials by a validation metric."""
+    if df.empty:
+        return "no trials"
+    return _table(df, [metric], [mode == "min"], [metric], n)
+
+
+def format_pareto(df: Any, objectives: list[Objective], n: int = 50) -> str:
+    """The table of the Pareto-optimal trials, by the first objective."""
+    front = df[df["pareto"]] if "pareto" in df.columns else df.iloc[0:0]
+    if front.empty:
+        return "no finished trial has every objective"
+    first = objectives[0]
+    return _table(front, [first.metric], [first.mode == "min"], [o.metric for o in objectives], n)
+
+
+def format_summary(df: Any, metric: str, mode: str, objectives: list[Objective]) -> str:
+    """The best trials and, with several objectives, the Pareto front, under one heading each."""
+    errored = int((df["status"] == "ERROR").sum()) if "status" in df.columns else 0
+    lines = [f"best trials by {metric} ({len(df)} trials, {errored} errored):",
+             format_best(df, metric=metric, mode=mode)]
+    if len(objectives) > 1:
+        names = ", ".join(f"{o.name} ({o.mode})" for o in objectives)
+        lines += ["", f"Pareto front over {names}: {int(df['pareto'].sum())} of {int(df['completed'].sum())} "
+                      f"finished trials", format_pareto(df, objectives)]
+    return "\n".join(lines)
+
+
+def summary(exp_dir: str) -> str:
+    """format_summary of a written experiment (EXP_DIR/experiment.json and trials.parquet)."""
+    info = results.read_experiment(exp_dir)
+    objectives = [Objective(**o) for o in info.get("objectives", [])]
+    return format_summary(results.read_trials(exp_dir), info.get("metric", SELECTION_METRIC),
+                          info.get("mode", "max"), objectives)

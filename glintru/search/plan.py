@@ -1,0 +1,178 @@
+"""From settings to a Plan, before Ray starts: the settings validated (settings.py), then checked
+against this machine and the files they name (the dataset, the experiment directory, the storage),
+then what follows from them (the experiment directory, the phases, the scheduler)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glintru.data.dataset import DatasetError, PreparedDataset, load_dataset
+from glintru.search import results
+from glintru.search.objectives import Objective
+from glintru.search.results import SELECTION_METRIC, join
+from glintru.search.settings import (
+    SearchError,
+    SearchSettings,
+    check_resources,
+    check_storage,
+    default_gpus_per_trial,
+    merge_resumed,
+    validate_settings,
+)
+from glintru.search.spaces import Space
+
+log = logging.getLogger("glintru")
+
+MODE = "max"
+
+
+@dataclass
+class Plan:
+    """Validated settings and what follows from them."""
+
+    settings: SearchSettings
+    space: Space
+    dataset: PreparedDataset
+    exp_dir: str
+    phases: list[str]
+    scheduler: str
+    objectives: list[Objective] = field(default_factory=list)
+    sampler: str = "tpe"
+
+    @property
+    def metric(self) -> str:
+        """The metric that selects configurations (seed reruns) and that ASHA watches."""
+        return self.objectives[0].metric if self.objectives else SELECTION_METRIC
+
+    @property
+    def mode(self) -> str:
+        return self.objectives[0].mode if self.objectives else MODE
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or ""
+
+    @property
+    def train_storage(self) -> str:
+        return join(self.exp_dir, "train")
+
+    @property
+    def tune_storage(self) -> str:
+        return join(self.exp_dir, "tune")
+
+    @property
+    def local(self) -> bool:
+        return self.settings.address is None
+
+
+# -- facts about this machine and its files -------------------------------------------------------
+
+def local_gpus(s: SearchSettings) -> int:
+    """GPUs an embedded Ray offers: --num-gpus, else those torch sees."""
+    if s.num_gpus is not None:
+        return s.num_gpus
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def filesystem_type(path: str, mounts: str | None = None) -> str | None:
+    """The type of the filesystem holding `path` (the longest mount point above it) by the mount
+    table (default /proc/mounts), or None where there is none (not Linux)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    best, fstype = "", None
+    target = os.path.realpath(path)
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, fstype = point, parts[2]
+    return fstype
+
+
+def storage_filesystem(s: SearchSettings) -> str | None:
+    """The filesystem type of a local --storage path (None for cloud storage)."""
+    location = str(s.storage)
+    if results.is_uri(location) and not location.startswith("file://"):
+        return None
+    return filesystem_type(location.removeprefix("file://"))
+
+
+def check_machine(s: SearchSettings) -> SearchSettings:
+    """The resources and storage asked for, against this machine; the settings with
+    --gpus-per-trial resolved (a new object: the caller's settings stay as given)."""
+    gpus = local_gpus(s) if s.address is None else 0
+    check_resources(s, cpus=s.num_cpus or os.cpu_count() or 1, gpus=gpus)
+    check_storage(s, storage_filesystem(s) if s.address is not None else None)
+    if s.mlflow is not None:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise SearchError("--mlflow needs the mlflow package: pip install mlflow (or drop --mlflow)") from None
+    return dataclasses.replace(s, gpus_per_trial=default_gpus_per_trial(s, gpus))
+
+
+def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
+    """A resumed search's settings: those stored in EXP_DIR/experiment.json plus the flags a resume
+    applies; SearchError naming every other flag given with a value the experiment does not have."""
+    if not settings.name:
+        raise SearchError("--resume needs --name (the experiment to resume) and the same --storage")
+    exp_dir = join(results.normalize_location(settings.storage), settings.name)
+    if not results.exists(join(exp_dir, results.EXPERIMENT_FILE)):
+        raise SearchError(f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} "
+                          f"(check --name and --storage)")
+    return merge_resumed(settings, results.read_experiment(exp_dir)["settings"])
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+def plan_search(settings: SearchSettings) -> Plan:
+    """Every check that can run before Ray starts (SearchError with the fix), then the plan.
+    `settings` is not changed; the plan holds a copy with the defaults filled in."""
+    space, objectives, sampler = validate_settings(settings)
+    s = check_machine(settings)
+    try:
+        dataset = load_dataset(s.data)
+    except DatasetError as e:
+        raise SearchError(f"--data: {e}") from None
+    name = s.name or f"{space.name}-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp_dir = join(results.normalize_location(s.storage), name)
+    if not s.resume and results.exists(exp_dir):
+        raise SearchError(f"experiment {exp_dir} already exists; resume it with --resume --name {name} "
+                          f"or choose another --name")
+    phases = ["grid"] if s.grid else (["search", "seeds"] if s.seeds else ["search"])
+    # ASHA watches one metric: with several objectives it runs only when asked, on the first
+    scheduler = s.scheduler or ("fifo" if s.grid or len(objectives) > 1 else "asha")
+    plan = Plan(settings=dataclasses.replace(s, name=name), space=space, dataset=dataset, exp_dir=exp_dir,
+                phases=phases, scheduler=scheduler, objectives=objectives, sampler=sampler)
+    log.info("search %s: space %s, dataset %s, phases %s, scheduler %s, sampler %s", exp_dir, space.name,
+             dataset.name, "+".join(phases), scheduler, sampler if not s.grid else "none")
+    return plan
+
+
+def resume_command(plan: Plan) -> str:
+    """The exact command line that finishes this experiment."""
+    s = plan.settings
+    args = ["python", "tune/search.py", "--resume", "--name", plan.name,
+            "--storage", results.normalize_location(s.storage)]
+    if s.address is not None:
+        args += ["--address", s.address]
+    if s.num_cpus is not None:
+        args += ["--num-cpus", str(s.num_cpus)]
+    if s.num_gpus is not None:
+        args += ["--num-gpus", str(s.num_gpus)]
+    if s.shared_storage:
+        args.append("--shared-storage")
+    return shlex.join(args)
