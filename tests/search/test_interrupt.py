@@ -16,11 +16,11 @@ import psutil
 import pytest
 
 from glintru.search import results, study
-from search_helpers import REPO, SMALL, cli_command, cli_env
+from search_helpers import REPO, cli_command, cli_env
 
 pytestmark = pytest.mark.slow
 
-MODEL = ["hidden_size=16", "num_heads=2", "num_layers=1"]
+MODEL = ["--set", "hidden_size=16", "num_heads=2", "num_layers=1"]
 
 
 def _journal_trials(path) -> list:
@@ -38,9 +38,12 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
     exp_dir = f"{storage}/term"
     local = study.local_journal(exp_dir, "term")
     shutil.rmtree(local.parent, ignore_errors=True)
-    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "3", "--max-epochs", "3",
-            "--max-concurrent", "1", "--num-cpus", "2", "--storage", storage, "--name", "term",
-            *SMALL, *MODEL]
+    # FIFO and no early stopping: every trial trains all its epochs and has test metrics, and with
+    # epochs of well under a second, 30 of them keep a trial running long enough for the signal
+    # to strike while it does
+    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "3", "--max-epochs", "30",
+            "--scheduler", "fifo", "--max-concurrent", "1", "--num-cpus", "2", "--storage", storage,
+            "--name", "term", "--set", "max_length=20", "batch_size=256", "patience=30", *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
