@@ -13,10 +13,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from search_helpers import REPO, SMALL, cli_command, cli_env, run_cli
 
 from glintru.search import results
 from glintru.search.ray_setup import dashboard_port
+
+from search_helpers import REPO, SMALL, cli_command, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 

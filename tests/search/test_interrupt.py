@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from glintru.search import results, study
+
 from search_helpers import REPO, cli_command, cli_env
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from glintru.analysis.plots import pareto_plot
-from glintru.search.objectives import parse_objectives, pareto_mask
+from glintru.search.objectives import pareto_mask, parse_objectives
 
 
 def _trials() -> pd.DataFrame:

@@ -9,12 +9,13 @@ import shlex
 
 import pytest
 import ray
-from search_helpers import REPO
 from test_search_cli import cli
 
 from glintru.search.plan import plan_search
 from glintru.search.settings import validate_settings
 from glintru.settings import split_pairs
+
+from search_helpers import REPO
 
 README = (REPO / "README.md").read_text()
 PREFIX = "python tune/search.py"

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 import ray
-from search_helpers import CLI
 
 from glintru.search.plan import plan_search
 from glintru.search.settings import SearchSettings, grid_configs
+
+from search_helpers import CLI
 
 
 def _load_cli():

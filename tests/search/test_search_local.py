@@ -13,7 +13,6 @@ import optuna
 import pandas as pd
 import pytest
 import ray
-from search_helpers import REPO
 
 from glintru.data.dataset import load_dataset
 from glintru.search import results
@@ -21,6 +20,8 @@ from glintru.search.data import fetch_dataset, in_shared_memory, share_dataset
 from glintru.search.ray_setup import dashboard_port
 from glintru.search.runner import run_search
 from glintru.search.settings import SearchSettings
+
+from search_helpers import REPO
 
 SMALL = {"max_length": 20, "batch_size": 256, "patience": 3}
 

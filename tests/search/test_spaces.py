@@ -8,8 +8,7 @@ import optuna
 import pytest
 
 from glintru.models import MODELS, get_model_class, resolve_config
-from glintru.search.spaces import (ABLATIONS, GATE_ACTIVATIONS, SPACES, ablation_flags, format_spaces,
-                                   get_space)
+from glintru.search.spaces import ABLATIONS, GATE_ACTIVATIONS, SPACES, ablation_flags, format_spaces, get_space
 from glintru.train import TrainConfig, split_overrides
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
