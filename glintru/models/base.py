@@ -33,7 +33,7 @@ class ModelConfig:
         return {f.name for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_preset(cls, preset: str | None = None, **overrides: Any) -> "ModelConfig":
+    def from_preset(cls, preset: str | None = None, **overrides: Any) -> ModelConfig:
         """Defaults, then the dataset preset, then the model's preset entry, then overrides."""
         values: dict[str, Any] = {}
         if preset is not None:
@@ -92,6 +92,8 @@ class SequentialRecommender(nn.Module, abc.ABC):
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # Set by each subclass: the item table [n_items + 1, d] that `item_embeddings` reads by default.
+    item_embedding: nn.Embedding
 
     def __init__(self, config: ModelConfig, n_items: int,
                  item_features: dict[str, tuple[np.ndarray, int]] | None = None):

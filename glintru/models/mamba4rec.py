@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -165,7 +165,7 @@ class Mamba4Rec(SequentialRecommender):
         normal_init(self)
         if config.dt_init == "mamba":
             for layer in self.layers:
-                layer.mamba.reset_dt()
+                cast(MambaLayer, layer).mamba.reset_dt()
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return gather_last(self.prefix_outputs(item_seq, lengths), lengths)

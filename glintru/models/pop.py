@@ -23,6 +23,8 @@ class PopularityRanker(nn.Module):
     (log counts), so full and sampled evaluation treat it exactly like a trained model.
     """
 
+    log_counts: torch.Tensor  # buffer [n_items + 1, 1]
+
     def __init__(self, popularity: np.ndarray, max_length: int = 50):
         super().__init__()
         self.config = PopConfig(max_length)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -89,15 +90,17 @@ class SMLPLayer(nn.Module):
 class FeatureEmbedding(nn.Module):
     """Per-item embedding of one side feature: the mean over the item's tokens (0 = no token)."""
 
+    tokens: torch.Tensor  # buffer [n_items + 1, T]
+
     def __init__(self, tokens: np.ndarray, vocab_size: int, d: int):
         super().__init__()
-        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
-        if tokens.dim() != 2:
-            raise ValueError(f"feature tokens must be a [n_items + 1, T] matrix; got shape {tuple(tokens.shape)}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
-            raise ValueError(f"feature tokens must lie in 0..{vocab_size - 1}; got {tokens.min()}..{tokens.max()}")
+        ids = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+        if ids.dim() != 2:
+            raise ValueError(f"feature tokens must be a [n_items + 1, T] matrix; got shape {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(f"feature tokens must lie in 0..{vocab_size - 1}; got {ids.min()}..{ids.max()}")
         # Data, not state: the dataset supplies it again whenever the model is built.
-        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("tokens", ids, persistent=False)
         self.embedding = nn.Embedding(vocab_size, d, padding_idx=0)
 
     def table(self) -> torch.Tensor:
@@ -177,7 +180,7 @@ class SMLP4Rec(SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         seq, lengths = self._left_aligned(item_seq, lengths)
         slots = [self.item_embedding(seq)]
-        slots += [F.embedding(seq, feat.table()) for feat in self.features.values()]
+        slots += [F.embedding(seq, cast(FeatureEmbedding, feat).table()) for feat in self.features.values()]
         x = torch.stack(slots, 1)  # [B, F, L, d]; slot 0 is the item id
         mask = (torch.arange(seq.size(1), device=seq.device) < lengths.unsqueeze(1)).to(x.dtype)
         mask = mask[:, None, :, None]
