@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,8 @@ VARIANTS = ("masked", "reference")
 
 class TemporalConv1d(nn.Module):
     """A d -> d convolution along the sequence; output position t sees t + offsets."""
+
+    offsets: torch.Tensor  # buffer [k]
 
     def __init__(self, d: int, kernel_size: int, padding: str):
         super().__init__()
@@ -135,13 +137,15 @@ class DenseSelectiveGRU(nn.Module):
         whole), then the output convolution at t over those f rows, the exact row(s) before them
         and zeros after t. Needs a one-layer GRU (the state f steps back of each layer).
         """
-        f = self.conv_in.pad[1] if self.conv_in is not None else 0
-        if f == 0:
+        conv_in, conv_out = self.conv_in, self.conv_out
+        f = conv_in.pad[1] if conv_in is not None else 0
+        if conv_in is None or f == 0:
             return self.forward(x, mask, lengths)
+        assert conv_out is not None  # use_conv builds both convolutions
         B, N, d = x.shape
         m = mask.unsqueeze(-1).to(x.dtype)
         w0x = self.w0(x) * m
-        c = self.conv_in(w0x)
+        c = conv_in(w0x)
         h, _ = self.gru(c)
         u = self.gate(c) * self.proj(h) * m
         t = torch.arange(N, device=x.device)
@@ -149,7 +153,7 @@ class DenseSelectiveGRU(nn.Module):
         edge = []
         for j in range(1, f + 1):
             # Position p = t - f + j of the prefix ending at t has f - j items after it.
-            c_j = _delay(self.conv_in.cut(w0x, f - j), f - j, N)
+            c_j = _delay(conv_in.cut(w0x, f - j), f - j, N)
             out, new_state = self.gru(c_j.reshape(B * N, 1, d), state)
             # Positions before the sequence's start do not exist: the state stays at zero there.
             real = (t - f + j >= 0).view(1, N, 1).expand(B, N, 1).reshape(1, B * N, 1)
@@ -158,9 +162,9 @@ class DenseSelectiveGRU(nn.Module):
             edge.append(u_j)
         # Output window at t: offsets -left..f; those <= -f come from the full sequence, the next
         # f are the recomputed edge rows, the ones after t are zeros.
-        left = self.conv_out.pad[0]
+        left = conv_out.pad[0]
         rows = [_delay(u, -o, N) for o in range(-left, -f + 1)] + edge + [torch.zeros_like(u)] * f
-        return self.conv_out.window(torch.stack(rows, dim=2))
+        return conv_out.window(torch.stack(rows, dim=2))
 
 
 class GatedMLP(nn.Module):
@@ -185,6 +189,7 @@ class GLINTRUBlock(nn.Module):
         d, eps = cfg.hidden_size, cfg.layer_norm_eps
         self.attn = None
         if cfg.use_attention:
+            assert cfg.attention_key_norm is not None  # resolved from the variant in __post_init__
             self.attn = LinearAttention(d, cfg.num_heads, cfg.dropout, key_norm=cfg.attention_key_norm)
             self.attn_norm = nn.LayerNorm(d, eps=eps)
         self.gru = DenseSelectiveGRU(cfg) if cfg.use_gru else None
@@ -228,10 +233,13 @@ class GLINTRUBlock(nn.Module):
     def _mix(self, xs: torch.Tensor, a: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
         """Mixing, data-aware gate and gated MLP: position-wise, on the experts' outputs."""
         if self.mix_logits is not None:
+            assert a is not None and y is not None  # the mixing logits exist only with both experts
             w = torch.softmax(self.mix_logits, dim=0)
             mixed = w[0] * a + w[1] * y
         else:
-            mixed = a if a is not None else y
+            expert = a if a is not None else y
+            assert expert is not None  # at least one expert (GLINTRUConfig.validate)
+            mixed = expert
         z = F.gelu(self.data_gate(xs)) * mixed
         z = self.mix_norm(self.mix_dropout(self.mix_out(z)) + xs)
         if self.mlp is not None:
@@ -386,6 +394,7 @@ class GLINTRU(SequentialRecommender):
     """
 
     config_class = GLINTRUConfig
+    config: GLINTRUConfig
 
     def __init__(self, config: GLINTRUConfig, n_items: int, item_features=None):
         super().__init__(config, n_items, item_features)
@@ -456,7 +465,7 @@ class GLINTRU(SequentialRecommender):
         x = self.emb_dropout(self.item_embedding(item_seq))
         for block in self.blocks[:-1]:
             x = block(x, mask, lengths)  # causal (one_pass_support): row t is the prefix's already
-        return self.blocks[-1].prefix(x, mask, lengths)
+        return cast(GLINTRUBlock, self.blocks[-1]).prefix(x, mask, lengths)
 
     def sequence_output(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Block outputs at every position [B, N, d] (N = max_length for the reference variant);
@@ -465,4 +474,5 @@ class GLINTRU(SequentialRecommender):
 
     def mixing_weights(self) -> torch.Tensor:
         """[num_layers, 2]: each block's (attention, GRU) expert weights."""
-        return torch.stack([b.mixing_weights().to(self.item_embedding.weight.device) for b in self.blocks])
+        return torch.stack([cast(GLINTRUBlock, b).mixing_weights().to(self.item_embedding.weight.device)
+                            for b in self.blocks])

@@ -183,6 +183,7 @@ class LowRankAttention(nn.Module):
 
 class LightSANs(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = LightSANsConfig
+    config: LightSANsConfig
 
     def __init__(self, config: LightSANsConfig, n_items: int,
                  item_features: dict[str, tuple[np.ndarray, int]] | None = None):

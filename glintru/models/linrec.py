@@ -84,14 +84,17 @@ class LinRecConfig(TransformerConfig):
 
 class LinRec(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = LinRecConfig
+    config: LinRecConfig
 
     def __init__(self, config: LinRecConfig, n_items: int,
                  item_features: dict[str, tuple[np.ndarray, int]] | None = None):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
+        key_norm = config.attention_key_norm
+        assert key_norm is not None  # resolved from the variant in LinRecConfig.__post_init__
         self.layers = nn.ModuleList(
             TransformerLayer(LinearAttention(d, config.num_heads, config.dropout,
-                                             key_norm=config.attention_key_norm), d, config.inner_size,
+                                             key_norm=key_norm), d, config.inner_size,
                              config.dropout, config.layer_norm_eps)
             for _ in range(config.num_layers)
         )
