@@ -112,6 +112,7 @@ class OutputHead(nn.Module):
 
 class BERT4Rec(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = BERT4RecConfig
+    config: BERT4RecConfig
 
     def __init__(self, config: BERT4RecConfig, n_items: int,
                  item_features: dict[str, tuple[np.ndarray, int]] | None = None):
@@ -220,8 +221,13 @@ class BERT4Rec(TransformerRecommender):
             labelled &= at_or_after <= cap
         return labelled
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the masked items over all items (masked item prediction)."""
+    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the masked items over all items (masked item prediction), averaged over
+        the masked positions: a sample has no loss of its own, so `reduction` must be "mean"."""
+        if reduction != "mean":
+            raise ValueError(f"{type(self).__name__}'s masked-item loss is a mean over the masked positions; "
+                             f"reduction must be 'mean', got {reduction!r}")
         if self.config.masking == "history":
             self.check_width(item_seq)
             seq, pos = item_seq, (lengths - 1).clamp(min=0)
