@@ -39,7 +39,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: dataset {spec.name} is registered as --format {spec.format}, not {args.format}; "
                          "drop --format")
     # explicit options override the registered recipe; the counts comparison then says so
-    recipe = {"min_rating": spec.recipe.min_rating, "k_core": spec.recipe.k_core, "duplicates": spec.recipe.duplicates}
+    recipe: dict[str, Any] = {"min_rating": spec.recipe.min_rating, "k_core": spec.recipe.k_core, "duplicates": spec.recipe.duplicates}
     given = {"min_rating": args.min_rating, "k_core": args.k_core, "duplicates": args.duplicates}
     changed = {k: v for k, v in given.items() if v is not None and v != recipe[k]}
     recipe.update(changed)
