@@ -1,5 +1,5 @@
 """A ninth model written the way CONTRIBUTING.md says: a config dataclass and a module. Tests register
-it to show that one `ModelSpec` entry is all the platform needs: test_registry.py trains, evaluates
+it to show that one `ModelSpec` entry is all the platform needs: test_model_registry.py trains, evaluates
 and tabulates it through the CLI, test_contract.py holds it to every check of the model contract."""
 
 from __future__ import annotations

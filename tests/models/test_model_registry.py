@@ -14,6 +14,7 @@ import torch
 from glintru import cli
 from glintru.analysis.tables import MODEL_NAMES, MODEL_ORDER, model_name
 from glintru.models import MODELS, ModelSpec, get_spec, model_names, register_model
+
 from model_checks import TOY, one_thread, toy_registered  # noqa: F401  (fixtures: one_thread autouse)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -49,9 +50,28 @@ def test_a_registered_model_runs_through_cli_training_and_tables(tmp_path, capsy
     data = tmp_path / "syn"
     assert cli.main(["synthetic", "--out", str(data), "--users", "60", "--items", "30", "--seed", "1"]) == 0
     out = tmp_path / "run"
-    code = cli.main(["train", "--data", str(data), "--model", "meanpool", "--set", "hidden_size=16",
-                     "--set", "max_length=10", "--epochs", "2", "--eval-mode", "full", "--device", "cpu",
-                     "--quiet", "--out", str(out)])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            "meanpool",
+            "--set",
+            "hidden_size=16",
+            "--set",
+            "max_length=10",
+            "--epochs",
+            "2",
+            "--eval-mode",
+            "full",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and 0.0 <= metrics["test"]["ndcg@10"] <= 1.0

@@ -11,7 +11,7 @@ import pytest
 
 from glintru.cli import main
 from glintru.data import registry, sources
-from glintru.data.registry import DATASETS, Counts, DatasetSpec, Recipe, RemoteFile, compare_counts, get_dataset
+from glintru.data.registry import DATASETS, DatasetSpec, Recipe, RemoteFile, compare_counts, get_dataset
 
 REAL_BEAUTY = Path(os.environ.get("GLINTRU_BEAUTY_TXT", "/tmp/real/Beauty.txt"))
 
@@ -23,18 +23,33 @@ def test_registry_is_consistent():
         assert s.files[0].url.startswith(("https://", "http://"))
         if any(f.sha256 for f in s.files):
             assert s.checksum_source, f"{s.name}: a checksum needs its public source"
-    assert {"ml-100k", "ml-1m", "ml-20m", "beauty", "video-games", "all-beauty-2018", "luxury-beauty-2018",
-            "video-games-2018", "beauty-seq"} <= set(DATASETS)
+    assert {
+        "ml-100k",
+        "ml-1m",
+        "ml-20m",
+        "beauty",
+        "video-games",
+        "all-beauty-2018",
+        "luxury-beauty-2018",
+        "video-games-2018",
+        "beauty-seq",
+    } <= set(DATASETS)
 
 
 def test_check_registry_rejects_a_bad_entry(monkeypatch):
-    bad = DatasetSpec("bad", "bad", "xml", (RemoteFile("https://example.invalid/a.xml"),), input="a.xml",
-                      recipe=Recipe(), counts=None)
+    bad = DatasetSpec(
+        "bad", "bad", "xml", (RemoteFile("https://example.invalid/a.xml"),), input="a.xml", recipe=Recipe(), counts=None
+    )
     monkeypatch.setitem(DATASETS, "bad", bad)
     with pytest.raises(ValueError, match="bad: unknown format 'xml'"):
         registry.check_registry()
-    monkeypatch.setitem(DATASETS, "bad", DatasetSpec("bad", "bad", "csv", (RemoteFile("https://e.invalid/a.csv"),),
-                                                     input="b.csv", recipe=Recipe(), counts=None))
+    monkeypatch.setitem(
+        DATASETS,
+        "bad",
+        DatasetSpec(
+            "bad", "bad", "csv", (RemoteFile("https://e.invalid/a.csv"),), input="b.csv", recipe=Recipe(), counts=None
+        ),
+    )
     with pytest.raises(ValueError, match="input 'b.csv' is not the downloaded file 'a.csv'"):
         registry.check_registry()
 
@@ -66,8 +81,11 @@ def test_other_registries_agree_with_the_dataset_registry():
 
     for name, shape in SHAPES.items():  # synthetic logs shaped like the paper's datasets
         counts = get_dataset(name).counts
-        assert (shape.n_users, shape.n_items, shape.n_interactions) == (counts.users, counts.items,
-                                                                       counts.interactions), name
+        assert (shape.n_users, shape.n_items, shape.n_interactions) == (
+            counts.users,
+            counts.items,
+            counts.interactions,
+        ), name
     assert set(DATASET_PRESETS) <= set(DATASETS)  # each model preset names a dataset one can download
 
 
@@ -76,8 +94,10 @@ def test_compare_counts_messages():
     same = {"users": 22363, "items": 12101, "interactions": 198502, "avg_length": 8.88}
     match, msg = compare_counts(spec, same)
     assert match is True
-    assert msg == ("beauty: counts match the registered counts (GLINT-RU paper, Table 1): "
-                   "22,363 users, 12,101 items, 198,502 interactions")
+    assert msg == (
+        "beauty: counts match the registered counts (GLINT-RU paper, Table 1): "
+        "22,363 users, 12,101 items, 198,502 interactions"
+    )
     match, msg = compare_counts(spec, {**same, "users": 22300, "interactions": 198000})
     assert match is False
     assert msg.endswith("users 22,300 (expected 22,363); interactions 198,000 (expected 198,502)")
