@@ -9,8 +9,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / "tune" / "search.py"
-# every trial fixes a short history and small batches, so that an epoch takes well under a second
-SMALL = ["--set", "max_length=20", "batch_size=256", "patience=3"]
+
+
+def small(patience: int = 3) -> list[str]:
+    """`--set` of a short history and small batches, so that an epoch takes well under a second
+    (a key given twice is an error, so a test that wants another patience asks for it here)."""
+    return ["--set", "max_length=20", "batch_size=256", f"patience={patience}"]
+
 
 
 def cli_env() -> dict[str, str]:

@@ -17,7 +17,7 @@ import pytest
 from glintru.search import results
 from glintru.search.ray_setup import dashboard_port
 
-from search_helpers import REPO, SMALL, cli_command, cli_env, run_cli
+from search_helpers import REPO, cli_command, cli_env, run_cli, small
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_killed_driver_resumes_without_redoing_work(tiny_data, tmp_path):
     exp = tmp_path / "killed"
     args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=3e-3,1e-3", "--max-epochs", "12",
             "--max-concurrent", "1", "--num-cpus", "4", "--storage", str(tmp_path), "--name", "killed",
-            *SMALL, "patience=12", *MODEL]
+            *small(patience=12), *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -138,7 +138,7 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
     epochs = 10
     args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=1e-3,2e-3,3e-3,4e-3",
             "--max-epochs", str(epochs), "--address", cluster.address, "--storage", str(tmp_path),
-            "--name", "nodes", "--max-failures", "3", "--shared-storage", *SMALL, f"patience={epochs}", *MODEL]
+            "--name", "nodes", "--max-failures", "3", "--shared-storage", *small(patience=epochs), *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -197,9 +197,9 @@ def test_concurrency_follows_a_cluster_that_grows(tiny_data, tmp_path):
     first = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     exp = tmp_path / "grow"
-    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "6", "--max-epochs", "15",
+    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "6", "--max-epochs", "40",
             "--scheduler", "fifo", "--address", cluster.address, "--storage", str(tmp_path), "--name", "grow",
-            "--shared-storage", *SMALL, "patience=15", *MODEL]
+            "--shared-storage", *small(patience=40), *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

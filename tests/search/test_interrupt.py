@@ -17,7 +17,7 @@ import pytest
 
 from glintru.search import results, study
 
-from search_helpers import REPO, cli_command, cli_env
+from search_helpers import REPO, cli_command, cli_env, small
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
     # to strike while it does
     args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "3", "--max-epochs", "30",
             "--scheduler", "fifo", "--max-concurrent", "1", "--num-cpus", "2", "--storage", storage,
-            "--name", "term", "--set", "max_length=20", "batch_size=256", "patience=30", *MODEL]
+            "--name", "term", *small(patience=30), *MODEL]
     proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
