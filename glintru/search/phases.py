@@ -98,7 +98,9 @@ def _search_alg(plan: Plan) -> Any:
 
     s = plan.settings
     many = len(plan.objectives) > 1
-    return OptunaSearch(space=plan.space.sampler(s.overrides),
+    # a define-by-run function of an Optuna trial (typed loosely in spaces.py, which imports no Optuna)
+    space: Any = plan.space.sampler(s.overrides)
+    return OptunaSearch(space=space,
                         metric=[o.metric for o in plan.objectives] if many else plan.metric,
                         mode=[o.mode for o in plan.objectives] if many else plan.mode,
                         sampler=make_sampler(plan.sampler, s.seed), study_name=plan.name,
@@ -229,7 +231,9 @@ def collect_phase(plan: Plan, phase: str) -> list[TrialRecord]:
         tune_checkpoint = last.get("checkpoint_dir_name")
         own = [join(path, trial.trial_id, tune_checkpoint)] if tune_checkpoint else []
         run_dir, run_metrics = results.final_run(plan.train_storage, trial.trial_id, last, checkpoint_dirs=own)
-        error = results.error_reason(trial.get_error()) if trial.status == "ERROR" else None
+        # get_error() is annotated as a TuneError but returns the error file's text
+        text = trial.get_error() if trial.status == "ERROR" else None
+        error = results.error_reason(str(text)) if text else None
         records.append(TrialRecord(trial_id=trial.trial_id, phase=phase, status=trial.status,
                                    config=dict(trial.config), last_result=last, error=error,
                                    num_failures=trial.num_failures, run_metrics=run_metrics,
