@@ -28,23 +28,50 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("experiments", nargs="+", metavar="EXP_DIR",
-                   help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)")
-    p.add_argument("--out", default="report",
-                   help="output directory (default report/); an earlier report there is replaced whole")
-    p.add_argument("--metric", action="append", metavar="NAME",
-                   help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})")
-    p.add_argument("--test", choices=("paired", "welch", "wilcoxon"), default="paired",
-                   help="test behind the table's marks; the other two are reported as checks")
+    p.add_argument(
+        "experiments",
+        nargs="+",
+        metavar="EXP_DIR",
+        help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)",
+    )
+    p.add_argument(
+        "--out", default="report", help="output directory (default report/); an earlier report there is replaced whole"
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})",
+    )
+    p.add_argument(
+        "--test",
+        choices=("paired", "welch", "wilcoxon"),
+        default="paired",
+        help="test behind the table's marks; the other two are reported as checks",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
     p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
-    p.add_argument("--only", action="append", default=[], metavar="COLUMN=VALUE",
-                   help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)",
+    )
     p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
-    p.add_argument("--ablation", action="append", default=[], metavar="COLUMN",
-                   help="add an ablation table over this column (e.g. config/gate_activation); repeatable")
-    p.add_argument("--top", type=positive_int, default=5,
-                   help="best configurations listed per model and dataset of a search (default 5)")
+    p.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="add an ablation table over this column (e.g. config/gate_activation); repeatable",
+    )
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=5,
+        help="best configurations listed per model and dataset of a search (default 5)",
+    )
     p.add_argument("--title", default="glintru report", help="heading of report.md and report.html")
     return p.parse_args(argv)
 
@@ -52,16 +79,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     metrics = [m.strip() for item in (args.metric or [",".join(PAPER_METRICS)]) for m in item.split(",") if m.strip()]
-    options = ReportOptions(metrics=metrics, select=args.select, test=args.test, alpha=args.alpha,
-                            reference=args.reference, ablations=args.ablation, title=args.title, top=args.top)
+    options = ReportOptions(
+        metrics=metrics,
+        select=args.select,
+        test=args.test,
+        alpha=args.alpha,
+        reference=args.reference,
+        ablations=args.ablation,
+        title=args.title,
+        top=args.top,
+    )
     out = Path(args.out)
     try:
         check_out(out)
         results = collect(args.experiments).only(parse_conditions(args.only))
         for column in args.ablation:  # a typo here would otherwise only show as a note inside the report
             if column not in results.trials.columns:
-                raise ValueError(f"--ablation {column}: no such column in the trials; config columns: "
-                                 f"{', '.join(c for c in results.trials.columns if c.startswith('config/'))}")
+                raise ValueError(
+                    f"--ablation {column}: no such column in the trials; config columns: "
+                    f"{', '.join(c for c in results.trials.columns if c.startswith('config/'))}"
+                )
         paths = write_report_atomically(results, out, options)
     except (SignificanceError, FileNotFoundError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -80,8 +117,10 @@ def check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
-        raise ValueError(f"--out {out}: a non-empty directory that holds no earlier report (no report.json); "
-                         "choose another --out or empty it")
+        raise ValueError(
+            f"--out {out}: a non-empty directory that holds no earlier report (no report.json); "
+            "choose another --out or empty it"
+        )
 
 
 def write_report_atomically(results: Results, out: Path, options: ReportOptions) -> dict[str, Path]:

@@ -35,11 +35,18 @@ def read_run(path: Path) -> dict[str, Any]:
     """One run's model, seed, metrics (own protocol and full ranking) and per-user frames."""
     config = json.loads((path / "config.json").read_text())
     metrics = json.loads((path / "metrics.json").read_text())
-    run = {"path": str(path), "model": config["model"], "seed": config["train_config"]["seed"],
-           "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
-           "test": metrics["test"], "valid": metrics["valid"], "best_epoch": metrics["best_epoch"],
-           "epochs": metrics["epochs"], "seconds_per_epoch": metrics["seconds_per_epoch"],
-           "users": pd.read_parquet(path / "test_users.parquet").set_index("user")}
+    run = {
+        "path": str(path),
+        "model": config["model"],
+        "seed": config["train_config"]["seed"],
+        "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
+        "test": metrics["test"],
+        "valid": metrics["valid"],
+        "best_epoch": metrics["best_epoch"],
+        "epochs": metrics["epochs"],
+        "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "users": pd.read_parquet(path / "test_users.parquet").set_index("user"),
+    }
     full = path / "eval-full.json"
     if full.exists():
         run["full"] = json.loads(full.read_text())["test"]
@@ -82,8 +89,16 @@ def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 
                 other_users = sum(r[frame] for r in other) / len(other)
                 for k in METRICS:
                     c = paired_ttest(ref_users[k], other_users[k], reference, m)
-                    tests.append({"protocol": "full" if frame == "full_users" else next(iter(protocols)),
-                                  "model": m, "metric": k, "diff": c.diff, "p": c.p, "n_users": c.n_a})
+                    tests.append(
+                        {
+                            "protocol": "full" if frame == "full_users" else next(iter(protocols)),
+                            "model": m,
+                            "metric": k,
+                            "diff": c.diff,
+                            "p": c.p,
+                            "n_users": c.n_a,
+                        }
+                    )
         for proto in {t["protocol"] for t in tests}:
             group = [t for t in tests if t["protocol"] == proto]
             for t, p_adj in zip(group, holm([t["p"] for t in group])):
@@ -127,12 +142,19 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
         cells += [f"{be[0]:.0f}" + (f" ± {be[1]:.0f}" if be[1] else ""), f"{ep[0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     if summary["tests"]:
-        lines += ["", f"Paired t-tests over test users, {display_name(ref)} minus each baseline (per-user metrics "
-                  "averaged over seeds; p Holm-adjusted within each protocol):", "",
-                  "| protocol | baseline | metric | diff | p | p (Holm) |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Paired t-tests over test users, {display_name(ref)} minus each baseline (per-user metrics "
+            "averaged over seeds; p Holm-adjusted within each protocol):",
+            "",
+            "| protocol | baseline | metric | diff | p | p (Holm) |",
+            "|---|---|---|---|---|---|",
+        ]
         for t in summary["tests"]:
-            lines.append(f"| {t['protocol']} | {display_name(t['model'])} | {t['metric']} | {t['diff']:+.4f} | "
-                         f"{t['p']:.2g} | {t['p_holm']:.2g} |")
+            lines.append(
+                f"| {t['protocol']} | {display_name(t['model'])} | {t['metric']} | {t['diff']:+.4f} | "
+                f"{t['p']:.2g} | {t['p_holm']:.2g} |"
+            )
     return "\n".join(lines) + "\n"
 
 

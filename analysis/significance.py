@@ -26,22 +26,42 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("experiments", nargs="+", metavar="EXP_DIR",
-                   help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)")
-    p.add_argument("--metric", action="append", metavar="NAME",
-                   help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})")
+    p.add_argument(
+        "experiments",
+        nargs="+",
+        metavar="EXP_DIR",
+        help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})",
+    )
     p.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    p.add_argument("--test", choices=("paired", "welch", "wilcoxon"), default="paired",
-                   help="paired t over users (default), Welch t over seeds, or Wilcoxon signed-rank over users")
+    p.add_argument(
+        "--test",
+        choices=("paired", "welch", "wilcoxon"),
+        default="paired",
+        help="paired t over users (default), Welch t over seeds, or Wilcoxon signed-rank over users",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
     p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
-    p.add_argument("--only", action="append", default=[], metavar="COLUMN=VALUE",
-                   help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)",
+    )
     p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
     p.add_argument("--models", action="append", metavar="NAMES", help="row order / subset, comma-separated")
     p.add_argument("--datasets", action="append", metavar="NAMES", help="column order / subset, comma-separated")
-    p.add_argument("--ablation", metavar="COLUMN",
-                   help="rows are the values of this column (e.g. config/gate_activation) instead of models")
+    p.add_argument(
+        "--ablation",
+        metavar="COLUMN",
+        help="rows are the values of this column (e.g. config/gate_activation) instead of models",
+    )
     p.add_argument("--comparisons", action="store_true", help="also print every comparison (diff, CI, effect, p)")
     p.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     return p.parse_args(argv)

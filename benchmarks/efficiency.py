@@ -25,6 +25,7 @@ Writes OUT/NAME.json and OUT/NAME.md (default benchmarks/results/efficiency.*).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -32,9 +33,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import glintru  # noqa: F401
@@ -85,7 +87,7 @@ MODES: dict[str, Mode] = {
     "one-pass": Mode("one pass per history", lambda L: {}, loss=_one_pass_loss, one_pass=True),
 }
 BASELINE = "random"  # speedups are quoted against today's pipeline...
-FIXED = "fixed"      # ...and against fixed-length padding
+FIXED = "fixed"  # ...and against fixed-length padding
 
 
 def _sync(device: torch.device) -> None:
@@ -144,8 +146,9 @@ def sample_batches(widths: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray:
     return np.array([max(np.flatnonzero(widths == w), key=lambda i: sizes[i]) for w in quantile_widths])
 
 
-def estimate_epoch(widths: np.ndarray, sizes: np.ndarray, timed_widths: np.ndarray, timed_s: np.ndarray,
-                   batch_size: int) -> float:
+def estimate_epoch(
+    widths: np.ndarray, sizes: np.ndarray, timed_widths: np.ndarray, timed_s: np.ndarray, batch_size: int
+) -> float:
     """Epoch seconds from timed steps: step time interpolated in the padded width (averaged where
     several timed batches share a width), scaled by each batch's share of a full batch."""
     uw = np.unique(timed_widths)
@@ -171,10 +174,17 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
         widths = loader.padded_widths()
         sizes = np.array([len(i) for i in indices])
         chosen = np.arange(len(indices)) if a.full_epoch else sample_batches(widths, sizes, a.train_batches)
-        plans[key] = {"loader": loader, "indices": indices, "widths": widths, "sizes": sizes, "chosen": chosen,
-                      "loss": loss_fn or mode.loss or _default_loss, "timed": None}
+        plans[key] = {
+            "loader": loader,
+            "indices": indices,
+            "widths": widths,
+            "sizes": sizes,
+            "chosen": chosen,
+            "loss": loss_fn or mode.loss or _default_loss,
+            "timed": None,
+        }
 
-    for key, pl in plans.items():
+    for pl in plans.values():
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         loader = pl["loader"]
@@ -191,8 +201,12 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
             _sync(dev)
             pl["epoch_s"] = time.perf_counter() - t0
         else:
-            pl["batches"] = [gather(ds, loader.users[pl["indices"][i]], loader.positions[pl["indices"][i]],
-                                    a.max_length, loader.pad_to).to(dev) for i in pl["chosen"]]
+            pl["batches"] = [
+                gather(
+                    ds, loader.users[pl["indices"][i]], loader.positions[pl["indices"][i]], a.max_length, loader.pad_to
+                ).to(dev)
+                for i in pl["chosen"]
+            ]
             for b in pl["batches"]:
                 train_step(pl["loss"], b)  # warm-up, and this pipeline's peak memory
             _sync(dev)
@@ -215,18 +229,24 @@ def time_modes(mode_keys: list[str], ds, a, dev: torch.device, train_step, loss_
                 pl["epoch_s"] = float(np.mean(pl["timed"]) * len(pl["indices"]))
                 continue
             ch = pl["chosen"]
-            pl["epoch_s"] = estimate_epoch(pl["widths"], pl["sizes"], pl["widths"][ch], np.array(pl["timed"]),
-                                           a.batch_size)
+            pl["epoch_s"] = estimate_epoch(
+                pl["widths"], pl["sizes"], pl["widths"][ch], np.array(pl["timed"]), a.batch_size
+            )
 
     rows = {}
     for key, pl in plans.items():
         w, sz, timed = pl["widths"], pl["sizes"], pl["timed"]
         rows[key] = {
-            "mode": key, "label": MODES[key].label, "train_s_per_epoch": pl["epoch_s"],
-            "batches_per_epoch": int(len(pl["indices"])), "mean_padded_width": float(w.mean()),
-            "median_padded_width": float(np.median(w)), "samples": int(sz.sum()),
-            "timed_batches": None if timed is None else [
-                {"width": int(w[i]), "size": int(sz[i]), "step_s": t} for i, t in zip(pl["chosen"], timed)],
+            "mode": key,
+            "label": MODES[key].label,
+            "train_s_per_epoch": pl["epoch_s"],
+            "batches_per_epoch": int(len(pl["indices"])),
+            "mean_padded_width": float(w.mean()),
+            "median_padded_width": float(np.median(w)),
+            "samples": int(sz.sum()),
+            "timed_batches": None
+            if timed is None
+            else [{"width": int(w[i]), "size": int(sz[i]), "step_s": t} for i, t in zip(pl["chosen"], timed)],
             "peak_memory_mb": pl["peak_memory_mb"],
         }
     return rows
@@ -246,9 +266,17 @@ def _one_pass_plan(ds, a, dev: torch.device, loss) -> dict[str, Any]:
     k = n if getattr(a, "full_epoch", False) else min(n, max(16, 4 * getattr(a, "train_batches", 4)))
     chosen = np.unique(np.rint(np.linspace(0, n - 1, k)).astype(int))
     sizes = np.array([b.num_targets if hasattr(b, "num_targets") else len(b) for b in batches])
-    return {"loader": loader, "one_pass": True, "batches": [batches[i].to(dev) for i in chosen],
-            "indices": batches, "widths": np.array([b.item_seq.shape[1] for b in batches]), "sizes": sizes,
-            "chosen": chosen, "loss": loss, "timed": None}
+    return {
+        "loader": loader,
+        "one_pass": True,
+        "batches": [batches[i].to(dev) for i in chosen],
+        "indices": batches,
+        "widths": np.array([b.item_seq.shape[1] for b in batches]),
+        "sizes": sizes,
+        "chosen": chosen,
+        "loss": loss,
+        "timed": None,
+    }
 
 
 def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -> dict:
@@ -281,8 +309,7 @@ def step_breakdown(model, opt, b, dev: torch.device, repeats: int, bf16: bool) -
 
     out = {"width": int(b.item_seq.shape[1]), "batch": len(b)}
     full()  # every parameter has a gradient, so the optimiser step below does its real work
-    for key, fn in (("encoder_s", encoder), ("output_ce_s", output), ("optimiser_s", optimiser),
-                    ("step_s", full)):
+    for key, fn in (("encoder_s", encoder), ("output_ce_s", output), ("optimiser_s", optimiser), ("step_s", full)):
         out[key] = _time(fn, dev, repeats)
     opt.zero_grad(set_to_none=True)
     return out
@@ -303,11 +330,13 @@ def measure_one(name: str, a) -> dict:
     def infer(encode):
         model.eval()
         with torch.no_grad(), _autocast(dev, a.bf16):
-            return _time(lambda: encode(batch.item_seq, batch.lengths) @ model.item_embeddings().t(), dev,
-                         a.repeats)
+            return _time(lambda: encode(batch.item_seq, batch.lengths) @ model.item_embeddings().t(), dev, a.repeats)
 
-    result: dict[str, Any] = {"model": name, "parameters": sum(p.numel() for p in model.parameters()),
-                              "infer_batch_users": int(len(users))}
+    result: dict[str, Any] = {
+        "model": name,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "infer_batch_users": int(len(users)),
+    }
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     result["infer_ms_per_batch"] = infer(model) * 1000
@@ -323,6 +352,7 @@ def measure_one(name: str, a) -> dict:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         return train_step
 
     # one-pass is offered only where it is exact for the model; elsewhere its cell says why not
@@ -341,13 +371,16 @@ def measure_one(name: str, a) -> dict:
     loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0)
     indices, widths = loader.batch_indices(), loader.padded_widths()
     full_sizes = [i for i, s in enumerate(indices) if len(s) == max(len(x) for x in indices)]
-    pick = {"at_full_width": None,
-            "at_median_bucketed_width": min(full_sizes, key=lambda i: abs(widths[i] - np.median(widths)))}
+    pick = {
+        "at_full_width": None,
+        "at_median_bucketed_width": min(full_sizes, key=lambda i: abs(widths[i] - np.median(widths))),
+    }
     result["breakdown"] = {}
     for key, i in pick.items():
         sel = indices[i] if i is not None else indices[full_sizes[0]]
-        b = gather(ds, loader.users[sel], loader.positions[sel], a.max_length,
-                   a.max_length if i is None else None).to(dev)
+        b = gather(ds, loader.users[sel], loader.positions[sel], a.max_length, a.max_length if i is None else None).to(
+            dev
+        )
         result["breakdown"][key] = step_breakdown(model, opt, b, dev, a.repeats, a.bf16)
 
     if a.compile:
@@ -356,9 +389,14 @@ def measure_one(name: str, a) -> dict:
         compiled = torch.compile(model, dynamic=True)
         model.train()
         t0 = time.perf_counter()
-        row = time_modes(["bucketed"], ds, a, dev, make_step(model),
-                         loss_fn=lambda m, b: _output_ce(compiled(b.item_seq, b.lengths), m.item_embeddings(),
-                                                         b.targets))["bucketed"]
+        row = time_modes(
+            ["bucketed"],
+            ds,
+            a,
+            dev,
+            make_step(model),
+            loss_fn=lambda m, b: _output_ce(compiled(b.item_seq, b.lengths), m.item_embeddings(), b.targets),
+        )["bucketed"]
         row["wall_s_including_compilation"] = time.perf_counter() - t0
         row["mode"], row["label"] = "bucketed+compile", "length-bucketed, torch.compile"
         if "bucketed" in result["modes"]:
@@ -384,18 +422,24 @@ def length_sweep(name: str, ds, a, dev: torch.device) -> dict:
         targets = torch.randint(1, ds.n_items + 1, (B,), generator=g).to(dev)
         m.eval()
         with torch.no_grad():
-            inf = _time(lambda: m.scores(seq, lengths), dev, a.repeats)
+            inf = _time(functools.partial(m.scores, seq, lengths), dev, a.repeats)
         m.train()
         o = torch.optim.Adam(m.parameters(), lr=1e-3)
 
-        def tstep():
+        def tstep(m=m, o=o, seq=seq, lengths=lengths, targets=targets):  # bound now: timed in this iteration
             loss = m.loss(seq, lengths, targets)
             o.zero_grad(set_to_none=True)
             loss.backward()
             o.step()
 
-        rows.append({"length": L, "batch": B, "infer_ms": inf * 1000,
-                     "train_step_ms": _time(tstep, dev, max(2, a.repeats // 2)) * 1000})
+        rows.append(
+            {
+                "length": L,
+                "batch": B,
+                "infer_ms": inf * 1000,
+                "train_step_ms": _time(tstep, dev, max(2, a.repeats // 2)) * 1000,
+            }
+        )
     out: dict[str, Any] = {"sweep": rows}
     if len(rows) >= 2:
         xs = np.log([r["length"] for r in rows])
@@ -407,54 +451,93 @@ def length_sweep(name: str, ds, a, dev: torch.device) -> dict:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     modes = [m for m in meta["modes"]]
-    est = ("whole epochs timed" if meta["full_epoch"] else
-           f"epochs estimated from {meta['train_batches']} timed batches spread over the batch widths, "
-           "step time interpolated in the width")
-    lines = [f"Efficiency on {meta['dataset']} ({meta['n_users']:,} users, {meta['n_items']:,} items, "
-             f"{meta['samples']:,} training samples; {meta['device']}, d={meta['hidden_size']}, "
-             f"L={meta['max_length']}, batch {meta['batch_size']}, bf16 {'on' if meta['bf16'] else 'off'}, "
-             f"torch threads {meta['threads']}; {est}; medians of {meta['repeats']} runs, ratios from this run)",
-             "", "Training s/epoch by pipeline (mean padded width per batch in brackets)", "",
-             "| model | " + " | ".join(MODES[m].label for m in modes)
-             + (" | bucketed + torch.compile" if meta["compile"] else "")
-             + "".join(f" | {best} vs {r}" for best in ("bucketed", "one-pass") if best in modes
-                       for r in (BASELINE, FIXED) if r in modes)
-             + f" | inference ms / batch of {rows[0]['infer_batch_users'] if rows else 0} users"
-             + " | peak memory MB | params |",
-             "|---|" + "---:|" * (len(modes) + bool(meta["compile"])
-                                  + sum(r in modes for r in (BASELINE, FIXED)) * sum(b in modes for b in ("bucketed", "one-pass"))
-                                  + 3)]
+    est = (
+        "whole epochs timed"
+        if meta["full_epoch"]
+        else f"epochs estimated from {meta['train_batches']} timed batches spread over the batch widths, "
+        "step time interpolated in the width"
+    )
+    lines = [
+        f"Efficiency on {meta['dataset']} ({meta['n_users']:,} users, {meta['n_items']:,} items, "
+        f"{meta['samples']:,} training samples; {meta['device']}, d={meta['hidden_size']}, "
+        f"L={meta['max_length']}, batch {meta['batch_size']}, bf16 {'on' if meta['bf16'] else 'off'}, "
+        f"torch threads {meta['threads']}; {est}; medians of {meta['repeats']} runs, ratios from this run)",
+        "",
+        "Training s/epoch by pipeline (mean padded width per batch in brackets)",
+        "",
+        "| model | "
+        + " | ".join(MODES[m].label for m in modes)
+        + (" | bucketed + torch.compile" if meta["compile"] else "")
+        + "".join(
+            f" | {best} vs {r}"
+            for best in ("bucketed", "one-pass")
+            if best in modes
+            for r in (BASELINE, FIXED)
+            if r in modes
+        )
+        + f" | inference ms / batch of {rows[0]['infer_batch_users'] if rows else 0} users"
+        + " | peak memory MB | params |",
+        "|---|"
+        + "---:|"
+        * (
+            len(modes)
+            + bool(meta["compile"])
+            + sum(r in modes for r in (BASELINE, FIXED)) * sum(b in modes for b in ("bucketed", "one-pass"))
+            + 3
+        ),
+    ]
     for r in rows:
-        cells = [f"{r['modes'][m]['train_s_per_epoch']:.2f} ({r['modes'][m]['mean_padded_width']:.1f})"
-                 if m in r["modes"] else "n/a" for m in modes]
+        cells = [
+            f"{r['modes'][m]['train_s_per_epoch']:.2f} ({r['modes'][m]['mean_padded_width']:.1f})"
+            if m in r["modes"]
+            else "n/a"
+            for m in modes
+        ]
         if meta["compile"]:
             cells.append(f"{r['compiled']['train_s_per_epoch']:.2f}")
         for best in ("bucketed", "one-pass"):
             if best in modes:
                 row = r["modes"].get(best, {})
-                cells += [f"{row[f'speedup_vs_{ref}']:.1f}x" if f"speedup_vs_{ref}" in row else "n/a"
-                          for ref in (BASELINE, FIXED) if ref in modes]
+                cells += [
+                    f"{row[f'speedup_vs_{ref}']:.1f}x" if f"speedup_vs_{ref}" in row else "n/a"
+                    for ref in (BASELINE, FIXED)
+                    if ref in modes
+                ]
         cells += [f"{r['infer_ms_per_batch']:.1f}", f"{r['peak_memory_mb']:.0f}", f"{r['parameters']:,}"]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     lines += [f"\nn/a for {r['model']}: {r['one_pass_refused']}" for r in rows if r.get("one_pass_refused")]
-    lines += ["", "One training step, ms: embedding + encoder (fwd+bwd) / output layer + cross-entropy "
-              "(fwd+bwd) / optimiser / whole step", "",
-              "| model | at width L | at the bucketed median width |", "|---|---|---|"]
+    lines += [
+        "",
+        "One training step, ms: embedding + encoder (fwd+bwd) / output layer + cross-entropy "
+        "(fwd+bwd) / optimiser / whole step",
+        "",
+        "| model | at width L | at the bucketed median width |",
+        "|---|---|---|",
+    ]
     for r in rows:
         parts = []
         for key in ("at_full_width", "at_median_bucketed_width"):
             s = r["breakdown"][key]
-            parts.append(f"w={s['width']}: {s['encoder_s'] * 1e3:.0f} / {s['output_ce_s'] * 1e3:.0f} / "
-                         f"{s['optimiser_s'] * 1e3:.0f} / {s['step_s'] * 1e3:.0f}")
+            parts.append(
+                f"w={s['width']}: {s['encoder_s'] * 1e3:.0f} / {s['output_ce_s'] * 1e3:.0f} / "
+                f"{s['optimiser_s'] * 1e3:.0f} / {s['step_s'] * 1e3:.0f}"
+            )
         lines.append(f"| {r['model']} | " + " | ".join(parts) + " |")
     if rows and rows[0].get("sweep"):
         lengths = [s["length"] for s in rows[0]["sweep"]]
-        lines += ["", "Training ms per step by sequence length (random full-length histories)", "",
-                  "| model | " + " | ".join(f"L={L}" for L in lengths) + " | growth exp. |",
-                  "|---|" + "---:|" * (len(lengths) + 1)]
+        lines += [
+            "",
+            "Training ms per step by sequence length (random full-length histories)",
+            "",
+            "| model | " + " | ".join(f"L={L}" for L in lengths) + " | growth exp. |",
+            "|---|" + "---:|" * (len(lengths) + 1),
+        ]
         for r in rows:
-            lines.append(f"| {r['model']} | " + " | ".join(f"{s['train_step_ms']:.1f}" for s in r["sweep"])
-                         + f" | {r.get('sweep_exponent_train_step_ms', float('nan')):.2f} |")
+            lines.append(
+                f"| {r['model']} | "
+                + " | ".join(f"{s['train_step_ms']:.1f}" for s in r["sweep"])
+                + f" | {r.get('sweep_exponent_train_step_ms', float('nan')):.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -482,8 +565,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, help="default: the shape's (100 Beauty, 200 ML-1M), else 50")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--repeats", type=int, default=3, help="timings per measurement; medians are reported")
-    p.add_argument("--train-batches", type=int, default=5,
-                   help="batch widths timed per pipeline to estimate an epoch")
+    p.add_argument("--train-batches", type=int, default=5, help="batch widths timed per pipeline to estimate an epoch")
     p.add_argument("--full-epoch", action="store_true", help="time whole epochs instead of estimating")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (bucketed pipeline)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
@@ -524,13 +606,14 @@ def main(argv=None) -> int:
     if a.like:  # children read the generated directory directly
         child_args += ["--data", a.data]
         i = child_args.index("--like")
-        del child_args[i:i + 2]
+        del child_args[i : i + 2]
     child_args += ["--hidden-size", str(a.hidden_size), "--max-length", str(a.max_length)]
     rows = []
     for m in models:
         print(f"measuring {m} ...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--one", m] + child_args, capture_output=True,
-                             text=True, env=os.environ.copy())
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", m] + child_args, capture_output=True, text=True, env=os.environ.copy()
+        )
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             raise SystemExit(f"measuring {m} failed (exit {out.returncode})")
@@ -541,13 +624,28 @@ def main(argv=None) -> int:
 
     ds = load_dataset(a.data)
     dev = resolve_device(a.device)
-    meta = {"dataset": ds.name, "data": a.data, "like": a.like, "scale": a.scale, "n_users": ds.n_users,
-            "n_items": ds.n_items, "samples": int(train_samples(ds)[0].size), "device": str(dev),
-            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-            "hidden_size": a.hidden_size, "max_length": a.max_length, "batch_size": a.batch_size,
-            "bf16": a.bf16, "compile": a.compile, "threads": torch.get_num_threads(), "repeats": a.repeats,
-            "train_batches": a.train_batches, "full_epoch": a.full_epoch, "modes": a.modes,
-            "torch": torch.__version__}
+    meta = {
+        "dataset": ds.name,
+        "data": a.data,
+        "like": a.like,
+        "scale": a.scale,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "samples": int(train_samples(ds)[0].size),
+        "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "hidden_size": a.hidden_size,
+        "max_length": a.max_length,
+        "batch_size": a.batch_size,
+        "bf16": a.bf16,
+        "compile": a.compile,
+        "threads": torch.get_num_threads(),
+        "repeats": a.repeats,
+        "train_batches": a.train_batches,
+        "full_epoch": a.full_epoch,
+        "modes": a.modes,
+        "torch": torch.__version__,
+    }
     table = markdown(rows, meta)
     print(table)
     outdir = Path(a.out)

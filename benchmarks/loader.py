@@ -79,17 +79,25 @@ def main(argv=None) -> int:
     device = resolve_device(a.device)
     loader = BatchLoader(ds, a.max_length, a.batch_size, seed=0, bucketing=not a.random_batches)
     cfg = resolve_config(a.model, None, {"hidden_size": a.hidden_size, "max_length": a.max_length})
-    model = build_model(a.model, ds.n_items, cfg,
-                        item_features=ds.item_features() if ds.feature_names else None).to(device)
+    model = build_model(a.model, ds.n_items, cfg, item_features=ds.item_features() if ds.feature_names else None).to(
+        device
+    )
     loader_runs = [loader_rate(loader, a.batches) for _ in range(a.repeats)]
     model_runs = [model_rate(model, loader, device, a.batches) for _ in range(a.repeats)]
     result = {
-        "dataset": ds.name, "model": a.model, "device": str(device), "max_length": a.max_length,
-        "batch_size": a.batch_size, "hidden_size": a.hidden_size, "torch_threads": torch.get_num_threads(),
-        "bucketing": not a.random_batches, "mean_padded_width": loader.mean_padded_width(),
+        "dataset": ds.name,
+        "model": a.model,
+        "device": str(device),
+        "max_length": a.max_length,
+        "batch_size": a.batch_size,
+        "hidden_size": a.hidden_size,
+        "torch_threads": torch.get_num_threads(),
+        "bucketing": not a.random_batches,
+        "mean_padded_width": loader.mean_padded_width(),
         "loader_samples_per_s": statistics.median(loader_runs),
         "model_samples_per_s": statistics.median(model_runs),
-        "loader_runs": loader_runs, "model_runs": model_runs,
+        "loader_runs": loader_runs,
+        "model_runs": model_runs,
     }
     result["loader_to_model_ratio"] = result["loader_samples_per_s"] / result["model_samples_per_s"]
     print(f"{'stage':<28}{'samples/s (median)':>20}")

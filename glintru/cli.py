@@ -26,9 +26,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.dataset is None:
         if args.format is None:
             raise SystemExit("error: prepare needs --format FORMAT or --dataset NAME (see `glintru datasets`)")
-        out = prepare(args.format, args.input, args.out, items_path=args.items, min_rating=args.min_rating,
-                      k_core=args.k_core, duplicates=args.duplicates or "first",
-                      columns=parse_columns(args.columns), name=args.name, overwrite=args.overwrite)
+        out = prepare(
+            args.format,
+            args.input,
+            args.out,
+            items_path=args.items,
+            min_rating=args.min_rating,
+            k_core=args.k_core,
+            duplicates=args.duplicates or "first",
+            columns=parse_columns(args.columns),
+            name=args.name,
+            overwrite=args.overwrite,
+        )
         return _print_stats(out, as_json=False)
 
     from glintru.data.dataset import load_dataset
@@ -36,17 +45,30 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     if args.format is not None and args.format != spec.format:
-        raise SystemExit(f"error: dataset {spec.name} is registered as --format {spec.format}, not {args.format}; "
-                         "drop --format")
+        raise SystemExit(
+            f"error: dataset {spec.name} is registered as --format {spec.format}, not {args.format}; drop --format"
+        )
     # explicit options override the registered recipe; the counts comparison then says so
-    recipe: dict[str, Any] = {"min_rating": spec.recipe.min_rating, "k_core": spec.recipe.k_core, "duplicates": spec.recipe.duplicates}
+    recipe: dict[str, Any] = {
+        "min_rating": spec.recipe.min_rating,
+        "k_core": spec.recipe.k_core,
+        "duplicates": spec.recipe.duplicates,
+    }
     given = {"min_rating": args.min_rating, "k_core": args.k_core, "duplicates": args.duplicates}
     changed = {k: v for k, v in given.items() if v is not None and v != recipe[k]}
     recipe.update(changed)
     input_file = spec.input_path(args.input)
     items = args.items if args.items is not None else spec.items_path(input_file)
-    out = prepare(spec.format, input_file, args.out, items_path=items, columns=parse_columns(args.columns),
-                  name=args.name or spec.name, overwrite=args.overwrite, **recipe)
+    out = prepare(
+        spec.format,
+        input_file,
+        args.out,
+        items_path=items,
+        columns=parse_columns(args.columns),
+        name=args.name or spec.name,
+        overwrite=args.overwrite,
+        **recipe,
+    )
     _print_stats(out, as_json=False)
     match, message = compare_counts(spec, load_dataset(out).meta["stats"])
     if changed:
@@ -75,9 +97,16 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.name)
     out = Path(args.out)
-    results = download(spec, out, base_url=args.base_url, items=not args.no_items, progress=not args.quiet,
-                       attempts=args.attempts, timeout=args.timeout,
-                       say=lambda text: print(text, file=sys.stderr))
+    results = download(
+        spec,
+        out,
+        base_url=args.base_url,
+        items=not args.no_items,
+        progress=not args.quiet,
+        attempts=args.attempts,
+        timeout=args.timeout,
+        say=lambda text: print(text, file=sys.stderr),
+    )
     for r in results:
         state = "already present" if r.reused else "downloaded"
         check = "sha256 verified" if r.verified else f"sha256 {r.sha256} (no registered checksum to verify)"
@@ -93,17 +122,22 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     if args.like:
         given = [flag for flag, v in sizes.items() if v is not None]
         if given:  # the shape fixes them; silently ignoring a size would mislead
-            raise SystemExit(f"error: --like {args.like} sets the sizes itself; drop {', '.join(given)} "
-                             f"(use --scale to shrink it)")
+            raise SystemExit(
+                f"error: --like {args.like} sets the sizes itself; drop {', '.join(given)} (use --scale to shrink it)"
+            )
         out = generate_like(args.out, args.like, seed=args.seed, scale=args.scale, overwrite=args.overwrite)
     else:
         if args.scale != 1.0:
             raise SystemExit("error: --scale applies to --like shapes only")
         # `is None`, not `or`: --users 0 must reach generate's check, not turn into the default
-        out = generate(args.out, n_users=2000 if args.users is None else args.users,
-                       n_items=800 if args.items is None else args.items,
-                       avg_length=30 if args.avg_length is None else args.avg_length,
-                       seed=args.seed, overwrite=args.overwrite)
+        out = generate(
+            args.out,
+            n_users=2000 if args.users is None else args.users,
+            n_items=800 if args.items is None else args.items,
+            avg_length=30 if args.avg_length is None else args.avg_length,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
     return _print_stats(out, as_json=False)
 
 
@@ -140,11 +174,14 @@ def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if (out / "metrics.json").exists() and not overwrite:
         raise SystemExit(f"error: {out} already holds a finished run; choose another --out or pass --overwrite")
     if (out / "checkpoint").exists() and not (resume or overwrite):
-        raise SystemExit(f"error: {out} holds an interrupted run; pass --resume to continue it "
-                         f"or --overwrite to start again")
+        raise SystemExit(
+            f"error: {out} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
+        )
     if resume and not (out / "checkpoint" / CHECKPOINT_FILE).exists():
-        raise SystemExit(f"error: --resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
-                         "drop --resume to start a new one")
+        raise SystemExit(
+            f"error: --resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
+            "drop --resume to start a new one"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -154,8 +191,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Every setting, the run directory and the dataset are checked before anything is replaced or
     # trained: a typo must not cost an epoch or an earlier run.
     overrides = parse_settings(args.set)
-    cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, device=args.device,
-                      eval_mode=args.eval_mode, bf16=args.bf16)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        eval_mode=args.eval_mode,
+        bf16=args.bf16,
+    )
     resolve_device(resolve_configs(args.model, args.preset, overrides, cfg)[1].device)
     out = Path(args.out)
     _check_run_dir(out, args.resume, args.overwrite)
@@ -164,13 +207,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         import shutil
 
         shutil.rmtree(out)
-    result = train(ds, args.model, out, preset=args.preset, overrides=overrides, config=cfg,
-                   progress=not args.quiet)
+    result = train(ds, args.model, out, preset=args.preset, overrides=overrides, config=cfg, progress=not args.quiet)
     m = result.metrics
     print(_metrics_table({"valid": m["valid"], "test": m["test"]}))
-    print(f"best epoch {m['best_epoch']} of {m['epochs']}; {m['seconds_per_epoch']:.2f} s/epoch; "
-          f"inference {m['infer_ms_per_batch']:.1f} ms per 2048-user batch; "
-          f"peak memory {m['peak_memory_mb']:.0f} MB")
+    print(
+        f"best epoch {m['best_epoch']} of {m['epochs']}; {m['seconds_per_epoch']:.2f} s/epoch; "
+        f"inference {m['infer_ms_per_batch']:.1f} ms per 2048-user batch; "
+        f"peak memory {m['peak_memory_mb']:.0f} MB"
+    )
     print(f"run: {out}")
     return 0
 
@@ -213,18 +257,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         state = torch.load(weights, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:  # damaged, truncated or not a state dict
-        raise ValueError(f"{weights}: not readable as model weights ({type(e).__name__}); "
-                         "the run directory is damaged, train it again") from None
+        raise ValueError(
+            f"{weights}: not readable as model weights ({type(e).__name__}); "
+            "the run directory is damaged, train it again"
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         detail = " ".join(line.strip() for line in str(e).splitlines()[1:2])
-        raise ValueError(f"{weights}: the weights do not fit {config['model']} on {ds.path} as {cfg_file.name} "
-                         f"describes it ({detail}); pass the run's own dataset with --data") from None
+        raise ValueError(
+            f"{weights}: the weights do not fit {config['model']} on {ds.path} as {cfg_file.name} "
+            f"describes it ({detail}); pass the run's own dataset with --data"
+        ) from None
     mode = args.eval_mode or config["train_config"]["eval_mode"]
     seed = config["train_config"]["seed"] if args.seed is None else args.seed
-    results = {split: evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]),
-                               device=device, seed=seed) for split in args.splits}
+    results = {
+        split: evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]), device=device, seed=seed)
+        for split in args.splits
+    }
     # Written only once every split is evaluated, each file atomically: a failure leaves none behind.
     for split, res in results.items():
         write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
@@ -251,12 +301,15 @@ def _read_run(run: Path) -> tuple[dict[str, Any], Path, Path]:
     try:
         config = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_file} line {e.lineno}: invalid JSON ({e.msg}); "
-                         "the run directory is damaged, train it again") from None
+        raise ValueError(
+            f"{cfg_file} line {e.lineno}: invalid JSON ({e.msg}); the run directory is damaged, train it again"
+        ) from None
     for key, inner in RUN_CONFIG_KEYS.items():
         if not isinstance(config, dict) or key not in config:
-            raise ValueError(f"{cfg_file}: no key {key!r}; a run's config.json holds "
-                             f"{', '.join(RUN_CONFIG_KEYS)} (written by glintru train)")
+            raise ValueError(
+                f"{cfg_file}: no key {key!r}; a run's config.json holds "
+                f"{', '.join(RUN_CONFIG_KEYS)} (written by glintru train)"
+            )
         missing = [k for k in inner or () if k not in config[key]]
         if missing:
             raise ValueError(f"{cfg_file}: no key {key}.{missing[0]}; written by an older glintru? train it again")
@@ -273,16 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     pp = sub.add_parser("prepare", help="read a raw interaction log and write a prepared dataset")
     pp.add_argument("--format", choices=list(SOURCE_FORMATS), help="the input's format (not needed with --dataset)")
-    pp.add_argument("--dataset", choices=list(DATASETS), metavar="NAME",
-                    help="a registered dataset (`glintru datasets`): its format and the paper's recipe, "
-                         "and a check of the result against its published counts")
-    pp.add_argument("--input", required=True,
-                    help="ratings/reviews/.inter/sequence file (with --dataset also the download directory)")
+    pp.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        metavar="NAME",
+        help="a registered dataset (`glintru datasets`): its format and the paper's recipe, "
+        "and a check of the result against its published counts",
+    )
+    pp.add_argument(
+        "--input",
+        required=True,
+        help="ratings/reviews/.inter/sequence file (with --dataset also the download directory)",
+    )
     pp.add_argument("--items", help="item metadata (ML-1M movies.dat, Amazon meta JSON) for side features")
     pp.add_argument("--min-rating", type=float, help="keep interactions with rating >= R")
     pp.add_argument("--k-core", type=int, help="iteratively keep users and items with >= K interactions")
-    pp.add_argument("--duplicates", choices=("first", "last", "keep"),
-                    help="repeated (user, item) pairs: keep the first, the last, or all (default first)")
+    pp.add_argument(
+        "--duplicates",
+        choices=("first", "last", "keep"),
+        help="repeated (user, item) pairs: keep the first, the last, or all (default first)",
+    )
     pp.add_argument("--columns", help="for --format csv: role=column pairs, e.g. user=uid,item=iid,time=ts")
     pp.add_argument("--name", help="dataset name recorded in meta.json (default: from the input path, e.g. ml-1m)")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
@@ -305,10 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     pd_.set_defaults(func=cmd_download)
 
     ps = sub.add_parser("synthetic", help="generate a synthetic dataset with sequential structure")
-    ps.add_argument("--like", choices=list(SHAPES),
-                    help="a real dataset's shape: its Table 1 counts and heavy-tailed sequence lengths")
-    ps.add_argument("--scale", type=float, default=1.0,
-                    help="with --like: shrink users, items and interactions by this factor (0 < S <= 1)")
+    ps.add_argument(
+        "--like",
+        choices=list(SHAPES),
+        help="a real dataset's shape: its Table 1 counts and heavy-tailed sequence lengths",
+    )
+    ps.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="with --like: shrink users, items and interactions by this factor (0 < S <= 1)",
+    )
     ps.add_argument("--users", type=int, help="number of users (default 2000)")
     ps.add_argument("--items", type=int, help="number of items (default 800)")
     ps.add_argument("--avg-length", type=float, help="mean sequence length (default 30)")
@@ -324,17 +394,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("train", help="train one model and write a run directory")
     pt.add_argument("--data", required=True, help="prepared dataset directory")
-    pt.add_argument("--model", required=True, choices=list(MODELS), metavar="MODEL",
-                    help=f"one of {', '.join(MODELS)}")
+    pt.add_argument("--model", required=True, choices=list(MODELS), metavar="MODEL", help=f"one of {', '.join(MODELS)}")
     pt.add_argument("--preset", choices=PRESETS, help="the paper's Table 5 settings for that dataset (default: none)")
-    pt.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="override a model or training setting, e.g. --set hidden_size=64 lr=0.01 "
-                         "(repeatable; a flag may take several pairs; a key given twice is an error)")
+    pt.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model or training setting, e.g. --set hidden_size=64 lr=0.01 "
+        "(repeatable; a flag may take several pairs; a key given twice is an error)",
+    )
     pt.add_argument("--epochs", type=int, default=200, help="most epochs to train (default 200)")
-    pt.add_argument("--patience", type=int, default=10,
-                    help="stop after this many epochs without a better validation NDCG@10 (default 10)")
-    pt.add_argument("--eval-mode", default="full",
-                    help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)")
+    pt.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="stop after this many epochs without a better validation NDCG@10 (default 10)",
+    )
+    pt.add_argument(
+        "--eval-mode", default="full", help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)"
+    )
     pt.add_argument("--seed", type=int, default=0, help="seed for weights, batches and negatives (default 0)")
     pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
     pt.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
@@ -348,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe = sub.add_parser("evaluate", help="re-evaluate a finished run (e.g. under another protocol)")
     pe.add_argument("--run", required=True, help="a finished run directory (glintru train --out)")
     pe.add_argument("--eval-mode", help="full, uniN, popN or popN-recbole (default: the run's own)")
-    pe.add_argument("--splits", nargs="+", choices=("valid", "test"), default=["test"],
-                    help="splits to evaluate (default test)")
+    pe.add_argument(
+        "--splits", nargs="+", choices=("valid", "test"), default=["test"], help="splits to evaluate (default test)"
+    )
     pe.add_argument("--seed", type=int, help="negative-sampling seed, >= 0 (default: the run's)")
     pe.add_argument("--data", help="dataset directory, if it moved since training")
     pe.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -41,9 +41,10 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,9 @@ DEFAULT_KS = (5, 10, 20)
 SPLITS = ("valid", "test")
 _SPLIT_KEY = {"valid": 0, "test": 1}  # keeps the validation and test negatives independent
 _MODE_RE = re.compile(r"(full)|(uni|pop)([1-9][0-9]*)(-recbole)?")
-_MODE_FORMS = ("'full', 'uniN', 'popN' or 'popN-recbole' with N a positive integer "
-               "(e.g. 'uni100', 'pop100', 'pop100-recbole')")
+_MODE_FORMS = (
+    "'full', 'uniN', 'popN' or 'popN-recbole' with N a positive integer (e.g. 'uni100', 'pop100', 'pop100-recbole')"
+)
 POPULARITY_BASES = ("all", "recbole")
 
 
@@ -156,9 +158,7 @@ def pessimistic_rank(
     return _count(beats)
 
 
-def full_ranks(
-    scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None
-) -> torch.Tensor:
+def full_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Ranks [B] against all real items: scores [B, n_items + 1] (column 0 = padding, ignored).
 
     `exclude` [B, n_items + 1] (optional) is True for items removed from a user's candidates; the
@@ -190,9 +190,7 @@ def sampled_ranks(scores: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor
     (`sample_negatives` guarantees it).
     """
     if scores.shape[1] != negatives.shape[1] + 1:
-        raise ValueError(
-            f"scores {tuple(scores.shape)} must have 1 + N columns for negatives {tuple(negatives.shape)}"
-        )
+        raise ValueError(f"scores {tuple(scores.shape)} must have 1 + N columns for negatives {tuple(negatives.shape)}")
     return pessimistic_rank(scores[:, 0], scores[:, 1:], first_occurrence(negatives))
 
 
@@ -398,7 +396,7 @@ def evaluate(
             emb = net.item_embeddings() if m.sampled else None
             starts = range(0, sel.size, batch_size)
             for start in tqdm(starts, desc=f"eval {split} {m}", disable=not progress, leave=False):
-                pos = order[start:start + batch_size]  # positions in `sel`
+                pos = order[start : start + batch_size]  # positions in `sel`
                 idx = rows[pos]
                 lengths = batch.lengths[idx]
                 # Right padding: columns past the longest input of this chunk are all padding.
@@ -455,9 +453,7 @@ def write_per_user(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         raise ValueError(f"per-user metrics need a 'user' column; got columns {list(df.columns)}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(
-        df.astype({"user": np.int32}).reset_index(drop=True), preserve_index=False
-    )
+    table = pa.Table.from_pandas(df.astype({"user": np.int32}).reset_index(drop=True), preserve_index=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
     os.close(fd)
     try:

@@ -116,7 +116,9 @@ def check_fields(cls: type, values: dict[str, Any], what: str | None = None) -> 
         ok, coerced = _matches(value, hints[key])
         if not ok:
             owner = what or cls.__name__
-            raise ValueError(f"{owner} setting {key}={value!r} ({type(value).__name__}) is invalid: "
-                             f"expected {_type_name(hints[key])}")
+            raise ValueError(
+                f"{owner} setting {key}={value!r} ({type(value).__name__}) is invalid: "
+                f"expected {_type_name(hints[key])}"
+            )
         out[key] = coerced
     return out

@@ -52,13 +52,13 @@ class TrainConfig:
     eval_batch_size: int = 2048
     weight_decay: float = 0.0
     seed: int = 0
-    device: str = "auto"        # auto | cpu | cuda | cuda:N
-    eval_mode: str = "full"     # full | uniN | popN | popN-recbole
-    bf16: bool = False          # autocast to bfloat16 on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_mode: str = "full"  # full | uniN | popN | popN-recbole
+    bf16: bool = False  # autocast to bfloat16 on CUDA
     ks: tuple[int, ...] = (5, 10, 20)
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
     grad_clip: float | None = None
-    bucketing: bool = True      # per-prefix batches grouped by prefix length (False: random batches)
+    bucketing: bool = True  # per-prefix batches grouped by prefix length (False: random batches)
     # One pass per user history, a loss at every target: None = where the model makes it exact,
     # True = required (an error names why where it is not exact), False = per-prefix batches.
     # Dropout masks are then drawn once per history rather than once per prefix.
@@ -88,7 +88,9 @@ class TrainConfig:
             try:
                 torch.device(self.device)
             except RuntimeError:
-                raise ValueError(f"device {self.device!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+                raise ValueError(
+                    f"device {self.device!r} is not a device; expected auto, cpu, cuda or cuda:N"
+                ) from None
 
 
 @dataclass
@@ -98,8 +100,8 @@ class EpochStats:
     train_loss: float
     seconds: float
     steps: int
-    targets: int               # training targets (samples) this rank saw
-    mean_padded_width: float   # batch width (padded sequence length) averaged over steps
+    targets: int  # training targets (samples) this rank saw
+    mean_padded_width: float  # batch width (padded sequence length) averaged over steps
 
 
 @dataclass
@@ -117,7 +119,7 @@ class EpochReport:
 class RunResult:
     out_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)  # empty on ranks other than 0
-    model: torch.nn.Module | None = None                    # holding the best weights
+    model: torch.nn.Module | None = None  # holding the best weights
 
 
 def split_overrides(model_name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -140,8 +142,12 @@ def split_overrides(model_name: str, overrides: dict[str, Any]) -> tuple[dict[st
     return model_over, train_over
 
 
-def resolve_configs(model_name: str, preset: str | None = None, overrides: dict[str, Any] | None = None,
-                    config: TrainConfig | None = None) -> tuple[ModelConfig, TrainConfig]:
+def resolve_configs(
+    model_name: str,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    config: TrainConfig | None = None,
+) -> tuple[ModelConfig, TrainConfig]:
     """The run's model and training configs, every setting checked (keys, types, values) and nothing
     else done: a caller can refuse bad settings before it loads data or writes a file."""
     model_over, train_over = split_overrides(model_name, dict(overrides or {}))
@@ -224,8 +230,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def measure_inference_ms(model: SequentialRecommender, ds: PreparedDataset, max_length: int,
-                         device: torch.device, repeats: int = 5) -> float:
+def measure_inference_ms(
+    model: SequentialRecommender, ds: PreparedDataset, max_length: int, device: torch.device, repeats: int = 5
+) -> float:
     """Median ms to score all items for one batch of (up to) 2048 test users."""
     users = np.arange(min(INFER_BATCH, ds.n_users))
     batch = split_inputs(ds, "test", max_length, users).to(device)
@@ -254,14 +261,26 @@ def use_one_pass(model: SequentialRecommender, cfg: TrainConfig) -> bool:
     return bool(cfg.one_pass)
 
 
-def build_train_loader(ds: PreparedDataset, model: SequentialRecommender, model_cfg: ModelConfig,
-                       cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> SequenceLoader | BatchLoader:
+def build_train_loader(
+    ds: PreparedDataset,
+    model: SequentialRecommender,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    rank: int = 0,
+    world_size: int = 1,
+) -> SequenceLoader | BatchLoader:
     """The epoch's batches for this rank: one-pass rows where enabled, else per-prefix batches."""
     if use_one_pass(model, cfg):
-        return SequenceLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed,
-                              rank=rank, world_size=world_size)
-    return BatchLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed, rank=rank,
-                       world_size=world_size, bucketing=cfg.bucketing)
+        return SequenceLoader(ds, model_cfg.max_length, cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world_size)
+    return BatchLoader(
+        ds,
+        model_cfg.max_length,
+        cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        bucketing=cfg.bucketing,
+    )
 
 
 def pipeline_name(loader: SequenceLoader | BatchLoader) -> str:
@@ -286,12 +305,23 @@ class LossModule(torch.nn.Module):
 
 
 def autocast_context(cfg: TrainConfig, device: torch.device):
-    return (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-            else torch.autocast("cpu", enabled=False))
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cfg.bf16 and device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
 
 
-def train_epoch(net: torch.nn.Module, loader: SequenceLoader | BatchLoader, optimizer: torch.optim.Optimizer,
-                cfg: TrainConfig, device: torch.device, epoch: int, *, bar=None) -> EpochStats:
+def train_epoch(
+    net: torch.nn.Module,
+    loader: SequenceLoader | BatchLoader,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    *,
+    bar=None,
+) -> EpochStats:
     """One epoch of optimiser steps. `net` is a model (wrapped in a LossModule here), a
     LossModule, or a DDP-wrapped LossModule. The caller sets train mode."""
     if isinstance(net, SequentialRecommender):
@@ -307,7 +337,8 @@ def train_epoch(net: torch.nn.Module, loader: SequenceLoader | BatchLoader, opti
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss became {loss.item()} at epoch {epoch}, step {step} "
-                f"(lr={cfg.lr}); lower the learning rate or check the data")
+                f"(lr={cfg.lr}); lower the learning rate or check the data"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -320,12 +351,16 @@ def train_epoch(net: torch.nn.Module, loader: SequenceLoader | BatchLoader, opti
         width += batch.item_seq.size(1)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{total_loss / n_seen:.4f}",
-                            samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(loss=f"{total_loss / n_seen:.4f}", samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return EpochStats(train_loss=total_loss / max(n_seen, 1), seconds=time.perf_counter() - t0,
-                      steps=steps, targets=n_seen, mean_padded_width=width / max(steps, 1))
+    return EpochStats(
+        train_loss=total_loss / max(n_seen, 1),
+        seconds=time.perf_counter() - t0,
+        steps=steps,
+        targets=n_seen,
+        mean_padded_width=width / max(steps, 1),
+    )
 
 
 # -- one run: its state, set-up, epochs and end -----------------------------------------------------
@@ -337,9 +372,9 @@ class TrainState:
     optimizer's own state. The fields are the checkpoint's keys, so a new field is saved and
     restored with the others."""
 
-    epoch: int = 0                      # the last finished epoch
+    epoch: int = 0  # the last finished epoch
     best_epoch: int = 0
-    bad_epochs: int = 0                 # epochs since the best one
+    bad_epochs: int = 0  # epochs since the best one
     best_valid: dict[str, float] = field(default_factory=dict)
     best_model: dict[str, torch.Tensor] | None = None  # the best epoch's weights, on the CPU
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -358,15 +393,27 @@ class TrainState:
         else:
             self.bad_epochs += 1
 
-    def to_checkpoint(self, model_name: str, model: torch.nn.Module,
-                      optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    def to_checkpoint(
+        self, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    ) -> dict[str, Any]:
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {"model_name": model_name, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(), **own}
+        return {
+            "model_name": model_name,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            **own,
+        }
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any], model_name: str, model: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer, source: Path) -> TrainState:
+    def from_checkpoint(
+        cls,
+        ckpt: dict[str, Any],
+        model_name: str,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        source: Path,
+    ) -> TrainState:
         """The state `ckpt` holds; its weights, optimizer state and RNG state are loaded as well."""
         if ckpt["model_name"] != model_name:
             raise ValueError(f"checkpoint at {source} is for {ckpt['model_name']}, not {model_name}")
@@ -409,8 +456,17 @@ def _run_device(cfg: TrainConfig, world_size: int) -> torch.device:
     return device
 
 
-def _setup(ds: PreparedDataset, model_name: str, model_cfg: ModelConfig, cfg: TrainConfig, device: torch.device,
-           out: Path, rank: int, world_size: int, resume_from: Path | None) -> tuple[_Run, TrainState]:
+def _setup(
+    ds: PreparedDataset,
+    model_name: str,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    device: torch.device,
+    out: Path,
+    rank: int,
+    world_size: int,
+    resume_from: Path | None,
+) -> tuple[_Run, TrainState]:
     """Model, optimizer and batches, seeded, and the state (from a checkpoint if one is there);
     nothing is written, so a refusal here (e.g. one_pass=True where it is not exact) leaves no trace."""
     if cfg.num_threads:
@@ -441,16 +497,22 @@ def _setup(ds: PreparedDataset, model_name: str, model_cfg: ModelConfig, cfg: Tr
 
 def _write_config(run: _Run, preset: str | None) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
-    _write_json(run.out / "config.json", {
-        "model": run.model_name,
-        "preset": preset,
-        "model_config": run.model_cfg.to_dict(),
-        "train_config": dataclasses.asdict(run.cfg),
-        "dataset": {"path": str(run.ds.path) if run.ds.path else None, "name": run.ds.name,
-                    "stats": run.ds.meta.get("stats", {})},
-        "world_size": run.world_size,
-        "pipeline": run.pipeline,
-    })
+    _write_json(
+        run.out / "config.json",
+        {
+            "model": run.model_name,
+            "preset": preset,
+            "model_config": run.model_cfg.to_dict(),
+            "train_config": dataclasses.asdict(run.cfg),
+            "dataset": {
+                "path": str(run.ds.path) if run.ds.path else None,
+                "name": run.ds.name,
+                "stats": run.ds.meta.get("stats", {}),
+            },
+            "world_size": run.world_size,
+            "pipeline": run.pipeline,
+        },
+    )
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -461,8 +523,7 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None] | None,
-           progress: bool) -> None:
+def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None] | None, progress: bool) -> None:
     """One epoch: train, validate, keep the best weights, checkpoint (rank 0), log and report."""
     epoch = state.epoch + 1
     run.model.train()
@@ -472,24 +533,48 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
     finally:
         if bar is not None:
             bar.close()
-    valid = evaluate(run.model, run.ds, "valid", mode=run.cfg.eval_mode, ks=run.cfg.ks,
-                     batch_size=run.cfg.eval_batch_size, device=run.device, seed=run.cfg.seed).metrics
-    state.record({"epoch": epoch, "train_loss": stats.train_loss, "valid": valid, "seconds": stats.seconds,
-                  "samples_per_second": stats.targets * run.world_size / stats.seconds,
-                  "pipeline": run.pipeline, "steps": stats.steps,
-                  "mean_padded_width": stats.mean_padded_width}, run.model)
+    valid = evaluate(
+        run.model,
+        run.ds,
+        "valid",
+        mode=run.cfg.eval_mode,
+        ks=run.cfg.ks,
+        batch_size=run.cfg.eval_batch_size,
+        device=run.device,
+        seed=run.cfg.seed,
+    ).metrics
+    state.record(
+        {
+            "epoch": epoch,
+            "train_loss": stats.train_loss,
+            "valid": valid,
+            "seconds": stats.seconds,
+            "samples_per_second": stats.targets * run.world_size / stats.seconds,
+            "pipeline": run.pipeline,
+            "steps": stats.steps,
+            "mean_padded_width": stats.mean_padded_width,
+        },
+        run.model,
+    )
     ckpt_dir = None
     if run.is_main:
         ckpt_dir = run.out / "checkpoint"
         _save_checkpoint(ckpt_dir, state.to_checkpoint(run.model_name, run.model, run.optimizer))
         # INFO is what the CLI shows; a caller that asked for no progress can still see it at DEBUG
-        log.log(logging.INFO if progress else logging.DEBUG,
-                "epoch %3d  loss %.4f  valid ndcg@10 %.4f  best %.4f (epoch %d)  %.1fs", epoch,
-                stats.train_loss, valid[SELECTION_METRIC], state.best_valid[SELECTION_METRIC],
-                state.best_epoch, stats.seconds)
+        log.log(
+            logging.INFO if progress else logging.DEBUG,
+            "epoch %3d  loss %.4f  valid ndcg@10 %.4f  best %.4f (epoch %d)  %.1fs",
+            epoch,
+            stats.train_loss,
+            valid[SELECTION_METRIC],
+            state.best_valid[SELECTION_METRIC],
+            state.best_epoch,
+            stats.seconds,
+        )
     if reporter is not None:
-        reporter(EpochReport(epoch, stats.train_loss, valid, state.best_epoch, state.best_valid,
-                             stats.seconds, ckpt_dir))
+        reporter(
+            EpochReport(epoch, stats.train_loss, valid, state.best_epoch, state.best_valid, stats.seconds, ckpt_dir)
+        )
 
 
 def _metrics(run: _Run, state: TrainState, test: dict[str, float]) -> dict[str, Any]:
@@ -523,8 +608,16 @@ def _finish(run: _Run, state: TrainState) -> RunResult:
     if not run.is_main:
         return RunResult(out_dir=run.out, model=run.model)
     cfg = run.cfg
-    test = evaluate(run.model, run.ds, "test", mode=cfg.eval_mode, ks=cfg.ks, batch_size=cfg.eval_batch_size,
-                    device=run.device, seed=cfg.seed)
+    test = evaluate(
+        run.model,
+        run.ds,
+        "test",
+        mode=cfg.eval_mode,
+        ks=cfg.ks,
+        batch_size=cfg.eval_batch_size,
+        device=run.device,
+        seed=cfg.seed,
+    )
     write_per_user(test.per_user, run.out / "test_users.parquet")
     metrics = _metrics(run, state, test.metrics)
     torch.save(state.best_model, run.out / "model.pt")
@@ -565,8 +658,17 @@ def train(
     model_cfg, cfg = resolve_configs(model_name, preset, overrides, config)
     device = _run_device(cfg, world_size)
     ds = data if isinstance(data, PreparedDataset) else load_dataset(data)
-    run, state = _setup(ds, model_name, model_cfg, cfg, device, Path(out_dir), rank, world_size,
-                        Path(resume_from) if resume_from else None)
+    run, state = _setup(
+        ds,
+        model_name,
+        model_cfg,
+        cfg,
+        device,
+        Path(out_dir),
+        rank,
+        world_size,
+        Path(resume_from) if resume_from else None,
+    )
     if run.is_main:
         _write_config(run, preset)
     while not state.stopped(cfg):

@@ -16,8 +16,15 @@ def make_cyclic_dataset(path, n_users: int = 60, n_items: int = 30, length: int 
     for _ in range(n_users):
         start = rng.integers(0, n_items)
         seqs.append(((start + np.arange(length)) % n_items + 1).astype(np.int32))
-    return write_prepared(path, seqs, [f"u{i}" for i in range(n_users)], [f"i{j}" for j in range(n_items)],
-                          name="cyclic", source={"format": "test"}, params={})
+    return write_prepared(
+        path,
+        seqs,
+        [f"u{i}" for i in range(n_users)],
+        [f"i{j}" for j in range(n_items)],
+        name="cyclic",
+        source={"format": "test"},
+        params={},
+    )
 
 
 @pytest.fixture

@@ -137,9 +137,33 @@ def test_parse_mode_carries_the_popularity_basis():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "Full", "FULL", "full0", "pop", "uni", "pop0", "pop007", "uni-5", "pop100 ", " pop100",
-            "top100", "pop1e2", "random100", 100, None, "full-recbole", "pop-recbole", "pop100-RecBole",
-            "pop100_recbole", "pop100recbole", "pop100-recbole ", "pop0-recbole", "pop100-all"]
+    "bad",
+    [
+        "",
+        "Full",
+        "FULL",
+        "full0",
+        "pop",
+        "uni",
+        "pop0",
+        "pop007",
+        "uni-5",
+        "pop100 ",
+        " pop100",
+        "top100",
+        "pop1e2",
+        "random100",
+        100,
+        None,
+        "full-recbole",
+        "pop-recbole",
+        "pop100-RecBole",
+        "pop100_recbole",
+        "pop100recbole",
+        "pop100-recbole ",
+        "pop0-recbole",
+        "pop100-all",
+    ],
 )
 def test_parse_mode_rejects_everything_else(bad):
     with pytest.raises(ValueError, match=r"expected 'full', 'uniN', 'popN' or 'popN-recbole'.*'pop100'"):
@@ -173,8 +197,7 @@ def test_all_equal_scores_rank_worst():
 def test_metrics_from_ranks_hand_computed():
     ranks = torch.tensor([0, 1, 2, 4, 9, 25])
     m = metrics_from_ranks(ranks, ks=(10, 1, 3, 5, 3))
-    assert list(m) == [f"{name}@{k}" for name in ("recall", "hit", "mrr", "ndcg", "precision")
-                       for k in (1, 3, 5, 10)]
+    assert list(m) == [f"{name}@{k}" for name in ("recall", "hit", "mrr", "ndcg", "precision") for k in (1, 3, 5, 10)]
     exp_hit = {1: [1, 0, 0, 0, 0, 0], 3: [1, 1, 1, 0, 0, 0], 5: [1, 1, 1, 1, 0, 0], 10: [1, 1, 1, 1, 1, 0]}
     for k, hits in exp_hit.items():
         assert m[f"hit@{k}"].tolist() == hits
@@ -184,9 +207,9 @@ def test_metrics_from_ranks_hand_computed():
     assert m["mrr@10"].tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.2, 0.1, 0.0])
     assert m["mrr@3"].tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.0, 0.0, 0.0])
     assert m["ndcg@10"].tolist() == pytest.approx(
-        [1.0, 0.6309297535714575, 0.5, 0.38685280723454163, 0.2890648263178879, 0.0])
-    assert m["ndcg@5"].tolist() == pytest.approx(
-        [1.0, 0.6309297535714575, 0.5, 0.38685280723454163, 0.0, 0.0])
+        [1.0, 0.6309297535714575, 0.5, 0.38685280723454163, 0.2890648263178879, 0.0]
+    )
+    assert m["ndcg@5"].tolist() == pytest.approx([1.0, 0.6309297535714575, 0.5, 0.38685280723454163, 0.0, 0.0])
     assert m["ndcg@1"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     assert all(v.dtype == torch.float64 for v in m.values())
 
@@ -198,8 +221,12 @@ def test_metrics_reject_bad_ks(ks):
 
 
 def test_full_ranks_never_count_padding_even_when_it_ties():
-    scores = torch.tensor([[-math.inf, -math.inf, 1.0, 2.0],    # target -inf ties with padding
-                           [math.inf, 0.5, 0.2, 0.1]])          # padding scored highest
+    scores = torch.tensor(
+        [
+            [-math.inf, -math.inf, 1.0, 2.0],  # target -inf ties with padding
+            [math.inf, 0.5, 0.2, 0.1],
+        ]
+    )  # padding scored highest
     assert full_ranks(scores, torch.tensor([1, 1])).tolist() == [2, 0]
 
 
@@ -213,14 +240,16 @@ def test_full_ranks_exclude_keeps_the_target():
 def test_nan_scores_never_help_the_model():
     nan = float("nan")
     # a NaN target loses even to lower scores; a NaN candidate beats any target
-    assert pessimistic_rank(torch.tensor([nan, 0.5, nan]),
-                            torch.tensor([[-1.0, -2.0], [nan, 0.1], [nan, nan]])).tolist() == [2, 1, 2]
+    assert pessimistic_rank(
+        torch.tensor([nan, 0.5, nan]), torch.tensor([[-1.0, -2.0], [nan, 0.1], [nan, nan]])
+    ).tolist() == [2, 1, 2]
     scores = torch.full((1, 6), nan)
     assert full_ranks(scores, torch.tensor([3])).tolist() == [4]
     assert metrics_from_ranks(full_ranks(scores, torch.tensor([3])), ks=(1, 4))["hit@4"].tolist() == [0.0]
     # +inf is an ordinary value: it wins alone, but ties with another +inf
-    assert pessimistic_rank(torch.tensor([math.inf, math.inf]),
-                            torch.tensor([[1.0, 2.0], [math.inf, 2.0]])).tolist() == [0, 1]
+    assert pessimistic_rank(
+        torch.tensor([math.inf, math.inf]), torch.tensor([[1.0, 2.0], [math.inf, 2.0]])
+    ).tolist() == [0, 1]
 
 
 def test_first_occurrence_and_duplicates_collapse():
@@ -374,8 +403,9 @@ def test_oracle_scores_perfectly(cyclic, mode):
 def test_per_user_frame(cyclic):
     res = evaluate(Oracle(N_ITEMS), cyclic, "valid", ks=(5, 10))
     df = res.per_user
-    assert list(df.columns) == ["user"] + [f"{n}@{k}" for n in ("recall", "hit", "mrr", "ndcg", "precision")
-                                            for k in (5, 10)]
+    assert list(df.columns) == ["user"] + [
+        f"{n}@{k}" for n in ("recall", "hit", "mrr", "ndcg", "precision") for k in (5, 10)
+    ]
     assert df["user"].dtype == np.int32 and df["user"].tolist() == list(range(cyclic.n_users))
     assert all(df[c].dtype == np.float64 for c in df.columns[1:])
     assert res.metrics == mean_metrics(df)
@@ -435,8 +465,9 @@ def test_same_seed_same_candidates_any_batch_size(cyclic, mode):
     pd.testing.assert_frame_equal(small.per_user, large.per_user)
     subset = evaluate(model, cyclic, "test", mode=mode, batch_size=2, seed=5, users=[30, 2, 17])
     assert subset.per_user["user"].tolist() == [2, 17, 30]
-    pd.testing.assert_frame_equal(subset.per_user.reset_index(drop=True),
-                                  small.per_user.iloc[[2, 17, 30]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        subset.per_user.reset_index(drop=True), small.per_user.iloc[[2, 17, 30]].reset_index(drop=True)
+    )
     # another model with the same seed faces the same negatives (see sample_negatives); another seed differs
     if mode != "full":
         other = evaluate(model, cyclic, "test", mode=mode, seed=6)
@@ -475,8 +506,10 @@ def test_ddp_wrapped_model_is_unwrapped(cyclic, tmp_path):
     try:
         model = MeanEmbedding(N_ITEMS)
         wrapped = nn.parallel.DistributedDataParallel(model)
-        pd.testing.assert_frame_equal(evaluate(wrapped, cyclic, "test", mode="pop10").per_user,
-                                      evaluate(model, cyclic, "test", mode="pop10").per_user)
+        pd.testing.assert_frame_equal(
+            evaluate(wrapped, cyclic, "test", mode="pop10").per_user,
+            evaluate(model, cyclic, "test", mode="pop10").per_user,
+        )
     finally:
         dist.destroy_process_group()
 

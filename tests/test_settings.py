@@ -20,10 +20,21 @@ class Example:
     ks: tuple[int, ...] = (5, 10)
 
 
-@pytest.mark.parametrize("text, value", [
-    ("3", 3), ("0.5", 0.5), ("1e-3", 1e-3), ("true", True), ("False", False), ("none", None),
-    ("(5, 10)", (5, 10)), ("relu", "relu"), ("abc", "abc"), (" 7 ", 7),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("3", 3),
+        ("0.5", 0.5),
+        ("1e-3", 1e-3),
+        ("true", True),
+        ("False", False),
+        ("none", None),
+        ("(5, 10)", (5, 10)),
+        ("relu", "relu"),
+        ("abc", "abc"),
+        (" 7 ", 7),
+    ],
+)
 def test_parse_value(text, value):
     assert parse_value(text) == value and type(parse_value(text)) is type(value)
 
@@ -43,16 +54,19 @@ def test_good_values_pass_and_ints_widen_to_float():
     assert check_fields(Example, {"grad_clip": None, "ks": (5, 10, 20)})["ks"] == (5, 10, 20)
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("kernel_size", "abc", "expected int"),
-    ("kernel_size", 2.5, "expected int"),
-    ("kernel_size", True, "expected int"),
-    ("dropout", "high", "expected float"),
-    ("use_conv", 1, "expected bool"),
-    ("gate_activation", 3, "expected str"),
-    ("grad_clip", "x", "expected float | None"),
-    ("ks", ("a",), r"expected tuple\[int, \.\.\.\]"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("kernel_size", "abc", "expected int"),
+        ("kernel_size", 2.5, "expected int"),
+        ("kernel_size", True, "expected int"),
+        ("dropout", "high", "expected float"),
+        ("use_conv", 1, "expected bool"),
+        ("gate_activation", 3, "expected str"),
+        ("grad_clip", "x", "expected float | None"),
+        ("ks", ("a",), r"expected tuple\[int, \.\.\.\]"),
+    ],
+)
 def test_bad_values_name_key_value_and_type(key, value, expected):
     with pytest.raises(ValueError, match=re.escape(f"Example setting {key}={value!r}") + ".*" + expected):
         check_fields(Example, {key: value})

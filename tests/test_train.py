@@ -18,8 +18,7 @@ SMALL = {"hidden_size": 16, "max_length": 20, "dropout": 0.1}
 
 
 def _cfg(**kw):
-    base = dict(epochs=2, patience=5, batch_size=128, eval_batch_size=512, seed=0, device="cpu",
-                eval_mode="pop100")
+    base = dict(epochs=2, patience=5, batch_size=128, eval_batch_size=512, seed=0, device="cpu", eval_mode="pop100")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -28,23 +27,31 @@ def _cfg(**kw):
 def tiny(tmp_path_factory):
     from glintru.data.synthetic import generate
 
-    return load_dataset(generate(tmp_path_factory.mktemp("tiny") / "tiny", n_users=150, n_items=50,
-                                 avg_length=10, seed=2))
+    return load_dataset(
+        generate(tmp_path_factory.mktemp("tiny") / "tiny", n_users=150, n_items=50, avg_length=10, seed=2)
+    )
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     from glintru.data.synthetic import generate
 
-    return load_dataset(generate(tmp_path_factory.mktemp("syn") / "syn", n_users=400, n_items=120,
-                                 avg_length=20, seed=1))
+    return load_dataset(
+        generate(tmp_path_factory.mktemp("syn") / "syn", n_users=400, n_items=120, avg_length=20, seed=1)
+    )
 
 
 def test_run_directory_contract(tiny, tmp_path):
     res = train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), progress=False)
     out = tmp_path / "run"
-    for name in ("config.json", "metrics.json", "test_users.parquet", "env.json", "model.pt",
-                 "checkpoint/checkpoint.pt"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "test_users.parquet",
+        "env.json",
+        "model.pt",
+        "checkpoint/checkpoint.pt",
+    ):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
     assert m == json.loads(json.dumps(res.metrics))
@@ -62,8 +69,14 @@ def test_run_directory_contract(tiny, tmp_path):
 
 
 def test_glintru_beats_popularity_by_a_wide_margin(synthetic, tmp_path):
-    res = train(synthetic, "glintru", tmp_path / "run", overrides=SMALL | {"hidden_size": 32},
-                config=_cfg(epochs=8, batch_size=256, eval_mode="full"), progress=False)
+    res = train(
+        synthetic,
+        "glintru",
+        tmp_path / "run",
+        overrides=SMALL | {"hidden_size": 32},
+        config=_cfg(epochs=8, batch_size=256, eval_mode="full"),
+        progress=False,
+    )
     pop = evaluate(PopularityRanker(synthetic.popularity, 20), synthetic, "test", mode="full").metrics
     assert res.metrics["test"]["ndcg@10"] > 2 * pop["ndcg@10"], (res.metrics["test"], pop)
     assert res.metrics["test"]["recall@10"] > pop["recall@10"] + 0.1
@@ -77,28 +90,47 @@ def test_same_seed_same_metrics(tiny, tmp_path):
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny, tmp_path):
-    full = train(tiny, "glintru", tmp_path / "full", overrides=SMALL, config=_cfg(epochs=3),
-                 progress=False)
+    full = train(tiny, "glintru", tmp_path / "full", overrides=SMALL, config=_cfg(epochs=3), progress=False)
 
     def stop_after_two(report):
         if report.epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny, "glintru", tmp_path / "cut", overrides=SMALL, config=_cfg(epochs=3),
-              reporter=stop_after_two, progress=False)
+        train(
+            tiny,
+            "glintru",
+            tmp_path / "cut",
+            overrides=SMALL,
+            config=_cfg(epochs=3),
+            reporter=stop_after_two,
+            progress=False,
+        )
     assert not (tmp_path / "cut" / "metrics.json").exists()
     epochs_run = []
-    resumed = train(tiny, "glintru", tmp_path / "cut", overrides=SMALL, config=_cfg(epochs=3),
-                    reporter=lambda r: epochs_run.append(r.epoch), progress=False)
+    resumed = train(
+        tiny,
+        "glintru",
+        tmp_path / "cut",
+        overrides=SMALL,
+        config=_cfg(epochs=3),
+        reporter=lambda r: epochs_run.append(r.epoch),
+        progress=False,
+    )
     assert epochs_run == [3]
     assert resumed.metrics["test"] == full.metrics["test"]
     assert resumed.metrics["best_epoch"] == full.metrics["best_epoch"]
 
 
 def test_early_stopping_keeps_the_best_epoch(tiny, tmp_path):
-    res = train(tiny, "glintru", tmp_path / "run", overrides=SMALL | {"lr": 0.5},
-                config=_cfg(epochs=30, patience=2), progress=False)
+    res = train(
+        tiny,
+        "glintru",
+        tmp_path / "run",
+        overrides=SMALL | {"lr": 0.5},
+        config=_cfg(epochs=30, patience=2),
+        progress=False,
+    )
     m = res.metrics
     assert m["epochs"] <= m["best_epoch"] + 2
     best = max(h["valid"]["ndcg@10"] for h in m["history"])
@@ -107,8 +139,7 @@ def test_early_stopping_keeps_the_best_epoch(tiny, tmp_path):
 
 def test_reporter_sees_every_epoch_with_a_loadable_checkpoint(tiny, tmp_path):
     reports = []
-    train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), reporter=reports.append,
-          progress=False)
+    train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(), reporter=reports.append, progress=False)
     assert [r.epoch for r in reports] == [1, 2]
     state = load_checkpoint(reports[-1].checkpoint_dir)
     assert state["epoch"] == 2 and state["model_name"] == "glintru"
@@ -116,8 +147,7 @@ def test_reporter_sees_every_epoch_with_a_loadable_checkpoint(tiny, tmp_path):
 
 def test_nan_loss_is_an_error_naming_the_epoch(tiny, tmp_path):
     with pytest.raises(FloatingPointError, match="epoch 1"):
-        train(tiny, "glintru", tmp_path / "run", overrides=SMALL | {"lr": 1e30},
-              config=_cfg(epochs=3), progress=False)
+        train(tiny, "glintru", tmp_path / "run", overrides=SMALL | {"lr": 1e30}, config=_cfg(epochs=3), progress=False)
 
 
 def test_settings_are_routed_and_unknown_ones_rejected():
@@ -135,15 +165,20 @@ def test_bad_train_config_is_rejected(tiny, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
 def test_cuda_requested_without_cuda_is_a_clear_error(tiny, tmp_path):
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        train(tiny, "glintru", tmp_path / "r", overrides=SMALL, config=_cfg(device="cuda"),
-              progress=False)
+        train(tiny, "glintru", tmp_path / "r", overrides=SMALL, config=_cfg(device="cuda"), progress=False)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_bf16_run_learns(tiny, tmp_path):
-    res = train(tiny, "glintru", tmp_path / "r", overrides=SMALL,
-                config=_cfg(device="cuda", bf16=True, epochs=3), progress=False)
+    res = train(
+        tiny,
+        "glintru",
+        tmp_path / "r",
+        overrides=SMALL,
+        config=_cfg(device="cuda", bf16=True, epochs=3),
+        progress=False,
+    )
     assert res.metrics["test"]["ndcg@10"] > 0
     assert json.loads((tmp_path / "r" / "env.json").read_text())["gpu"]
 
@@ -155,8 +190,7 @@ def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_
         "random": dict(one_pass=False, bucketing=False),
     }
     for pipeline, over in runs.items():
-        res = train(tiny, "glintru", tmp_path / pipeline, overrides=SMALL | over, config=_cfg(epochs=1),
-                    progress=False)
+        res = train(tiny, "glintru", tmp_path / pipeline, overrides=SMALL | over, config=_cfg(epochs=1), progress=False)
         m = res.metrics
         assert m["pipeline"] == pipeline and m["history"][0]["pipeline"] == pipeline
         assert json.loads((tmp_path / pipeline / "config.json").read_text())["pipeline"] == pipeline
@@ -169,25 +203,35 @@ def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_
 
 def test_one_pass_where_not_exact_is_refused_naming_the_model_and_why(tiny, tmp_path):
     with pytest.raises(ValueError, match="one-pass training refused for GLINTRU.*num_layers=2"):
-        train(tiny, "glintru", tmp_path / "r", overrides=SMALL | {"num_layers": 2, "one_pass": True},
-              config=_cfg(epochs=1), progress=False)
+        train(
+            tiny,
+            "glintru",
+            tmp_path / "r",
+            overrides=SMALL | {"num_layers": 2, "one_pass": True},
+            config=_cfg(epochs=1),
+            progress=False,
+        )
     assert not (tmp_path / "r").exists()  # refused before the run directory is made
-    res = train(tiny, "glintru", tmp_path / "d", overrides=SMALL | {"num_layers": 2}, config=_cfg(epochs=1),
-                progress=False)
+    res = train(
+        tiny, "glintru", tmp_path / "d", overrides=SMALL | {"num_layers": 2}, config=_cfg(epochs=1), progress=False
+    )
     assert res.metrics["pipeline"] == "bucketed"  # the default falls back to per-prefix batches
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"kernel_size": "abc"}, r"kernel_size='abc' \(str\) is invalid: expected int"),
-    ({"lr": "fast"}, r"training setting lr='fast' \(str\) is invalid: expected float"),
-    ({"eval_mode": "pop-3"}, r"unknown evaluation mode 'pop-3'"),
-    ({"device": "tpu"}, r"device 'tpu' is not a device"),
-    ({"epochs": 0}, r"epochs must be >= 1, got 0"),
-    ({"ks": (5, 20)}, r"ks must contain 10"),
-    ({"ks": (0, 10)}, r"ks must be positive integers, got \(0, 10\)"),
-    ({"batch_size": 0}, r"batch_size must be positive, got 0"),
-    ({"hiden_size": 8}, r"unknown setting\(s\) hiden_size"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"kernel_size": "abc"}, r"kernel_size='abc' \(str\) is invalid: expected int"),
+        ({"lr": "fast"}, r"training setting lr='fast' \(str\) is invalid: expected float"),
+        ({"eval_mode": "pop-3"}, r"unknown evaluation mode 'pop-3'"),
+        ({"device": "tpu"}, r"device 'tpu' is not a device"),
+        ({"epochs": 0}, r"epochs must be >= 1, got 0"),
+        ({"ks": (5, 20)}, r"ks must contain 10"),
+        ({"ks": (0, 10)}, r"ks must be positive integers, got \(0, 10\)"),
+        ({"batch_size": 0}, r"batch_size must be positive, got 0"),
+        ({"hiden_size": 8}, r"unknown setting\(s\) hiden_size"),
+    ],
+)
 def test_bad_settings_are_refused_before_the_data_is_read(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_configs("glintru", None, overrides)
@@ -198,8 +242,9 @@ def test_bad_settings_are_refused_before_the_data_is_read(tmp_path, overrides, m
 
 
 def test_settings_are_typed_on_the_way_in():
-    model_cfg, cfg = resolve_configs("glintru", None, {"dropout": 0, "lr": 1, "ks": [5, 10], "kernel_size": 5},
-                                     TrainConfig(epochs=3))
+    model_cfg, cfg = resolve_configs(
+        "glintru", None, {"dropout": 0, "lr": 1, "ks": [5, 10], "kernel_size": 5}, TrainConfig(epochs=3)
+    )
     assert model_cfg.dropout == 0.0 and isinstance(model_cfg.dropout, float) and model_cfg.kernel_size == 5
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.ks == (5, 10) and cfg.epochs == 3
 
@@ -209,9 +254,14 @@ def test_train_state_round_trips_through_a_checkpoint(tmp_path):
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    state = TrainState(epoch=4, best_epoch=3, bad_epochs=1, best_valid={"ndcg@10": 0.5},
-                       best_model={k: v.clone() for k, v in model.state_dict().items()},
-                       history=[{"epoch": e} for e in range(1, 5)])
+    state = TrainState(
+        epoch=4,
+        best_epoch=3,
+        bad_epochs=1,
+        best_valid={"ndcg@10": 0.5},
+        best_model={k: v.clone() for k, v in model.state_dict().items()},
+        history=[{"epoch": e} for e in range(1, 5)],
+    )
     torch.save(state.to_checkpoint("glintru", model, optimizer), tmp_path / "checkpoint.pt")
     expected_draw = torch.rand(3)  # the RNG state was saved before this draw
 
@@ -231,8 +281,9 @@ def test_train_state_round_trips_through_a_checkpoint(tmp_path):
 def test_the_epoch_line_goes_to_the_glintru_logger(tiny, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="glintru")
     train(tiny, "glintru", tmp_path / "a", overrides=SMALL, config=_cfg(epochs=1), progress=False)
-    assert [(r.levelno, r.getMessage()[:9]) for r in caplog.records if r.name == "glintru"] == \
-        [(logging.DEBUG, "epoch   1")]
+    assert [(r.levelno, r.getMessage()[:9]) for r in caplog.records if r.name == "glintru"] == [
+        (logging.DEBUG, "epoch   1")
+    ]
     caplog.clear()
     train(tiny, "glintru", tmp_path / "b", overrides=SMALL, config=_cfg(epochs=1), progress=True)
     lines = [r for r in caplog.records if r.name == "glintru"]

@@ -26,9 +26,17 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, result_dir: s
     dist.init_process_group("gloo", rank=rank, world_size=world)
     epochs = []
     try:
-        res = train(data, "glintru", out, overrides={"hidden_size": 16, "max_length": 20},
-                    config=TrainConfig(epochs=2, batch_size=64, device="cpu", eval_mode="uni50"),
-                    rank=rank, world_size=world, reporter=lambda r: epochs.append(r.epoch), progress=False)
+        res = train(
+            data,
+            "glintru",
+            out,
+            overrides={"hidden_size": 16, "max_length": 20},
+            config=TrainConfig(epochs=2, batch_size=64, device="cpu", eval_mode="uni50"),
+            rank=rank,
+            world_size=world,
+            reporter=lambda r: epochs.append(r.epoch),
+            progress=False,
+        )
         torch.save(res.model.state_dict(), os.path.join(result_dir, f"rank{rank}.pt"))
         with open(os.path.join(result_dir, f"rank{rank}.json"), "w") as f:
             json.dump({"epochs": epochs, "metrics": bool(res.metrics)}, f)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,9 @@ def filesystem_for(uri: str, filesystem: Any = None) -> tuple[pafs.FileSystem, s
         try:
             import fsspec
         except ImportError:
-            raise ValueError(f"{uri}: pyarrow cannot open this URI ({pyarrow_error}) and fsspec is not installed") from None
+            raise ValueError(
+                f"{uri}: pyarrow cannot open this URI ({pyarrow_error}) and fsspec is not installed"
+            ) from None
         try:
             fs, path = fsspec.core.url_to_fs(uri)
         except (ValueError, ImportError) as fsspec_error:
@@ -88,8 +91,10 @@ def _trials_of_experiment(exp: Experiment) -> pd.DataFrame:
     trials = _read_parquet(exp.fs, path)
     missing = [c for c in REQUIRED_TRIAL_COLUMNS if c not in trials.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; trials.parquet needs at least "
-                         f"{', '.join(REQUIRED_TRIAL_COLUMNS)}, status, seed and valid/ and test/ metric columns")
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(missing)}; trials.parquet needs at least "
+            f"{', '.join(REQUIRED_TRIAL_COLUMNS)}, status, seed and valid/ and test/ metric columns"
+        )
     trials["trial_id"] = trials["trial_id"].astype(str)
     if "status" not in trials.columns:
         trials["status"] = FINISHED
@@ -175,7 +180,8 @@ class Results:
             path = str(trial["users_path"])
             if not _exists(exp.fs, path):
                 raise FileNotFoundError(
-                    f"no per-user metrics for trial {key[1]} of experiment {key[0]}: {path} is missing")
+                    f"no per-user metrics for trial {key[1]} of experiment {key[0]}: {path} is missing"
+                )
             frame = _read_parquet(exp.fs, path)
             if "user" not in frame.columns:
                 raise ValueError(f"{path}: no 'user' column; per-user files hold user plus one column per metric")
@@ -198,7 +204,7 @@ class Results:
             return pd.DataFrame(columns=columns)
         return pd.concat(parts, ignore_index=True)[columns]
 
-    def only(self, conditions: dict[str, Any]) -> "Results":
+    def only(self, conditions: dict[str, Any]) -> Results:
         """The trials whose `column` equals the value (compared as text, e.g. "full" or "3"), for
         each column -> value; trials without that column (NaN) are kept, since a baseline has no
         GLINT-RU ablation switch."""
@@ -315,7 +321,7 @@ def config_signature(trials: pd.DataFrame) -> pd.Series:
     cols = config_columns(trials)
 
     def sign(row: pd.Series) -> str:
-        items = {c[len("config/"):]: _plain(row[c]) for c in cols if not _isnull(row[c])}
+        items = {c[len("config/") :]: _plain(row[c]) for c in cols if not _isnull(row[c])}
         return json.dumps(items, sort_keys=True, default=str)
 
     if trials.empty:
@@ -374,8 +380,11 @@ def select_best(
     t["_config"] = config_signature(t)
     keys = list(by) + ["_config"]
     scores = t.groupby(keys, sort=False, dropna=False)[metric].mean().reset_index()
-    pick = scores.groupby(list(by), sort=False)[metric].idxmax() if maximize else \
-        scores.groupby(list(by), sort=False)[metric].idxmin()
+    pick = (
+        scores.groupby(list(by), sort=False)[metric].idxmax()
+        if maximize
+        else scores.groupby(list(by), sort=False)[metric].idxmin()
+    )
     chosen = scores.loc[pick.values, keys]
     out = t.merge(chosen, on=keys, how="inner")
     if "phase" in out.columns:
@@ -387,9 +396,14 @@ def select_best(
     return out.reset_index(drop=True)
 
 
-def best_configs(trials: pd.DataFrame, metric: str = "valid/ndcg@10", top: int = 5,
-                 by: Sequence[str] = ("model", "dataset"), maximize: bool = True,
-                 tests: Sequence[str] | None = None) -> pd.DataFrame:
+def best_configs(
+    trials: pd.DataFrame,
+    metric: str = "valid/ndcg@10",
+    top: int = 5,
+    by: Sequence[str] = ("model", "dataset"),
+    maximize: bool = True,
+    tests: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """The `top` configurations per group by mean `metric`, with seeds counted and test means beside.
 
     `tests` names the test metrics to show (e.g. ["ndcg@10"]); all of them by default.
@@ -403,10 +417,14 @@ def best_configs(trials: pd.DataFrame, metric: str = "valid/ndcg@10", top: int =
     t["_config"] = config_signature(t)
     keys = list(by) + ["_config"]
     tests = metric_columns(t, "test") if tests is None else [f"test/{m}" for m in tests if f"test/{m}" in t.columns]
-    agg = t.groupby(keys, sort=False).agg(
-        **{metric: (metric, "mean"), "seeds": (metric, "size")},
-        **{c: (c, "mean") for c in tests if c != metric},
-    ).reset_index()
+    agg = (
+        t.groupby(keys, sort=False)
+        .agg(
+            **{metric: (metric, "mean"), "seeds": (metric, "size")},
+            **{c: (c, "mean") for c in tests if c != metric},
+        )
+        .reset_index()
+    )
     agg = agg.sort_values(list(by) + [metric], ascending=[True] * len(by) + [not maximize], kind="stable")
     agg["rank"] = agg.groupby(list(by), sort=False).cumcount() + 1
     agg = agg[agg["rank"] <= top]

@@ -10,8 +10,8 @@ the mean over seeds, for a search it is the best configuration found at each val
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glintru.analysis.collect import FINISHED, select_best
-from glintru.analysis.tables import dataset_name, metric_name, model_name, MODEL_ORDER, ordered
+from glintru.analysis.tables import MODEL_ORDER, dataset_name, metric_name, model_name, ordered
 
 PARAM_LABELS = {
     "kernel_size": "kernel size k",
@@ -57,8 +57,9 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.3, left: float = 0
     FigureCanvasAgg(fig)
     total = width * ncols
     panel = (total - left - 0.25 - 0.8 * (ncols - 1)) / ncols
-    fig.subplots_adjust(left=left / total, right=1 - 0.25 / total, bottom=0.6 / height, top=1 - 0.55 / height,
-                        wspace=0.8 / panel)
+    fig.subplots_adjust(
+        left=left / total, right=1 - 0.25 / total, bottom=0.6 / height, top=1 - 0.55 / height, wspace=0.8 / panel
+    )
     return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
@@ -66,13 +67,16 @@ def _one_dataset(trials: pd.DataFrame, dataset: str | None) -> tuple[pd.DataFram
     present = trials["dataset"].dropna().unique().tolist()
     if dataset is None:
         if len(present) != 1:
-            raise ValueError(f"the trials cover {len(present)} datasets ({', '.join(map(str, present))}); pass dataset=")
+            raise ValueError(
+                f"the trials cover {len(present)} datasets ({', '.join(map(str, present))}); pass dataset="
+            )
         dataset = present[0]
     return trials[trials["dataset"] == dataset], dataset
 
 
-def sweep(trials: pd.DataFrame, param: str, value: str, select: str = "valid/ndcg@10",
-          dataset: str | None = None) -> pd.DataFrame:
+def sweep(
+    trials: pd.DataFrame, param: str, value: str, select: str = "valid/ndcg@10", dataset: str | None = None
+) -> pd.DataFrame:
     """Per model and parameter value: mean, sd and seed count of `value` (see module docstring)."""
     if param not in trials.columns:
         raise KeyError(f"no column {param!r} in the trials")
@@ -87,12 +91,23 @@ def _lines(ax, data: pd.DataFrame) -> None:
     for model in ordered(data["model"].tolist(), MODEL_ORDER):
         d = data[data["model"] == model]
         yerr = d["std"].where(d["seeds"] > 1)
-        ax.errorbar(d["x"].astype(float), d["mean"], yerr=None if yerr.isna().all() else yerr.fillna(0),
-                    marker="o", capsize=3, label=model_name(model))
+        ax.errorbar(
+            d["x"].astype(float),
+            d["mean"],
+            yerr=None if yerr.isna().all() else yerr.fillna(0),
+            marker="o",
+            capsize=3,
+            label=model_name(model),
+        )
 
 
-def metric_vs_param(trials: pd.DataFrame, param: str, metrics: Sequence[str] = PAPER_TEST_METRICS,
-                    select: str = "valid/ndcg@10", dataset: str | None = None) -> Figure:
+def metric_vs_param(
+    trials: pd.DataFrame,
+    param: str,
+    metrics: Sequence[str] = PAPER_TEST_METRICS,
+    select: str = "valid/ndcg@10",
+    dataset: str | None = None,
+) -> Figure:
     """One panel per metric: the metric against a hyperparameter, one line per model (Figures 3, 5, 6)."""
     t, dataset = _one_dataset(trials, dataset)
     fig, axes = _figure(len(metrics))
@@ -106,9 +121,13 @@ def metric_vs_param(trials: pd.DataFrame, param: str, metrics: Sequence[str] = P
     return fig
 
 
-def cost_vs_param(trials: pd.DataFrame, param: str,
-                  costs: Sequence[str] = ("infer_ms_per_batch", "seconds_per_epoch", "peak_memory_mb"),
-                  select: str = "valid/ndcg@10", dataset: str | None = None) -> Figure:
+def cost_vs_param(
+    trials: pd.DataFrame,
+    param: str,
+    costs: Sequence[str] = ("infer_ms_per_batch", "seconds_per_epoch", "peak_memory_mb"),
+    select: str = "valid/ndcg@10",
+    dataset: str | None = None,
+) -> Figure:
     """One panel per cost (time, memory) against a hyperparameter, one line per model (Figure 4)."""
     t, dataset = _one_dataset(trials, dataset)
     costs = [c for c in costs if c in t.columns and t[c].notna().any()]
@@ -176,8 +195,16 @@ def pareto_plot(trials: pd.DataFrame, y: str, x: str, maximize_y: bool = True, m
         front = front.sort_values(x, ascending=minimize_x)
         ax.step(front[x], front[y], where="post", color="tab:red", alpha=0.6)
         ax.scatter(front[x], front[y], s=30, color="tab:red", label=f"Pareto front ({len(front)})", zorder=3)
-    better = ("lower" if minimize_x else "higher") + " " + value_label(x) + ", " + \
-        ("higher" if maximize_y else "lower") + " " + value_label(y) + " is better"
+    better = (
+        ("lower" if minimize_x else "higher")
+        + " "
+        + value_label(x)
+        + ", "
+        + ("higher" if maximize_y else "lower")
+        + " "
+        + value_label(y)
+        + " is better"
+    )
     ax.set_xlabel(value_label(x))
     ax.set_ylabel(value_label(y))
     ax.set_title(f"Pareto front ({better})", fontsize="small")

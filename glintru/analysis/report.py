@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from glintru.analysis.collect import Results, best_configs, config_columns, config_signature, tested
-from glintru.analysis.plots import (cost_vs_param, importance_plot, metric_vs_param, optimisation_history,
-                                    pareto_plot, save_figure)
+from glintru.analysis.plots import (
+    cost_vs_param,
+    importance_plot,
+    metric_vs_param,
+    optimisation_history,
+    pareto_plot,
+    save_figure,
+)
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, param_importances
-from glintru.analysis.tables import (ABLATION_LABELS, PAPER_METRICS, Layout, PerformanceTable, ablation_table, dataset_name,
-                                     efficiency_table, frame_layout, metric_name, model_name, performance_table,
-                                     render_html, render_markdown)
+from glintru.analysis.tables import (
+    ABLATION_LABELS,
+    PAPER_METRICS,
+    Layout,
+    PerformanceTable,
+    ablation_table,
+    dataset_name,
+    efficiency_table,
+    frame_layout,
+    metric_name,
+    model_name,
+    performance_table,
+    render_html,
+    render_markdown,
+)
 
 METRIC_SWEEPS = ("config/kernel_size", "config/hidden_size", "config/num_layers")
 COST_SWEEPS = ("config/kernel_size", "config/max_length")
@@ -66,12 +85,17 @@ class _Doc:
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str) -> str:
-        out = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{html.escape(title)}</title>",
-               "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-               "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
-               "text-align:right}th{background:#f3f3f3}tr.rule td{border-top:2px solid #555}"
-               "caption{font-weight:bold;text-align:left}.notes{font-size:90%;color:#444}"
-               "img{max-width:100%}</style>", "</head><body>"]
+        out = [
+            "<!DOCTYPE html>",
+            '<html><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+            "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
+            "text-align:right}th{background:#f3f3f3}tr.rule td{border-top:2px solid #555}"
+            "caption{font-weight:bold;text-align:left}.notes{font-size:90%;color:#444}"
+            "img{max-width:100%}</style>",
+            "</head><body>",
+        ]
         for kind, value in self.blocks:
             if kind.startswith("h"):
                 out.append(f"<{kind}>{html.escape(value)}</{kind}>")
@@ -94,17 +118,19 @@ def _write_table(table: Any, out: Path, stem: str) -> None:
 def _comparison_layout(table: PerformanceTable, checks: dict[str, PerformanceTable]) -> Layout:
     assert table.test is not None  # comparisons exist only when the table ran a test
     c = table.comparisons.copy()
-    frame = pd.DataFrame({
-        "dataset": c["dataset"].map(dataset_name),
-        "metric": c["metric"].map(metric_name),
-        "best": c["best"].map(table.row_names),
-        "other": c["other"].map(table.row_names),
-        "diff": c["diff"],
-        "95% CI": [f"[{lo:.4f}, {hi:.4f}]" for lo, hi in zip(c["ci_low"], c["ci_high"])],
-        c["effect_name"].iloc[0]: c["effect"],
-        "p": c["p"],
-        "p (Holm)": c["p_holm"],
-    })
+    frame = pd.DataFrame(
+        {
+            "dataset": c["dataset"].map(dataset_name),
+            "metric": c["metric"].map(metric_name),
+            "best": c["best"].map(table.row_names),
+            "other": c["other"].map(table.row_names),
+            "diff": c["diff"],
+            "95% CI": [f"[{lo:.4f}, {hi:.4f}]" for lo, hi in zip(c["ci_low"], c["ci_high"])],
+            c["effect_name"].iloc[0]: c["effect"],
+            "p": c["p"],
+            "p (Holm)": c["p_holm"],
+        }
+    )
     keys = ["dataset", "metric", "best", "other"]
     for name, check in checks.items():
         if check.comparisons.empty:
@@ -116,8 +142,15 @@ def _comparison_layout(table: PerformanceTable, checks: dict[str, PerformanceTab
 
 def _performance_section(doc: _Doc, results: Results, opts: ReportOptions, tables_dir: Path) -> None:
     doc.h(2, "Overall performance (Table 2)")
-    table = performance_table(results, opts.metrics, select=opts.select, test=opts.test, alpha=opts.alpha,
-                              reference=opts.reference, strict=False)
+    table = performance_table(
+        results,
+        opts.metrics,
+        select=opts.select,
+        test=opts.test,
+        alpha=opts.alpha,
+        reference=opts.reference,
+        strict=False,
+    )
     _write_table(table, tables_dir, "table2")
     table.to_long().to_csv(tables_dir / "table2_long.csv", index=False)
     doc.table(table.layout())
@@ -128,15 +161,16 @@ def _performance_section(doc: _Doc, results: Results, opts: ReportOptions, table
     for test in ("wilcoxon", "welch"):
         if test == opts.test:
             continue
-        check = performance_table(results, opts.metrics, select=opts.select, test=test, alpha=opts.alpha,
-                                  strict=False)
+        check = performance_table(results, opts.metrics, select=opts.select, test=test, alpha=opts.alpha, strict=False)
         if check.note:
             doc.p(f"{TEST_NAMES[test]}: not run ({check.note})")
         else:
             checks[test] = check
             agree = int((check.star.any(axis=0) == table.star.any(axis=0)).sum())
-            doc.p(f"{TEST_NAMES[test]} as a check: it gives the same significance marks in {agree} of "
-                  f"{table.star.shape[1]} columns.")
+            doc.p(
+                f"{TEST_NAMES[test]} as a check: it gives the same significance marks in {agree} of "
+                f"{table.star.shape[1]} columns."
+            )
     doc.table(_comparison_layout(table, checks))
 
 
@@ -156,8 +190,9 @@ def _ablation_section(doc: _Doc, results: Results, opts: ReportOptions, tables_d
     for column in dict.fromkeys([*known, *opts.ablations]):
         doc.h(2, f"Ablation: {column.removeprefix('config/')}")
         try:
-            table = ablation_table(results, column, opts.metrics, select=opts.select, test=opts.test,
-                                   alpha=opts.alpha, strict=False)
+            table = ablation_table(
+                results, column, opts.metrics, select=opts.select, test=opts.test, alpha=opts.alpha, strict=False
+            )
         except (KeyError, ValueError) as e:
             doc.p(f"Not tabulated: {e}")
             continue
@@ -184,8 +219,11 @@ def _figures_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path
                     continue
                 name = param.removeprefix("config/")
                 try:
-                    fig = metric_vs_param(t, param, metrics, opts.select) if kind == "metric" else \
-                        cost_vs_param(t, param, select=opts.select)
+                    fig = (
+                        metric_vs_param(t, param, metrics, opts.select)
+                        if kind == "metric"
+                        else cost_vs_param(t, param, select=opts.select)
+                    )
                 except ValueError:
                     continue
                 if not made:
@@ -239,8 +277,9 @@ def _pareto_figure(doc: _Doc, objectives: list[dict], trials: pd.DataFrame, name
     y, x = objectives[0], objectives[1]
     stem = f"pareto_{_safe(name)}"
     try:
-        fig = pareto_plot(trials, y["metric"], x["metric"], maximize_y=y["mode"] == "max",
-                          minimize_x=x["mode"] == "min")
+        fig = pareto_plot(
+            trials, y["metric"], x["metric"], maximize_y=y["mode"] == "max", minimize_x=x["mode"] == "min"
+        )
     except (ValueError, KeyError) as e:
         doc.p(f"No Pareto front: {e}")
         return
@@ -270,16 +309,38 @@ def write_report(results: Results, out_dir: str | Path, options: ReportOptions |
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = _Doc()
     doc.h(1, opts.title)
-    overview = pd.DataFrame([{
-        "experiment": name, "kind": exp.kind, "path": exp.uri,
-        "models": ", ".join(sorted(map(model_name, results.trials.loc[results.trials["experiment"] == name, "model"].dropna().unique()))),
-        "datasets": ", ".join(sorted(map(str, results.trials.loc[results.trials["experiment"] == name, "dataset"].dropna().unique()))),
-        "trials": int((results.trials["experiment"] == name).sum()),
-        "finished": int(((results.trials["experiment"] == name) & (results.trials["status"] == "TERMINATED")).sum()),
-    } for name, exp in results.experiments.items()])
+    overview = pd.DataFrame(
+        [
+            {
+                "experiment": name,
+                "kind": exp.kind,
+                "path": exp.uri,
+                "models": ", ".join(
+                    sorted(
+                        map(
+                            model_name,
+                            results.trials.loc[results.trials["experiment"] == name, "model"].dropna().unique(),
+                        )
+                    )
+                ),
+                "datasets": ", ".join(
+                    sorted(
+                        map(str, results.trials.loc[results.trials["experiment"] == name, "dataset"].dropna().unique())
+                    )
+                ),
+                "trials": int((results.trials["experiment"] == name).sum()),
+                "finished": int(
+                    ((results.trials["experiment"] == name) & (results.trials["status"] == "TERMINATED")).sum()
+                ),
+            }
+            for name, exp in results.experiments.items()
+        ]
+    )
     doc.table(frame_layout(overview, caption="Inputs."))
-    doc.p(f"Configurations are chosen on {opts.select}; tables report test metrics. "
-          f"Config columns: {', '.join(c.removeprefix('config/') for c in config_columns(results.trials)) or 'none'}.")
+    doc.p(
+        f"Configurations are chosen on {opts.select}; tables report test metrics. "
+        f"Config columns: {', '.join(c.removeprefix('config/') for c in config_columns(results.trials)) or 'none'}."
+    )
     _performance_section(doc, results, opts, out / "tables")
     _efficiency_section(doc, results, opts, out / "tables")
     _ablation_section(doc, results, opts, out / "tables")
@@ -288,9 +349,18 @@ def write_report(results: Results, out_dir: str | Path, options: ReportOptions |
     paths = {"markdown": out / "report.md", "html": out / "report.html"}
     paths["markdown"].write_text(doc.markdown())
     paths["html"].write_text(doc.html(opts.title))
-    (out / "report.json").write_text(json.dumps({
-        "experiments": list(results.experiments), "select": opts.select, "test": opts.test, "alpha": opts.alpha,
-        "metrics": list(opts.metrics)}, indent=2))
+    (out / "report.json").write_text(
+        json.dumps(
+            {
+                "experiments": list(results.experiments),
+                "select": opts.select,
+                "test": opts.test,
+                "alpha": opts.alpha,
+                "metrics": list(opts.metrics),
+            },
+            indent=2,
+        )
+    )
     return paths
 
 

@@ -21,8 +21,9 @@ Conventions (all tests two-sided, difference = a - b):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,6 +85,7 @@ def align_users(a: Any, b: Any, a_name: str = "a", b_name: str = "b") -> tuple[n
     only_a = sa.index.difference(sb.index)
     only_b = sb.index.difference(sa.index)
     if len(only_a) or len(only_b):
+
         def some(idx: pd.Index) -> str:
             return ", ".join(str(u) for u in list(idx[:5])) + (", ..." if len(idx) > 5 else "")
 
@@ -127,8 +129,22 @@ def paired_ttest(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidenc
             res = sps.ttest_rel(xa, xb)
         stat, p, effect = float(res.statistic), float(res.pvalue), float(d.mean() / sd)
     lo, hi = (float(d.mean()), float(d.mean())) if _constant(d) else _paired_ci(d, confidence)
-    return Comparison("paired", a_name, b_name, n, n, float(xa.mean()), float(xb.mean()), float(d.mean()),
-                      lo, hi, stat, p, effect, "cohen_dz")
+    return Comparison(
+        "paired",
+        a_name,
+        b_name,
+        n,
+        n,
+        float(xa.mean()),
+        float(xb.mean()),
+        float(d.mean()),
+        lo,
+        hi,
+        stat,
+        p,
+        effect,
+        "cohen_dz",
+    )
 
 
 def wilcoxon_test(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidence: float = 0.95) -> Comparison:
@@ -148,12 +164,27 @@ def wilcoxon_test(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confiden
         r_plus, r_minus = ranks[nz > 0].sum(), ranks[nz < 0].sum()
         effect = float((r_plus - r_minus) / (r_plus + r_minus))
     lo, hi = (float(d.mean()), float(d.mean())) if _constant(d) else _paired_ci(d, confidence)
-    return Comparison("wilcoxon", a_name, b_name, n, n, float(xa.mean()), float(xb.mean()), float(d.mean()),
-                      lo, hi, stat, p, effect, "rank_biserial")
+    return Comparison(
+        "wilcoxon",
+        a_name,
+        b_name,
+        n,
+        n,
+        float(xa.mean()),
+        float(xb.mean()),
+        float(d.mean()),
+        lo,
+        hi,
+        stat,
+        p,
+        effect,
+        "rank_biserial",
+    )
 
 
-def welch_ttest(a: Sequence[float], b: Sequence[float], a_name: str = "a", b_name: str = "b",
-                confidence: float = 0.95) -> Comparison:
+def welch_ttest(
+    a: Sequence[float], b: Sequence[float], a_name: str = "a", b_name: str = "b", confidence: float = 0.95
+) -> Comparison:
     """Two-sided Welch's t-test over seeds (one value per seed and side)."""
     xa = np.asarray(a, dtype=float)
     xb = np.asarray(b, dtype=float)
@@ -177,7 +208,7 @@ def welch_ttest(a: Sequence[float], b: Sequence[float], a_name: str = "a", b_nam
             warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
             res = sps.ttest_ind(xa, xb, equal_var=False)
         stat, p = float(res.statistic), float(res.pvalue)
-        df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+        df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
         half = sps.t.ppf(0.5 + confidence / 2, df) * np.sqrt(va + vb)
         lo, hi = diff - half, diff + half
     pooled = np.sqrt(((na - 1) * xa.var(ddof=1) + (nb - 1) * xb.var(ddof=1)) / (na + nb - 2))
@@ -185,8 +216,22 @@ def welch_ttest(a: Sequence[float], b: Sequence[float], a_name: str = "a", b_nam
         effect = diff / pooled * (1 - 3 / (4 * (na + nb) - 9))
     else:
         effect = 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
-    return Comparison("welch", a_name, b_name, na, nb, float(xa.mean()), float(xb.mean()), diff,
-                      float(lo), float(hi), stat, p, float(effect), "hedges_g")
+    return Comparison(
+        "welch",
+        a_name,
+        b_name,
+        na,
+        nb,
+        float(xa.mean()),
+        float(xb.mean()),
+        diff,
+        float(lo),
+        float(hi),
+        stat,
+        p,
+        float(effect),
+        "hedges_g",
+    )
 
 
 def compare(test: str, a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidence: float = 0.95) -> Comparison:
@@ -271,15 +316,20 @@ def _optuna_importance(params: pd.DataFrame, y: np.ndarray, maximize: bool, seed
             if pd.isna(v):
                 continue
             v = _py(v)
-            values[name] = int(v) if isinstance(dist, IntDistribution) else (
-                float(v) if isinstance(dist, FloatDistribution) else v)
-        trials.append(optuna.trial.create_trial(params=values, distributions={k: dists[k] for k in values},
-                                                value=float(y[i])))
+            values[name] = (
+                int(v)
+                if isinstance(dist, IntDistribution)
+                else (float(v) if isinstance(dist, FloatDistribution) else v)
+            )
+        trials.append(
+            optuna.trial.create_trial(params=values, distributions={k: dists[k] for k in values}, value=float(y[i]))
+        )
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     study.add_trials(trials)
     evaluator: optuna.importance.BaseImportanceEvaluator
     try:
         import sklearn  # noqa: F401  (optuna's fANOVA fits sklearn random forests)
+
         evaluator, name = optuna.importance.FanovaImportanceEvaluator(seed=seed), "optuna fANOVA"
     except ImportError:
         # PED-ANOVA wants several trials above the target quantile; small searches get a wider one.
@@ -293,8 +343,14 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def param_importances(trials: pd.DataFrame, metric: str = "valid/ndcg@10", params: Sequence[str] | None = None,
-                      method: str = "auto", maximize: bool = True, seed: int = 0) -> tuple[pd.DataFrame, str]:
+def param_importances(
+    trials: pd.DataFrame,
+    metric: str = "valid/ndcg@10",
+    params: Sequence[str] | None = None,
+    method: str = "auto",
+    maximize: bool = True,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, str]:
     """Importance of each varying config parameter for `metric` over finished search trials.
 
     Reruns of a "seeds" phase repeat chosen configurations and are left out.
@@ -313,13 +369,16 @@ def param_importances(trials: pd.DataFrame, metric: str = "valid/ndcg@10", param
         params = [c for c in t.columns if c.startswith("config/") and c != "config/seed"]
     varying = [c for c in params if t[c].dropna().nunique() >= 2]
     if len(t) < 3 or not varying:
-        raise ValueError(f"parameter importances need at least 3 finished trials with a varying parameter; "
-                         f"got {len(t)} trial(s) and {len(varying)} varying parameter(s)")
+        raise ValueError(
+            f"parameter importances need at least 3 finished trials with a varying parameter; "
+            f"got {len(t)} trial(s) and {len(varying)} varying parameter(s)"
+        )
     frame = t[varying].rename(columns=lambda c: c.removeprefix("config/")).reset_index(drop=True)
     y = t[metric].to_numpy(dtype=float)
     if method == "auto":
         try:
             import optuna  # noqa: F401
+
             method = "optuna"
         except ImportError:
             method = "correlation"

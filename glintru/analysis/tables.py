@@ -11,8 +11,9 @@ import abc
 import csv
 import html
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,13 @@ METRIC_NAMES = {"recall": "Recall", "hit": "Hit", "mrr": "MRR", "ndcg": "NDCG", 
 PAPER_METRICS = ("recall@10", "mrr@10", "ndcg@10")
 # Row names, in the paper's order, of the ablation tables over the GLINT-RU search space's labels.
 ABLATION_LABELS = {
-    "config/ablation": {"full": "Default", "no_gated_mlp": "w/o Gated MLP (Light GLINT-RU)",
-                        "no_attention": "w/o Attention", "no_gru": "w/o GRU", "no_conv": "w/o Temporal Conv1d"},
+    "config/ablation": {
+        "full": "Default",
+        "no_gated_mlp": "w/o Gated MLP (Light GLINT-RU)",
+        "no_attention": "w/o Attention",
+        "no_gru": "w/o GRU",
+        "no_conv": "w/o Temporal Conv1d",
+    },
     "config/gate_activation": GATE_ACTIVATION_LABELS | {"silu": f"Default ({GATE_ACTIVATION_LABELS['silu']})"},
 }
 # (column, header, scale, digits): Table 3 shows milliseconds, seconds per epoch and gigabytes.
@@ -81,8 +87,9 @@ def known_keys(given: Sequence[Any], present: Sequence[Any], what: str) -> list[
     by_text = {str(_plain(v)): v for v in present}
     unknown = [str(k) for k in given if str(_plain(k)) not in by_text]
     if unknown:
-        raise ValueError(f"no {what} {', '.join(map(repr, unknown))} in the trials; "
-                         f"they have {', '.join(sorted(by_text)) or 'none'}")
+        raise ValueError(
+            f"no {what} {', '.join(map(repr, unknown))} in the trials; they have {', '.join(sorted(by_text)) or 'none'}"
+        )
     return [by_text[str(_plain(k))] for k in given]
 
 
@@ -143,8 +150,18 @@ def _md_cell(c: Cell) -> str:
     return text + ("\\*" if c.star else "")
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -208,9 +225,14 @@ def render_html(layout: Layout) -> str:
         out.append(f"<caption>{html.escape(layout.caption)}</caption>")
     out.append("<thead>")
     if layout.groups:
-        out.append("<tr>" + "".join(
-            f'<th colspan="{span}">{html.escape(text)}</th>' if span > 1 else f"<th>{html.escape(text)}</th>"
-            for text, span in layout.groups) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<th colspan="{span}">{html.escape(text)}</th>' if span > 1 else f"<th>{html.escape(text)}</th>"
+                for text, span in layout.groups
+            )
+            + "</tr>"
+        )
     out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in layout.columns) + "</tr>")
     out.append("</thead>\n<tbody>")
     for i, row in enumerate(layout.rows):
@@ -226,27 +248,32 @@ def render_html(layout: Layout) -> str:
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     out.append("</tbody>\n</table>")
     if layout.notes:
-        out.append("<p class=\"notes\">" + html.escape(" ".join(layout.notes)) + "</p>")
+        out.append('<p class="notes">' + html.escape(" ".join(layout.notes)) + "</p>")
     return "\n".join(out) + "\n"
 
 
 def frame_layout(frame: pd.DataFrame, digits: int = 4, caption: str = "") -> Layout:
     """A plain DataFrame as a Layout (floats to `digits` decimals, NaN as '-')."""
+
     def text(v: Any, integral: bool) -> str:
         if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
             return "-"
         if isinstance(v, (float, np.floating)):
             if integral:
                 return str(int(v))
-            return f"{v:.{digits}g}" if v != 0 and abs(v) < 10 ** -digits else f"{v:.{digits}f}"
+            return f"{v:.{digits}g}" if v != 0 and abs(v) < 10**-digits else f"{v:.{digits}f}"
         return str(v)
 
     # Integer parameters become float columns when some rows lack them; print them as integers.
     integral = []
     for col in frame.columns:
         vals = frame[col].dropna()
-        integral.append(pd.api.types.is_float_dtype(frame[col]) and len(vals) > 0
-                        and bool(np.all(np.mod(vals.to_numpy(dtype=float), 1) == 0)) and vals.abs().max() >= 1)
+        integral.append(
+            pd.api.types.is_float_dtype(frame[col])
+            and len(vals) > 0
+            and bool(np.all(np.mod(vals.to_numpy(dtype=float), 1) == 0))
+            and vals.abs().max() >= 1
+        )
     rows = [[Cell(text(v, i)) for v, i in zip(rec, integral)] for rec in frame.itertuples(index=False)]
     left = {i for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])}
     return Layout(columns=[str(c) for c in frame.columns], rows=rows, caption=caption, left=left)
@@ -272,8 +299,14 @@ class _Renderable(abc.ABC):
         return render_html(self.layout())
 
     def render(self, fmt: str) -> str:
-        fmts = {"md": self.to_markdown, "markdown": self.to_markdown, "latex": self.to_latex, "tex": self.to_latex,
-                "csv": self.to_csv, "html": self.to_html}
+        fmts = {
+            "md": self.to_markdown,
+            "markdown": self.to_markdown,
+            "latex": self.to_latex,
+            "tex": self.to_latex,
+            "csv": self.to_csv,
+            "html": self.to_html,
+        }
         if fmt not in fmts:
             raise ValueError(f"unknown format {fmt!r}; choose md, latex, csv or html")
         return fmts[fmt]()
@@ -329,30 +362,45 @@ class PerformanceTable(_Renderable):
         datasets = list(dict.fromkeys(d for d, _ in self.means.columns))
         single = len(datasets) == 1
         columns = [self.row_header] + [metric_name(m) for _, m in self.means.columns]
-        groups = [] if single else [("", 1)] + [
-            (dataset_name(d), sum(1 for dd, _ in self.means.columns if dd == d)) for d in datasets]
+        groups = (
+            []
+            if single
+            else [("", 1)] + [(dataset_name(d), sum(1 for dd, _ in self.means.columns if dd == d)) for d in datasets]
+        )
         rows = []
         for key in self.means.index:
             row = [Cell(self.row_names.get(key, value_name(key)))]
             for col in self.means.columns:
                 v = self.means.at[key, col]
                 rank = self.ranks.at[key, col]
-                row.append(Cell("-" if pd.isna(v) else f"{v:.{self.digits}f}", bold=rank == 1,
-                                underline=rank == 2, star=bool(self.star.at[key, col])))
+                row.append(
+                    Cell(
+                        "-" if pd.isna(v) else f"{v:.{self.digits}f}",
+                        bold=rank == 1,
+                        underline=rank == 2,
+                        star=bool(self.star.at[key, col]),
+                    )
+                )
             rows.append(row)
         rules = set()
         if self.show_improv:
             rules.add(len(rows))
-            rows.append([Cell("Improv.")] + [
-                Cell("-" if pd.isna(self.improv[col]) else f"{self.improv[col]:.2f}%") for col in self.means.columns])
+            rows.append(
+                [Cell("Improv.")]
+                + [Cell("-" if pd.isna(self.improv[col]) else f"{self.improv[col]:.2f}%") for col in self.means.columns]
+            )
         n_seeds = sorted({int(n) for n in self.seeds.to_numpy().ravel() if n > 0})
         seeds = (f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}") if n_seeds else "0"
-        notes = [f"Test metrics, mean over {seeds} seed(s) of the configuration chosen on validation. "
-                 f"Best in bold, second best underlined."]
+        notes = [
+            f"Test metrics, mean over {seeds} seed(s) of the configuration chosen on validation. "
+            f"Best in bold, second best underlined."
+        ]
         if self.test is not None and not self.note and not self.comparisons.empty:
-            notes.append(f"* the best beats every other row significantly ({TEST_NAMES[self.test]}, two-sided, "
-                         f"Holm-Bonferroni over the {len(self.comparisons)} comparisons of this table, "
-                         f"alpha {self.alpha:g}).")
+            notes.append(
+                f"* the best beats every other row significantly ({TEST_NAMES[self.test]}, two-sided, "
+                f"Holm-Bonferroni over the {len(self.comparisons)} comparisons of this table, "
+                f"alpha {self.alpha:g})."
+            )
         if self.note:
             notes.append(f"Significance not tested: {self.note}")
         if self.show_improv:
@@ -365,10 +413,19 @@ class PerformanceTable(_Renderable):
         out = []
         for key in self.means.index:
             for col in self.means.columns:
-                out.append({"row": key, "dataset": col[0], "metric": col[1], "mean": self.means.at[key, col],
-                            "std": self.stds.at[key, col], "seeds": int(self.seeds.at[key, col]),
-                            "rank": int(self.ranks.at[key, col]), "star": bool(self.star.at[key, col]),
-                            "improv": self.improv[col] if self.ranks.at[key, col] == 1 else np.nan})
+                out.append(
+                    {
+                        "row": key,
+                        "dataset": col[0],
+                        "metric": col[1],
+                        "mean": self.means.at[key, col],
+                        "std": self.stds.at[key, col],
+                        "seeds": int(self.seeds.at[key, col]),
+                        "rank": int(self.ranks.at[key, col]),
+                        "star": bool(self.star.at[key, col]),
+                        "improv": self.improv[col] if self.ranks.at[key, col] == 1 else np.nan,
+                    }
+                )
         return pd.DataFrame(out)
 
 
@@ -386,7 +443,8 @@ def _group_users(results: Results, trials: pd.DataFrame, metric: str, label: str
         if len(s.index) != len(users) or not s.index.isin(users).all():
             raise SignificanceError(
                 f"seeds of {label} were evaluated on different users (trial {trial['trial_id']} has {len(s)} "
-                f"users, the first seed {len(users)}); rerun them on the same prepared dataset")
+                f"users, the first seed {len(users)}); rerun them on the same prepared dataset"
+            )
     return pd.concat(series, axis=1).mean(axis=1)
 
 
@@ -432,14 +490,21 @@ def performance_table(
     if chosen.empty:
         raise ValueError(f"no finished trials with {select} to tabulate")
     what = "model" if row == "model" else f"{row} value"
-    row_keys = known_keys(rows, trials[row].dropna().unique(), what) if rows is not None else \
-        ordered(chosen[row].tolist(), MODEL_ORDER if row == "model" else [])
-    ds_keys = known_keys(datasets, trials["dataset"].dropna().unique(), "dataset") if datasets is not None else \
-        ordered(chosen["dataset"].tolist(), DATASET_ORDER)
+    row_keys = (
+        known_keys(rows, trials[row].dropna().unique(), what)
+        if rows is not None
+        else ordered(chosen[row].tolist(), MODEL_ORDER if row == "model" else [])
+    )
+    ds_keys = (
+        known_keys(datasets, trials["dataset"].dropna().unique(), "dataset")
+        if datasets is not None
+        else ordered(chosen["dataset"].tolist(), DATASET_ORDER)
+    )
     if reference is not None:
         if str(_plain(reference)) not in {str(_plain(k)) for k in row_keys}:
-            raise ValueError(f"reference {reference!r} is not a row of the table; rows: "
-                             f"{', '.join(str(k) for k in row_keys)}")
+            raise ValueError(
+                f"reference {reference!r} is not a row of the table; rows: {', '.join(str(k) for k in row_keys)}"
+            )
         reference = known_keys([reference], row_keys, what)[0]
     columns = pd.MultiIndex.from_tuples([(d, m) for d in ds_keys for m in metrics], names=["dataset", "metric"])
     means = pd.DataFrame(np.nan, index=row_keys, columns=columns)
@@ -474,12 +539,20 @@ def performance_table(
     improvement = pd.Series({col: _improvement(means[col], False, reference) for col in columns})
     improvement.index = columns
     header = row_header or ("Model" if row == "model" else row.removeprefix("config/"))
-    return PerformanceTable(means, stds, seeds, ranks, star, improvement, comps, test, alpha, header, names,
-                            improv, note, caption=caption)
+    return PerformanceTable(
+        means, stds, seeds, ranks, star, improvement, comps, test, alpha, header, names, improv, note, caption=caption
+    )
 
 
-def _compare_best(results: Results, cells: dict, means: pd.DataFrame, metrics: Sequence[str],
-                  datasets: Sequence[str], test: str, names: dict[Any, str]) -> pd.DataFrame:
+def _compare_best(
+    results: Results,
+    cells: dict,
+    means: pd.DataFrame,
+    metrics: Sequence[str],
+    datasets: Sequence[str],
+    test: str,
+    names: dict[Any, str],
+) -> pd.DataFrame:
     comparisons, keys = [], []
     vectors: dict[tuple[Any, str, str], pd.Series] = {}
 
@@ -530,8 +603,10 @@ def ablation_table(
         raise KeyError(f"no column {by!r} in the trials; config columns are named config/<param>")
     where = None
     if model is not None:
+
         def where(t: pd.DataFrame) -> pd.Series:
             return t["model"] == model
+
     param = by.removeprefix("config/")
     known = ABLATION_LABELS.get(by, {})
     t = tested(results.trials)
@@ -541,8 +616,18 @@ def ablation_table(
     names = {v: known.get(v, f"{param}={value_name(v)}" if by != "experiment" else str(v)) for v in present}
     names.update(labels or {})
     rows = list(order) if order is not None else ordered(present, list(known))
-    return performance_table(results, metrics, row=by, rows=rows, improv=False, row_names=names,
-                             row_header="Variant", where=where, caption=caption, **kwargs)
+    return performance_table(
+        results,
+        metrics,
+        row=by,
+        rows=rows,
+        improv=False,
+        row_names=names,
+        row_header="Variant",
+        where=where,
+        caption=caption,
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,12 +659,21 @@ class EfficiencyTable(_Renderable):
                 for col, _, scale, digits in costs:
                     v = block.at[key, col]
                     rank = self.ranks.at[(ds, key), col]
-                    row.append(Cell("-" if pd.isna(v) else f"{v * scale:.{digits}f}", bold=rank == 1, underline=rank == 2))
+                    row.append(
+                        Cell("-" if pd.isna(v) else f"{v * scale:.{digits}f}", bold=rank == 1, underline=rank == 2)
+                    )
                 rows.append(row)
-            rows.append([Cell(""), Cell("Improv.")] + [
-                Cell("-" if pd.isna(self.improv.at[ds, c[0]]) else f"{self.improv.at[ds, c[0]]:.2f}%") for c in costs])
-        notes = ["Mean over seeds of the configuration chosen on validation; best (lowest) in bold, "
-                 "second underlined; Improv.: relative saving of the best over the second best."]
+            rows.append(
+                [Cell(""), Cell("Improv.")]
+                + [
+                    Cell("-" if pd.isna(self.improv.at[ds, c[0]]) else f"{self.improv.at[ds, c[0]]:.2f}%")
+                    for c in costs
+                ]
+            )
+        notes = [
+            "Mean over seeds of the configuration chosen on validation; best (lowest) in bold, "
+            "second underlined; Improv.: relative saving of the best over the second best."
+        ]
         if self.devices:
             notes.append(f"Measured on: {', '.join(self.devices)}.")
         return Layout(columns=columns, rows=rows, rules=rules, n_label_columns=2, caption=self.caption, notes=notes)
@@ -608,8 +702,11 @@ def efficiency_table(
     ds_keys = list(datasets) if datasets is not None else ordered(chosen["dataset"].tolist(), DATASET_ORDER)
     chosen = chosen[chosen[row].isin(row_keys) & chosen["dataset"].isin(ds_keys)]
     values = chosen.groupby(["dataset", row], sort=False)[cols].mean()
-    values = values.reindex(pd.MultiIndex.from_tuples(
-        [(d, k) for d in ds_keys for k in row_keys if (d, k) in values.index], names=["dataset", row]))
+    values = values.reindex(
+        pd.MultiIndex.from_tuples(
+            [(d, k) for d in ds_keys for k in row_keys if (d, k) in values.index], names=["dataset", row]
+        )
+    )
     # Zero memory means "not measured" (e.g. CPU runs), not "best".
     if "peak_memory_mb" in values.columns:
         values["peak_memory_mb"] = values["peak_memory_mb"].where(values["peak_memory_mb"] > 0)

@@ -12,8 +12,8 @@ sees.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -25,14 +25,15 @@ SPLITS = ("valid", "test")
 
 @dataclass
 class Batch:
-    users: torch.Tensor     # [B] int64
+    users: torch.Tensor  # [B] int64
     item_seq: torch.Tensor  # [B, L] int64, right-padded with 0
-    lengths: torch.Tensor   # [B] int64, number of real items (>= 1)
-    targets: torch.Tensor   # [B] int64, the next item
+    lengths: torch.Tensor  # [B] int64, number of real items (>= 1)
+    targets: torch.Tensor  # [B] int64, the next item
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in
-                       (self.users, self.item_seq, self.lengths, self.targets)))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(
+            *(t.to(device, non_blocking=non_blocking) for t in (self.users, self.item_seq, self.lengths, self.targets))
+        )
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -56,8 +57,9 @@ def split_positions(ds: PreparedDataset, split: str) -> np.ndarray:
     return ds.lengths - (2 if split == "valid" else 1)
 
 
-def gather(ds: PreparedDataset, users: np.ndarray, positions: np.ndarray, max_length: int,
-           pad_to: int | None = None) -> Batch:
+def gather(
+    ds: PreparedDataset, users: np.ndarray, positions: np.ndarray, max_length: int, pad_to: int | None = None
+) -> Batch:
     """Inputs s[max(0,t-L):t] and targets s[t] for each (user, t), right-padded to the batch max
     (or to the fixed width `pad_to`, which must hold every input)."""
     values, offsets = ds.values, ds.offsets
@@ -84,8 +86,7 @@ def gather(ds: PreparedDataset, users: np.ndarray, positions: np.ndarray, max_le
     )
 
 
-def split_inputs(ds: PreparedDataset, split: str, max_length: int,
-                 users: np.ndarray | None = None) -> Batch:
+def split_inputs(ds: PreparedDataset, split: str, max_length: int, users: np.ndarray | None = None) -> Batch:
     """Validation or test inputs for the given users (all users by default)."""
     pos = split_positions(ds, split)
     u = np.arange(ds.n_users, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
@@ -114,7 +115,7 @@ def batch_sizes(n: int, batch_size: int, world_size: int = 1, drop_last: bool = 
     while len(sizes) % world_size:
         i = max(range(len(sizes)), key=lambda j: sizes[j])  # the first largest: deterministic
         half = sizes[i] // 2
-        sizes[i:i + 1] = [sizes[i] - half, half]  # consecutive halves keep the sorted order
+        sizes[i : i + 1] = [sizes[i] - half, half]  # consecutive halves keep the sorted order
     return sizes
 
 
@@ -128,9 +129,21 @@ class BatchLoader:
     `pad_to` pads every batch to that fixed width (a fixed-length pipeline, for benchmarks).
     """
 
-    def __init__(self, ds: PreparedDataset, max_length: int, batch_size: int, *, shuffle: bool = True,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 bucketing: bool = True, pad_to: int | None = None, chunk_batches: int = CHUNK_BATCHES):
+    def __init__(
+        self,
+        ds: PreparedDataset,
+        max_length: int,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        bucketing: bool = True,
+        pad_to: int | None = None,
+        chunk_batches: int = CHUNK_BATCHES,
+    ):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -158,8 +171,7 @@ class BatchLoader:
         self.pad_to = pad_to
         if bucketing:
             if not drop_last and self.users.size < world_size:
-                raise ValueError(f"{self.users.size} training samples cannot give each of "
-                                 f"{world_size} ranks a batch")
+                raise ValueError(f"{self.users.size} training samples cannot give each of {world_size} ranks a batch")
             self._sizes = batch_sizes(self.users.size, batch_size, world_size, drop_last)
             self._bounds = np.concatenate([[0], np.cumsum(self._sizes, dtype=np.int64)])
 
@@ -180,7 +192,7 @@ class BatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _rank_batches(self, batch_order: np.ndarray) -> np.ndarray:
-        return batch_order[self.rank::self.world_size]
+        return batch_order[self.rank :: self.world_size]
 
     def batch_indices(self) -> list[np.ndarray]:
         """This rank's batches for the current epoch, as indices into (self.users, self.positions)."""
@@ -189,9 +201,9 @@ class BatchLoader:
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         if not self.bucketing:
             per_rank = n // self.world_size
-            mine = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-            return [mine[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
-        order = order[:self._bounds[-1]]  # drop_last: a random remainder sits out this epoch
+            mine = order[self.rank * per_rank : (self.rank + 1) * per_rank]
+            return [mine[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+        order = order[: self._bounds[-1]]  # drop_last: a random remainder sits out this epoch
         # one stable sort by (chunk, length): ties keep their shuffled order, so equal-length
         # prefixes are still mixed at random across the batches of a chunk
         chunk = np.arange(order.size, dtype=np.int64) // (self.chunk_batches * self.batch_size)
@@ -199,7 +211,7 @@ class BatchLoader:
         order = order[np.argsort(key, kind="stable")]
         n_batches = len(self._sizes)
         batch_order = rng.permutation(n_batches) if self.shuffle else np.arange(n_batches)
-        return [order[self._bounds[b]:self._bounds[b + 1]] for b in self._rank_batches(batch_order)]
+        return [order[self._bounds[b] : self._bounds[b + 1]] for b in self._rank_batches(batch_order)]
 
     def padded_widths(self) -> np.ndarray:
         """The width each of this epoch's batches is padded to (this rank), without building them."""

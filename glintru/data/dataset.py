@@ -19,9 +19,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -236,7 +237,9 @@ def load_dataset(path: str | os.PathLike) -> PreparedDataset:
     try:
         meta = json.loads((p / META_FILE).read_text())
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{p / META_FILE} line {e.lineno}: invalid JSON ({e.msg}); prepare the dataset again") from None
+        raise DatasetError(
+            f"{p / META_FILE} line {e.lineno}: invalid JSON ({e.msg}); prepare the dataset again"
+        ) from None
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(
             f"{p}: schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again"

@@ -14,15 +14,14 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from tqdm import tqdm
 
@@ -88,9 +87,10 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, say: Call
             raise _Interrupted(f"the server cannot resume at byte {offset:,}; starting over") from None
         if exc.code >= 500:  # the server's trouble, often passing
             raise _Interrupted(f"HTTP {exc.code} {exc.reason}") from None
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the address "
-                            "(or pass --base-url for a mirror)") from None
-    except (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as exc:
+        raise DownloadError(
+            f"{url}: HTTP {exc.code} {exc.reason}; check the address (or pass --base-url for a mirror)"
+        ) from None
+    except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise _Interrupted(f"cannot connect ({reason})") from None
 
@@ -108,13 +108,23 @@ def _transfer(url: str, part: Path, *, timeout: float, progress: bool, say: Call
                 say(f"{url}: the server does not resume downloads; starting over")
             offset, total, mode = 0, length, "wb"
         received = 0
-        with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=part.name.removesuffix(".part"),
-                                         disable=not progress, leave=False) as bar:
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 try:
                     block = resp.read(CHUNK)
-                except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as exc:
+                except (TimeoutError, http.client.IncompleteRead, ConnectionError, OSError) as exc:
                     raise _Interrupted(f"connection lost after {offset + received:,} bytes ({exc!r})") from None
                 if not block:
                     break
@@ -146,8 +156,9 @@ def fetch(
     if dest.exists():
         digest = sha256_file(dest)
         if sha256 is not None and digest != sha256:
-            raise ChecksumError(f"{dest} exists but its sha256 is {digest}, not the registered {sha256}; "
-                                "remove it and download again")
+            raise ChecksumError(
+                f"{dest} exists but its sha256 is {digest}, not the registered {sha256}; remove it and download again"
+            )
         return FetchResult(dest, digest, dest.stat().st_size, verified=sha256 is not None, reused=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -158,8 +169,11 @@ def fetch(
         except _Interrupted as exc:
             kept = part.stat().st_size if part.exists() else 0
             if attempt == attempts:
-                where = (f"{part} keeps the {kept:,} bytes received; run the same command again to resume"
-                         if kept else "nothing was written")
+                where = (
+                    f"{part} keeps the {kept:,} bytes received; run the same command again to resume"
+                    if kept
+                    else "nothing was written"
+                )
                 raise DownloadError(f"{url}: download failed after {attempts} attempts: {exc}; {where}") from None
             say(f"{url}: {exc}; retrying ({attempt + 1} of {attempts})")
             time.sleep(retry_wait * attempt)
@@ -167,13 +181,17 @@ def fetch(
     got = part.stat().st_size
     if size is not None and got != size:
         part.unlink()
-        raise ChecksumError(f"{url}: received {got:,} bytes, the registered file has {size:,}; "
-                            "the partial file was removed, download again")
+        raise ChecksumError(
+            f"{url}: received {got:,} bytes, the registered file has {size:,}; "
+            "the partial file was removed, download again"
+        )
     digest = sha256_file(part)
     if sha256 is not None and digest != sha256:
         part.unlink()
-        raise ChecksumError(f"{url}: sha256 {digest} does not match the registered {sha256}; the download was "
-                            "removed (the file changed or was corrupted in transit)")
+        raise ChecksumError(
+            f"{url}: sha256 {digest} does not match the registered {sha256}; the download was "
+            "removed (the file changed or was corrupted in transit)"
+        )
     os.replace(part, dest)
     return FetchResult(dest, digest, got, verified=sha256 is not None, reused=False)
 
@@ -235,11 +253,17 @@ def download(
     return results
 
 
-def _download_one(spec: DatasetSpec, f: RemoteFile, out: Path, base_url: str | None, progress: bool,
-                  say: Callable[[str], None], fetch_options: dict) -> FetchResult:
+def _download_one(
+    spec: DatasetSpec,
+    f: RemoteFile,
+    out: Path,
+    base_url: str | None,
+    progress: bool,
+    say: Callable[[str], None],
+    fetch_options: dict,
+) -> FetchResult:
     url = f.url_from(base_url)
-    result = fetch(url, out / f.filename, sha256=f.sha256, size=f.size, progress=progress, say=say,
-                   **fetch_options)
+    result = fetch(url, out / f.filename, sha256=f.sha256, size=f.size, progress=progress, say=say, **fetch_options)
     if f.unzip:
         wanted = [p for p in (spec.input, spec.items) if p]
         if result.reused and all((out / p).exists() for p in wanted):
@@ -247,6 +271,8 @@ def _download_one(spec: DatasetSpec, f: RemoteFile, out: Path, base_url: str | N
         extract(result.path, out)
         missing = [p for p in wanted if not (out / p).exists()]
         if missing:
-            raise DownloadError(f"{result.path}: the archive has no {', '.join(missing)}; the registry entry "
-                                f"{spec.name!r} does not match this file")
+            raise DownloadError(
+                f"{result.path}: the archive has no {', '.join(missing)}; the registry entry "
+                f"{spec.name!r} does not match this file"
+            )
     return result

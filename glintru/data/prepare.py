@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,9 @@ from glintru.data.dataset import MIN_SEQUENCE_LENGTH, write_prepared
 
 DUPLICATE_POLICIES = ("first", "last", "keep")
 TIE_BREAK = "timestamp, then original row order"
-ID_ORDER = "users by first appearance in the source; items by first appearance in the user-ordered chronological sequences"
+ID_ORDER = (
+    "users by first appearance in the source; items by first appearance in the user-ordered chronological sequences"
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ def _as_frame(table: pd.DataFrame | pa.Table) -> pd.DataFrame:
     frame = table.to_pandas() if isinstance(table, pa.Table) else table
     missing = [c for c in ("user", "item") if c not in frame.columns]
     if missing:
-        raise ValueError(f"interaction table lacks column(s) {', '.join(missing)}; expected {', '.join(sources.COLUMNS)}")
+        raise ValueError(
+            f"interaction table lacks column(s) {', '.join(missing)}; expected {', '.join(sources.COLUMNS)}"
+        )
     return frame
 
 
@@ -93,7 +98,7 @@ def prepare_table(
     n = len(frame)
     user_codes, user_uniques = pd.factorize(frame["user"].astype(str), sort=False)
     item_codes, item_uniques = pd.factorize(frame["item"].astype(str), sort=False)
-    ts = (frame["timestamp"].to_numpy(np.int64) if "timestamp" in frame.columns else np.arange(n, dtype=np.int64))
+    ts = frame["timestamp"].to_numpy(np.int64) if "timestamp" in frame.columns else np.arange(n, dtype=np.int64)
     counts = {"rows": n}
 
     rows = np.arange(n, dtype=np.int64)

@@ -10,9 +10,10 @@ Adding a dataset is one `DatasetSpec` in `DATASETS`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from glintru.data import sources
 
@@ -101,7 +102,9 @@ _TFDS = "tensorflow/datasets url_checksums/movielens.txt"
 _AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 _AMAZON_2018 = "https://jmcauley.ucsd.edu/data/amazon_v2"
 _AMAZON_2018_MIRROR = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
-_ICLREC = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"  # salesforce/ICLRec commit; Beauty.txt is unchanged since it was added
+_ICLREC = (
+    "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"  # salesforce/ICLRec commit; Beauty.txt is unchanged since it was added
+)
 _TABLE1 = "GLINT-RU paper, Table 1"
 
 
@@ -118,9 +121,11 @@ def _amazon_2018(name: str, category: str, title: str) -> DatasetSpec:
         items=f"meta_{category}.json.gz",
         recipe=Recipe(k_core=5),
         counts=None,
-        notes=("Amazon Review Data (2018), Ni, Li and McAuley, EMNLP 2019; the 5-core review file. No counts "
-               "after this recipe are published. Mirror of the review file: "
-               f"--base-url {_AMAZON_2018_MIRROR}/categoryFilesSmall --no-items"),
+        notes=(
+            "Amazon Review Data (2018), Ni, Li and McAuley, EMNLP 2019; the 5-core review file. No counts "
+            "after this recipe are published. Mirror of the review file: "
+            f"--base-url {_AMAZON_2018_MIRROR}/categoryFilesSmall --no-items"
+        ),
     )
 
 
@@ -131,8 +136,14 @@ DATASETS: dict[str, DatasetSpec] = {
             name="ml-100k",
             title="MovieLens 100K",
             format="movielens",
-            files=(RemoteFile(f"{_GROUPLENS}/ml-100k.zip", unzip=True, size=4924029,
-                              sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),),
+            files=(
+                RemoteFile(
+                    f"{_GROUPLENS}/ml-100k.zip",
+                    unzip=True,
+                    size=4924029,
+                    sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                ),
+            ),
             input="ml-100k/u.data",
             items="ml-100k/u.item",
             recipe=Recipe(),
@@ -144,8 +155,14 @@ DATASETS: dict[str, DatasetSpec] = {
             name="ml-1m",
             title="MovieLens 1M",
             format="movielens",
-            files=(RemoteFile(f"{_GROUPLENS}/ml-1m.zip", unzip=True, size=5917549,
-                              sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),),
+            files=(
+                RemoteFile(
+                    f"{_GROUPLENS}/ml-1m.zip",
+                    unzip=True,
+                    size=5917549,
+                    sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                ),
+            ),
             input="ml-1m/ratings.dat",
             items="ml-1m/movies.dat",
             recipe=Recipe(),
@@ -157,13 +174,20 @@ DATASETS: dict[str, DatasetSpec] = {
             name="ml-20m",
             title="MovieLens 20M",
             format="movielens",
-            files=(RemoteFile(f"{_GROUPLENS}/ml-20m.zip", unzip=True, size=198702078,
-                              sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),),
+            files=(
+                RemoteFile(
+                    f"{_GROUPLENS}/ml-20m.zip",
+                    unzip=True,
+                    size=198702078,
+                    sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+                ),
+            ),
             input="ml-20m/ratings.csv",
             items="ml-20m/movies.csv",
             recipe=Recipe(),
-            counts=Counts(138493, 26744, 20000263,
-                          "GroupLens ml-20m README (ratings, users); LensKit codex ML20M (rated items)"),
+            counts=Counts(
+                138493, 26744, 20000263, "GroupLens ml-20m README (ratings, users); LensKit codex ML20M (rated items)"
+            ),
             checksum_source=_TFDS,
             notes="27,278 movies are listed, 26,744 of them rated.",
         ),
@@ -179,9 +203,11 @@ DATASETS: dict[str, DatasetSpec] = {
             items="meta_Beauty.json.gz",
             recipe=Recipe(k_core=5),
             counts=Counts(22363, 12101, 198502, _TABLE1),
-            notes=("Image-based recommendations on styles and substitutes (McAuley et al., SIGIR 2015), "
-                   "listed at jmcauley.ucsd.edu/data/amazon. The file is already 5-core; the paper's "
-                   "counts equal its reviews, users and items."),
+            notes=(
+                "Image-based recommendations on styles and substitutes (McAuley et al., SIGIR 2015), "
+                "listed at jmcauley.ucsd.edu/data/amazon. The file is already 5-core; the paper's "
+                "counts equal its reviews, users and items."
+            ),
         ),
         DatasetSpec(
             name="video-games",
@@ -204,16 +230,22 @@ DATASETS: dict[str, DatasetSpec] = {
             name="beauty-seq",
             title="Amazon Beauty 2014 5-core as preprocessed sequences (the salesforce/ICLRec copy)",
             format="seq-txt",
-            files=(RemoteFile(f"https://raw.githubusercontent.com/salesforce/ICLRec/{_ICLREC}/data/Beauty.txt",
-                              size=1090094,
-                              sha256="226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8"),),
+            files=(
+                RemoteFile(
+                    f"https://raw.githubusercontent.com/salesforce/ICLRec/{_ICLREC}/data/Beauty.txt",
+                    size=1090094,
+                    sha256="226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+                ),
+            ),
             input="Beauty.txt",
             recipe=Recipe(k_core=5),
             counts=Counts(22363, 12101, 198502, _TABLE1),
             checksum_source=f"salesforce/ICLRec data/Beauty.txt at commit {_ICLREC[:12]} (git blob a2977302)",
-            notes=("The beauty log as renumbered user/item sequences in time order, without timestamps or "
-                   "ratings; the copy most sequential-recommendation code trains on. Ties of equal "
-                   "timestamps were already decided when it was written."),
+            notes=(
+                "The beauty log as renumbered user/item sequences in time order, without timestamps or "
+                "ratings; the copy most sequential-recommendation code trains on. Ties of equal "
+                "timestamps were already decided when it was written."
+            ),
         ),
     )
 }
@@ -249,15 +281,23 @@ def format_table(specs: Mapping[str, DatasetSpec] | None = None) -> str:
     rows = [header]
     for s in specs.values():
         c = s.counts
-        rows.append((
-            s.name, s.format, s.recipe.describe(),
-            f"{c.users:,}" if c else "-", f"{c.items:,}" if c else "-", f"{c.interactions:,}" if c else "-",
-            "sha256" if all(f.sha256 for f in s.files) else ("partly" if any(f.sha256 for f in s.files) else "-"),
-        ))
+        rows.append(
+            (
+                s.name,
+                s.format,
+                s.recipe.describe(),
+                f"{c.users:,}" if c else "-",
+                f"{c.items:,}" if c else "-",
+                f"{c.interactions:,}" if c else "-",
+                "sha256" if all(f.sha256 for f in s.files) else ("partly" if any(f.sha256 for f in s.files) else "-"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     numeric = {3, 4, 5}
-    lines = ["  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
-             for r in rows]
+    lines = [
+        "  ".join(v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+        for r in rows
+    ]
     lines.append("")
     lines.append(f"Every recipe ends in a {SPLIT} split.")
     for s in specs.values():

@@ -11,8 +11,8 @@ the per-prefix pipeline, and every target is seen exactly once per epoch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,14 +29,15 @@ CHUNK_BATCHES = 64
 class SequenceBatch:
     """Right-padded rows s[0:T] with targets[r, i] = s[i+1] at every real position (0 after)."""
 
-    users: torch.Tensor     # [R] int64
+    users: torch.Tensor  # [R] int64
     item_seq: torch.Tensor  # [R, W] int64, right-padded with 0
-    lengths: torch.Tensor   # [R] int64, T >= 1
-    targets: torch.Tensor   # [R, W] int64, 0 where there is no target
+    lengths: torch.Tensor  # [R] int64, T >= 1
+    targets: torch.Tensor  # [R, W] int64, 0 where there is no target
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SequenceBatch":
-        return SequenceBatch(*(t.to(device, non_blocking=non_blocking) for t in
-                               (self.users, self.item_seq, self.lengths, self.targets)))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SequenceBatch:
+        return SequenceBatch(
+            *(t.to(device, non_blocking=non_blocking) for t in (self.users, self.item_seq, self.lengths, self.targets))
+        )
 
     @property
     def num_targets(self) -> int:
@@ -73,8 +74,12 @@ def gather_rows(ds: PreparedDataset, users: np.ndarray, row_lengths: np.ndarray)
     idx = np.where(real, base[:, None] + cols[None, :], 0)
     seq = np.where(real, ds.values[idx], 0).astype(np.int64)
     targets = np.where(real, ds.values[idx + 1], 0).astype(np.int64)  # idx + 1 <= base + T: in range
-    return SequenceBatch(users=torch.from_numpy(users), item_seq=torch.from_numpy(seq),
-                         lengths=torch.from_numpy(lengths), targets=torch.from_numpy(targets))
+    return SequenceBatch(
+        users=torch.from_numpy(users),
+        item_seq=torch.from_numpy(seq),
+        lengths=torch.from_numpy(lengths),
+        targets=torch.from_numpy(targets),
+    )
 
 
 class SequenceLoader:
@@ -88,8 +93,17 @@ class SequenceLoader:
     runs the same number of steps and every target is still seen exactly once.
     """
 
-    def __init__(self, ds: PreparedDataset, max_length: int, batch_size: int, *, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, chunk_batches: int = CHUNK_BATCHES):
+    def __init__(
+        self,
+        ds: PreparedDataset,
+        max_length: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        chunk_batches: int = CHUNK_BATCHES,
+    ):
         if batch_size <= 0 or max_length <= 0 or chunk_batches <= 0:
             raise ValueError("batch_size, max_length and chunk_batches must be positive")
         if not 0 <= rank < world_size:
@@ -103,19 +117,19 @@ class SequenceLoader:
         self.chunk_batches = chunk_batches
         self.epoch = 0
         n_targets = np.maximum(ds.lengths - 3, 0)
-        self.row_lengths = np.minimum(n_targets, max_length)   # T per user (0: no training row)
+        self.row_lengths = np.minimum(n_targets, max_length)  # T per user (0: no training row)
         self.row_users = np.flatnonzero(self.row_lengths > 0)
-        extra = n_targets - self.row_lengths                      # targets t = L+1 .. n-3
+        extra = n_targets - self.row_lengths  # targets t = L+1 .. n-3
         self.window_users = np.repeat(np.arange(ds.n_users, dtype=np.int64), extra)
         starts = np.cumsum(extra) - extra
-        self.window_positions = (np.arange(self.window_users.size, dtype=np.int64)
-                                 - np.repeat(starts, extra) + max_length + 1)
+        self.window_positions = (
+            np.arange(self.window_users.size, dtype=np.int64) - np.repeat(starts, extra) + max_length + 1
+        )
         self.total_targets = int(n_targets.sum())
         if self.total_targets == 0:
             raise ValueError(f"dataset {ds.name!r} has no training samples (every user has < 4 items)")
         if self.row_users.size + self.window_users.size < world_size:
-            raise ValueError(f"{self.total_targets} training targets cannot give each of "
-                             f"{world_size} ranks a batch")
+            raise ValueError(f"{self.total_targets} training targets cannot give each of {world_size} ranks a batch")
         self._plan: tuple[int, list[PlannedBatch]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -124,7 +138,7 @@ class SequenceLoader:
     def plan(self) -> list[PlannedBatch]:
         """This rank's batches for the current epoch (deterministic by seed and epoch)."""
         if self._plan is None or self._plan[0] != self.epoch:
-            self._plan = (self.epoch, self._global_plan()[self.rank::self.world_size])
+            self._plan = (self.epoch, self._global_plan()[self.rank :: self.world_size])
         return self._plan[1]
 
     def _global_plan(self) -> list[PlannedBatch]:
@@ -140,7 +154,7 @@ class SequenceLoader:
             batches += self._cut_rows(users[sel][order], sizes[sel][order])
         w = rng.permutation(self.window_users.size)
         for i in range(0, w.size, self.batch_size):
-            sel = w[i:i + self.batch_size]
+            sel = w[i : i + self.batch_size]
             batches.append(PlannedBatch(self.window_users[sel], self.window_positions[sel], sel.size))
         batches = [batches[i] for i in rng.permutation(len(batches))]
         return _split_to_multiple(batches, self.world_size, self.row_lengths)
@@ -173,15 +187,14 @@ class SequenceLoader:
                 yield gather(self.ds, b.users, b.positions, self.max_length)
 
 
-def _split_to_multiple(batches: list[PlannedBatch], world_size: int,
-                       row_lengths: np.ndarray) -> list[PlannedBatch]:
+def _split_to_multiple(batches: list[PlannedBatch], world_size: int, row_lengths: np.ndarray) -> list[PlannedBatch]:
     """Halve the largest splittable batch (in place in the order) until the count divides
     world_size; if none can be split any more, the last batches are dropped."""
     batches = list(batches)
     while len(batches) % world_size:
         splittable = [i for i, b in enumerate(batches) if b.users.size > 1]
         if not splittable:
-            return batches[:len(batches) - len(batches) % world_size]
+            return batches[: len(batches) - len(batches) % world_size]
         i = max(splittable, key=lambda j: batches[j].num_targets)  # the first largest: deterministic
         b, half = batches[i], batches[i].users.size // 2
         parts = []
@@ -191,5 +204,5 @@ def _split_to_multiple(batches: list[PlannedBatch], world_size: int,
                 parts.append(PlannedBatch(users, None, int(row_lengths[users].sum())))
             else:
                 parts.append(PlannedBatch(users, b.positions[sl], users.size))
-        batches[i:i + 1] = parts
+        batches[i : i + 1] = parts
     return batches

@@ -105,8 +105,10 @@ def _check(cfg: SyntheticConfig) -> None:
     if not 0 <= cfg.follow + cfg.noise <= 1:
         raise ValueError("follow + noise must lie in [0, 1]")
     if cfg.min_length < MIN_SEQUENCE_LENGTH or cfg.avg_length < cfg.min_length:
-        raise ValueError(f"need {MIN_SEQUENCE_LENGTH} <= min_length <= avg_length, "
-                         f"got min_length {cfg.min_length} and avg_length {cfg.avg_length}")
+        raise ValueError(
+            f"need {MIN_SEQUENCE_LENGTH} <= min_length <= avg_length, "
+            f"got min_length {cfg.min_length} and avg_length {cfg.avg_length}"
+        )
     if cfg.length_tail is None:
         if cfg.n_interactions is not None or cfg.max_seq_length is not None:
             raise ValueError("n_interactions and max_seq_length need heavy-tailed lengths (set length_tail)")
@@ -116,8 +118,7 @@ def _check(cfg: SyntheticConfig) -> None:
     total = cfg.total_interactions()
     cap = cfg.max_seq_length or total
     if not cfg.n_users * cfg.min_length <= total <= cfg.n_users * cap:
-        raise ValueError(f"{total} interactions cannot give {cfg.n_users} users lengths in "
-                         f"{cfg.min_length}..{cap}")
+        raise ValueError(f"{total} interactions cannot give {cfg.n_users} users lengths in {cfg.min_length}..{cap}")
 
 
 def _cluster_sampler(cluster: np.ndarray, weight: np.ndarray, n_clusters: int):
@@ -232,8 +233,9 @@ def simulate(cfg: SyntheticConfig = SyntheticConfig()) -> SyntheticLog:
     return SyntheticLog(values, offsets, within.astype(np.int64), ratings, cluster.astype(np.int64), succ_full)
 
 
-def generate_interactions(*, n_users: int = 1000, n_items: int = 500, avg_length: float = 30,
-                          seed: int = 0, **options) -> pd.DataFrame:
+def generate_interactions(
+    *, n_users: int = 1000, n_items: int = 500, avg_length: float = 30, seed: int = 0, **options
+) -> pd.DataFrame:
     """The raw interaction table (user 'u<k>', item 'i<id>', timestamp, rating) for `prepare_table`.
 
     Sequences may revisit an item; pass duplicates="keep" to `prepare_table` to keep them as generated.
@@ -297,9 +299,16 @@ class Shape:
             raise ValueError(f"scale must lie in (0, 1], got {scale}")
         users = max(1, int(round(self.n_users * scale)))
         total = max(users * self.min_length, int(round(self.n_interactions * scale)))
-        return SyntheticConfig(n_users=users, n_items=max(2, int(round(self.n_items * scale))),
-                               avg_length=total / users, seed=seed, min_length=self.min_length,
-                               length_tail=self.tail, max_seq_length=self.max_length, n_interactions=total)
+        return SyntheticConfig(
+            n_users=users,
+            n_items=max(2, int(round(self.n_items * scale))),
+            avg_length=total / users,
+            seed=seed,
+            min_length=self.min_length,
+            length_tail=self.tail,
+            max_seq_length=self.max_length,
+            n_interactions=total,
+        )
 
 
 # Counts from the paper's Table 1 less the padding id it counts (ML-1M: all ratings, 20 per user at
@@ -313,13 +322,22 @@ SHAPES: dict[str, Shape] = {
 }
 
 
-def generate_like(out_dir: str | os.PathLike, like: str, *, seed: int = 0, scale: float = 1.0,
-                  overwrite: bool = False) -> Path:
+def generate_like(
+    out_dir: str | os.PathLike, like: str, *, seed: int = 0, scale: float = 1.0, overwrite: bool = False
+) -> Path:
     """A synthetic dataset shaped like a real one in SHAPES (its counts and length distribution)."""
     if like not in SHAPES:
         raise ValueError(f"unknown shape {like!r}; choose one of {', '.join(SHAPES)}")
     cfg = SHAPES[like].config(seed=seed, scale=scale)
     name = f"synthetic-{like}" if scale == 1 else f"synthetic-{like}-x{scale:g}"
     options = {k: v for k, v in asdict(cfg).items() if k not in ("n_users", "n_items", "avg_length", "seed")}
-    return generate(out_dir, n_users=cfg.n_users, n_items=cfg.n_items, avg_length=cfg.avg_length, seed=seed,
-                    overwrite=overwrite, name=name, **options)
+    return generate(
+        out_dir,
+        n_users=cfg.n_users,
+        n_items=cfg.n_items,
+        avg_length=cfg.avg_length,
+        seed=seed,
+        overwrite=overwrite,
+        name=name,
+        **options,
+    )

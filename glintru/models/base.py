@@ -95,8 +95,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
     # Set by each subclass: the item table [n_items + 1, d] that `item_embeddings` reads by default.
     item_embedding: nn.Embedding
 
-    def __init__(self, config: ModelConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: ModelConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__()
         self.config = config
         self.n_items = n_items
@@ -115,8 +116,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
         logits[:, 0] = float("-inf")
         return logits
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+    def loss(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         """Cross-entropy of the next item over all items (the paper's loss)."""
         return item_cross_entropy(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
 
@@ -129,8 +131,10 @@ class SequentialRecommender(nn.Module, abc.ABC):
         """None when `prefix_outputs` is exact for this model and config; otherwise the reason.
 
         A model without it should say why in its own terms (see `no_one_pass`)."""
-        return self.no_one_pass("its representation of a history is not the output at that position "
-                                "of one pass over a longer sequence (later items would change it)")
+        return self.no_one_pass(
+            "its representation of a history is not the output at that position "
+            "of one pass over a longer sequence (later items would change it)"
+        )
 
     def no_one_pass(self, why: str) -> str:
         """The refusal `one_pass_support` returns: the model's name, `why`, and what to do instead."""
@@ -144,11 +148,11 @@ class SequentialRecommender(nn.Module, abc.ABC):
         """Raise a ValueError naming the model, its config and the reason when one-pass is not exact."""
         reason = self.one_pass_support()
         if reason is not None:
-            raise ValueError(f"one-pass training refused for {type(self).__name__} "
-                             f"({self.config}): {reason}")
+            raise ValueError(f"one-pass training refused for {type(self).__name__} ({self.config}): {reason}")
 
-    def sequence_loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-                      reduction: str = "mean") -> torch.Tensor:
+    def sequence_loss(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         """Cross-entropy at every target of one-pass rows: targets[B, N] holds the item that
         follows position t (0 where there is none). Equals `loss` on each prefix separately.
 
@@ -167,8 +171,9 @@ class SequentialRecommender(nn.Module, abc.ABC):
 CPU_LOGIT_CHUNK = 1 << 22
 
 
-def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-                       reduction: str = "mean") -> torch.Tensor:
+def item_cross_entropy(
+    rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy of targets[n] under scores rep[n, d] @ items[n_items + 1, d].T, computed in
     (at least) float32 with the padding column at -inf (it is never a candidate)."""
     if reduction not in ("mean", "sum", "none"):
@@ -176,8 +181,9 @@ def item_cross_entropy(rep: torch.Tensor, items: torch.Tensor, targets: torch.Te
     n = rep.size(0)
     rows = n if rep.is_cuda else max(1, CPU_LOGIT_CHUNK // items.size(0))
     # the fused function forms the softmax gradient in place (glintru.models.loss)
-    losses = torch.cat([fused_item_cross_entropy(rep[i:i + rows], items, targets[i:i + rows])
-                        for i in range(0, n, rows)])
+    losses = torch.cat(
+        [fused_item_cross_entropy(rep[i : i + rows], items, targets[i : i + rows]) for i in range(0, n, rows)]
+    )
     if reduction == "none":
         return losses
     return losses.mean() if reduction == "mean" else losses.sum()

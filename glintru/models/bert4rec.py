@@ -114,14 +114,20 @@ class BERT4Rec(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = BERT4RecConfig
     config: BERT4RecConfig
 
-    def __init__(self, config: BERT4RecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: BERT4RecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features, n_tokens=n_items + 2)
         self.mask_token = n_items + 1
         d = config.hidden_size
         self.layers = nn.ModuleList(
-            TransformerLayer(SelfAttention(d, config.num_heads, config.dropout), d, config.inner_size,
-                             config.dropout, config.layer_norm_eps)
+            TransformerLayer(
+                SelfAttention(d, config.num_heads, config.dropout),
+                d,
+                config.inner_size,
+                config.dropout,
+                config.layer_norm_eps,
+            )
             for _ in range(config.num_layers)
         )
         self.head = OutputHead(d, config.layer_norm_eps)
@@ -142,8 +148,7 @@ class BERT4Rec(TransformerRecommender):
             return h
         return torch.cat([h, h.new_ones(*h.shape[:-1], 1)], dim=-1)
 
-    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, L, d] before the output head (every real position, mask tokens
         included, sees every other one), or [B, d] at index."""
         self.check_width(item_seq)
@@ -154,8 +159,9 @@ class BERT4Rec(TransformerRecommender):
             x = layer(x, keys)
         return last(x, keys, index=index)
 
-    def append(self, item_seq: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def append(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Put tokens[b] right after the last real item of row b; returns (sequence, its index).
 
         The result is one column wider unless the input already spans max_length, in which case
@@ -192,7 +198,8 @@ class BERT4Rec(TransformerRecommender):
         return self.no_one_pass(
             "its attention is bidirectional, so every position's state depends on the items after it, "
             "and a history is read at a [mask] token appended after its last item, which one pass "
-            "over a longer sequence never holds there")
+            "over a longer sequence never holds there"
+        )
 
     def mask_positions(self, seq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Boolean [B, L]: which positions of `seq` to replace by [mask] (see module doc). `pos` is
@@ -205,7 +212,7 @@ class BERT4Rec(TransformerRecommender):
         if cfg.masking == "appended":
             cloze = cloze | (last & ~cloze.any(dim=1, keepdim=True))
         draws = B if cfg.ft_scope == "sequence" else 1
-        next_only = (torch.rand(draws, 1, device=seq.device) < cfg.ft_ratio)
+        next_only = torch.rand(draws, 1, device=seq.device) < cfg.ft_ratio
         return torch.where(next_only, last, cloze)
 
     def labelled_positions(self, masked: torch.Tensor) -> torch.Tensor:
@@ -221,13 +228,16 @@ class BERT4Rec(TransformerRecommender):
             labelled &= at_or_after <= cap
         return labelled
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+    def loss(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         """Cross-entropy of the masked items over all items (masked item prediction), averaged over
         the masked positions: a sample has no loss of its own, so `reduction` must be "mean"."""
         if reduction != "mean":
-            raise ValueError(f"{type(self).__name__}'s masked-item loss is a mean over the masked positions; "
-                             f"reduction must be 'mean', got {reduction!r}")
+            raise ValueError(
+                f"{type(self).__name__}'s masked-item loss is a mean over the masked positions; "
+                f"reduction must be 'mean', got {reduction!r}"
+            )
         if self.config.masking == "history":
             self.check_width(item_seq)
             seq, pos = item_seq, (lengths - 1).clamp(min=0)

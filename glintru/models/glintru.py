@@ -58,8 +58,12 @@ class TemporalConv1d(nn.Module):
             x = F.pad(x, (0, 0, *self.pad))
         # [B, N, d] seen as [B, d, 1, N] is the channels-last layout: the 2-d convolution runs on
         # it without the two transposing copies a Conv1d call would make.
-        y = F.conv2d(x.transpose(1, 2).unsqueeze(2), self.conv.weight.unsqueeze(2), self.conv.bias,
-                     padding=(0, self.pad[0] if self.pad[0] == self.pad[1] else 0))
+        y = F.conv2d(
+            x.transpose(1, 2).unsqueeze(2),
+            self.conv.weight.unsqueeze(2),
+            self.conv.bias,
+            padding=(0, self.pad[0] if self.pad[0] == self.pad[1] else 0),
+        )
         return y.squeeze(2).transpose(1, 2)
 
     def window(self, rows: torch.Tensor) -> torch.Tensor:
@@ -108,8 +112,9 @@ class DenseSelectiveGRU(nn.Module):
         self.proj = nn.Linear(d, d)
         self.conv_out = TemporalConv1d(d, cfg.kernel_size, cfg.conv_padding) if cfg.use_conv else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
-                last: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, last: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x[B, N, d] -> Y [B, N, d], or Y at positions `last` [B, d]."""
         m = mask.unsqueeze(-1).to(x.dtype)
         c = self.w0(x)
@@ -210,8 +215,9 @@ class GLINTRUBlock(nn.Module):
             return torch.tensor([1.0 if self.attn is not None else 0.0, 1.0 if self.gru is not None else 0.0])
         return torch.softmax(self.mix_logits, dim=0)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor,
-                last: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, last: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x[B, N, d] -> [B, N, d], or [B, d] at positions `last` when given."""
         xs = x if last is None else gather_at(x, last)
         a = y = None
@@ -429,8 +435,9 @@ class GLINTRU(SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self._encode(item_seq, lengths, last_only=True)
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+    def loss(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
             return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
         return super().loss(item_seq, lengths, targets, reduction)
@@ -451,12 +458,14 @@ class GLINTRU(SequentialRecommender):
                 return self.no_one_pass(
                     f"with num_layers={cfg.num_layers} the lower blocks must be causal, but "
                     f"{' and '.join(why)} (one pass needs num_layers=1, or conv_padding='causal' and "
-                    "attention_key_norm='cumulative')")
+                    "attention_key_norm='cumulative')"
+                )
         if same_conv and cfg.gru_num_layers > 1:
             return self.no_one_pass(
                 f"conv_padding='same' with gru_num_layers={cfg.gru_num_layers}: the prefix edge is "
                 "recomputed from the GRU state k//2 steps back, which needs a one-layer GRU (one pass "
-                "needs gru_num_layers=1 or conv_padding='causal')")
+                "needs gru_num_layers=1 or conv_padding='causal')"
+            )
         return None
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -474,5 +483,6 @@ class GLINTRU(SequentialRecommender):
 
     def mixing_weights(self) -> torch.Tensor:
         """[num_layers, 2]: each block's (attention, GRU) expert weights."""
-        return torch.stack([cast(GLINTRUBlock, b).mixing_weights().to(self.item_embedding.weight.device)
-                            for b in self.blocks])
+        return torch.stack(
+            [cast(GLINTRUBlock, b).mixing_weights().to(self.item_embedding.weight.device) for b in self.blocks]
+        )

@@ -35,8 +35,9 @@ class GRU4Rec(SequentialRecommender):
 
     config_class = GRU4RecConfig
 
-    def __init__(self, config: GRU4RecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: GRU4RecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)

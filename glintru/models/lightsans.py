@@ -102,8 +102,9 @@ class LowRankAttention(nn.Module):
     recbole=True: RecBole's unmasked, query-axis-normalised form (see the module doc).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, k_interests: int, dropout: float, eps: float,
-                 recbole: bool = False):
+    def __init__(
+        self, hidden_size: int, num_heads: int, k_interests: int, dropout: float, eps: float, recbole: bool = False
+    ):
         super().__init__()
         self.h = num_heads
         self.recbole = recbole
@@ -142,8 +143,9 @@ class LowRankAttention(nn.Module):
         position = self.position_probs(pos) @ split_heads(values, self.h)  # [h, N, N] @ [B, h, N, dh]
         return self.dropout(self.dense(merge_heads(item + position)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
-                index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x [B, N, d], mask [B, N] (True at real items), pos [N, d] position embeddings.
 
         Returns [B, N, d], or [B, d] with index[B]: only x[b, index[b]] is queried.
@@ -185,14 +187,26 @@ class LightSANs(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = LightSANsConfig
     config: LightSANsConfig
 
-    def __init__(self, config: LightSANsConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: LightSANsConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.layers = nn.ModuleList(
-            TransformerLayer(LowRankAttention(d, config.num_heads, config.k_interests, config.dropout,
-                                              config.layer_norm_eps, recbole=config.attention == "recbole"),
-                             d, config.inner_size, config.dropout, config.layer_norm_eps)
+            TransformerLayer(
+                LowRankAttention(
+                    d,
+                    config.num_heads,
+                    config.k_interests,
+                    config.dropout,
+                    config.layer_norm_eps,
+                    recbole=config.attention == "recbole",
+                ),
+                d,
+                config.inner_size,
+                config.dropout,
+                config.layer_norm_eps,
+            )
             for _ in range(config.num_layers)
         )
         normal_init(self, config.initializer_range)
@@ -200,8 +214,7 @@ class LightSANs(TransformerRecommender):
             with torch.no_grad():  # RecBole's init leaves the padding row drawn, not zero
                 self.item_embedding.weight[0].normal_(0.0, config.initializer_range)
 
-    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, L, d] (real positions depend on real items only), or [B, d] at index.
 
         With attention="recbole" every row is first padded to max_length, and real positions do
@@ -224,4 +237,5 @@ class LightSANs(TransformerRecommender):
         return self.no_one_pass(
             "its keys and values are pooled into k interests over the whole sequence, and its "
             "position attention reads every position, so each position's state depends on the items "
-            "after it")
+            "after it"
+        )

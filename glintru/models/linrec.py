@@ -86,16 +86,21 @@ class LinRec(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = LinRecConfig
     config: LinRecConfig
 
-    def __init__(self, config: LinRecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: LinRecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         key_norm = config.attention_key_norm
         assert key_norm is not None  # resolved from the variant in LinRecConfig.__post_init__
         self.layers = nn.ModuleList(
-            TransformerLayer(LinearAttention(d, config.num_heads, config.dropout,
-                                             key_norm=key_norm), d, config.inner_size,
-                             config.dropout, config.layer_norm_eps)
+            TransformerLayer(
+                LinearAttention(d, config.num_heads, config.dropout, key_norm=key_norm),
+                d,
+                config.inner_size,
+                config.dropout,
+                config.layer_norm_eps,
+            )
             for _ in range(config.num_layers)
         )
         normal_init(self, config.initializer_range)
@@ -111,8 +116,7 @@ class LinRec(TransformerRecommender):
             return item_seq, torch.ones_like(item_seq, dtype=torch.bool)
         return item_seq, padding_mask(item_seq)
 
-    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, L, d] (real positions see every real item, no padding; reference
         variant: L = max_length, padding included), or [B, d] at index."""
         item_seq, mask = self._inputs(item_seq)
@@ -122,8 +126,9 @@ class LinRec(TransformerRecommender):
             x = layer(x, mask)
         return last(x, mask, index=index)
 
-    def loss(self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
-             reduction: str = "mean") -> torch.Tensor:
+    def loss(
+        self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
         if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
             return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
         return super().loss(item_seq, lengths, targets, reduction)
@@ -138,7 +143,8 @@ class LinRec(TransformerRecommender):
             f"with num_layers={cfg.num_layers} and attention_key_norm={cfg.attention_key_norm!r} the "
             "layers below the last attend to later items, so a prefix's states differ from the full "
             "sequence's (for one pass set attention_key_norm='cumulative', which is causal, or "
-            "num_layers=1)")
+            "num_layers=1)"
+        )
 
     def prefix_outputs(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         self.require_one_pass()

@@ -63,8 +63,17 @@ class MambaBlock(nn.Module):
     """Mamba's selective SSM block: in_proj -> causal depthwise conv -> SiLU -> selective scan
     (input-dependent delta, B, C) with D skip -> gate with SiLU(z) -> out_proj."""
 
-    def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, dt_rank: int = 0,
-                 scan: str = "auto", dt_min: float = 1e-3, dt_max: float = 1e-1):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int,
+        d_conv: int,
+        expand: int,
+        dt_rank: int = 0,
+        scan: str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+    ):
         super().__init__()
         d_inner = expand * d_model
         self.d_state, self.scan = d_state, scan
@@ -84,7 +93,7 @@ class MambaBlock(nn.Module):
     @torch.no_grad()
     def reset_dt(self) -> None:
         """Mamba's step-size init: softplus(bias) log-uniform in [dt_min, dt_max]."""
-        std = self.dt_rank ** -0.5
+        std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         d_inner = self.dt_proj.out_features
         dt = torch.exp(torch.rand(d_inner) * (math.log(self.dt_max) - math.log(self.dt_min)) + math.log(self.dt_min))
@@ -149,8 +158,9 @@ class Mamba4Rec(SequentialRecommender):
 
     config_class = Mamba4RecConfig
 
-    def __init__(self, config: Mamba4RecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: Mamba4RecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)

@@ -39,19 +39,24 @@ class SASRecConfig(TransformerConfig):
 class SASRec(TransformerRecommender):
     config_class: ClassVar[type[ModelConfig]] = SASRecConfig
 
-    def __init__(self, config: SASRecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: SASRecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.layers = nn.ModuleList(
-            TransformerLayer(SelfAttention(d, config.num_heads, config.dropout), d, config.inner_size,
-                             config.dropout, config.layer_norm_eps)
+            TransformerLayer(
+                SelfAttention(d, config.num_heads, config.dropout),
+                d,
+                config.inner_size,
+                config.dropout,
+                config.layer_norm_eps,
+            )
             for _ in range(config.num_layers)
         )
         normal_init(self, config.initializer_range)
 
-    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, L, d] (position t depends on items 0..t only), or [B, d] at index."""
         self.check_width(item_seq)
         x = self.embed(item_seq)

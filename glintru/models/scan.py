@@ -113,8 +113,9 @@ def _check_shapes(x, delta, A, B, C, D) -> None:
         raise ValueError(f"D must be [channels={ch}]; got {tuple(D.shape)}")
 
 
-def _scan_chunk(x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                C: torch.Tensor) -> torch.Tensor:
+def _scan_chunk(
+    x: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> torch.Tensor:
     """y_t = C_t . h_t for a slice of channels, time-major ([L, batch, ...]) so that every step of
     the scan is one contiguous block; the [L, batch, c, N] states exist only in here."""
     a = (delta.unsqueeze(-1) * A).exp_()  # discretised A: exp(delta A), zero-order hold
@@ -162,8 +163,11 @@ def _selective_scan_cuda(x, delta, A, B, C, D) -> torch.Tensor:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
     y = selective_scan_fn(
-        x.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.contiguous(),
-        B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
+        x.transpose(1, 2).contiguous(),
+        delta.transpose(1, 2).contiguous(),
+        A.contiguous(),
+        B.transpose(1, 2).contiguous(),
+        C.transpose(1, 2).contiguous(),
         None if D is None else D.float().contiguous(),
     )
     return y.transpose(1, 2)
@@ -175,8 +179,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         return "cuda" if device.type == "cuda" and mamba_ssm_available() else "parallel"
     if backend == "cuda" and not (device.type == "cuda" and mamba_ssm_available()):
-        raise RuntimeError("scan backend 'cuda' needs the mamba_ssm package and CUDA tensors; "
-                           "use 'auto' or 'parallel'")
+        raise RuntimeError("scan backend 'cuda' needs the mamba_ssm package and CUDA tensors; use 'auto' or 'parallel'")
     return backend
 
 

@@ -139,8 +139,9 @@ class SMLP4Rec(SequentialRecommender):
 
     config_class = SMLP4RecConfig
 
-    def __init__(self, config: SMLP4RecConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None):
+    def __init__(
+        self, config: SMLP4RecConfig, n_items: int, item_features: dict[str, tuple[np.ndarray, int]] | None = None
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
@@ -149,8 +150,10 @@ class SMLP4Rec(SequentialRecommender):
             warnings.warn(MISSING_FEATURES_WARNING, UserWarning, stacklevel=2)
         for name, (tokens, _vocab) in features.items():
             if np.asarray(tokens).shape[0] != n_items + 1:
-                raise ValueError(f"feature {name!r} has {np.asarray(tokens).shape[0]} rows; expected "
-                                 f"n_items + 1 = {n_items + 1} (row 0 is padding)")
+                raise ValueError(
+                    f"feature {name!r} has {np.asarray(tokens).shape[0]} rows; expected "
+                    f"n_items + 1 = {n_items + 1} (row 0 is padding)"
+                )
         self.features = nn.ModuleDict(
             {name: FeatureEmbedding(tokens, vocab, d) for name, (tokens, vocab) in sorted(features.items())}
         )
@@ -175,7 +178,8 @@ class SMLP4Rec(SequentialRecommender):
     def one_pass_support(self) -> str | None:
         return self.no_one_pass(
             "its sequence-mixing MLP combines all max_length positions of the history, so each "
-            "position's state depends on the items after it")
+            "position's state depends on the items after it"
+        )
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         seq, lengths = self._left_aligned(item_seq, lengths)

@@ -79,8 +79,13 @@ class SelfAttention(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, causal: bool = False,
-                index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         p = self.p if self.training else 0.0
         if index is None:
             q, k, v = (split_heads(t, self.h) for t in self.qkv(x).chunk(3, dim=-1))
@@ -132,8 +137,13 @@ class TransformerRecommender(SequentialRecommender):
 
     config_class: ClassVar[type[ModelConfig]] = TransformerConfig
 
-    def __init__(self, config: TransformerConfig, n_items: int,
-                 item_features: dict[str, tuple[np.ndarray, int]] | None = None, n_tokens: int | None = None):
+    def __init__(
+        self,
+        config: TransformerConfig,
+        n_items: int,
+        item_features: dict[str, tuple[np.ndarray, int]] | None = None,
+        n_tokens: int | None = None,
+    ):
         super().__init__(config, n_items, item_features)
         d = config.hidden_size
         self.item_embedding = nn.Embedding(n_tokens if n_tokens is not None else n_items + 1, d, padding_idx=0)
@@ -161,8 +171,7 @@ class TransformerRecommender(SequentialRecommender):
         return self.emb_dropout(self.emb_norm(x))
 
     @abc.abstractmethod
-    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor,
-               index: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, item_seq: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [B, L, d] at every position, or [B, d] at index (see the class doc)."""
 
     def forward(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,10 @@ known amount on the same users, and every metric is consistent with one rank per
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,16 @@ import pandas as pd
 KS = (10, 20)
 METRICS = tuple(f"{m}@{k}" for k in KS for m in ("recall", "hit", "mrr", "ndcg"))
 # Relative cost of one epoch per model (GLINT-RU the cheapest, as in Table 3).
-COST = {"gru4rec": 1.1, "bert4rec": 3.0, "sasrec": 2.0, "linrec": 1.3, "lightsans": 1.6, "smlp4rec": 1.5,
-        "mamba4rec": 1.2, "glintru": 1.0}
+COST = {
+    "gru4rec": 1.1,
+    "bert4rec": 3.0,
+    "sasrec": 2.0,
+    "linrec": 1.3,
+    "lightsans": 1.6,
+    "smlp4rec": 1.5,
+    "mamba4rec": 1.2,
+    "glintru": 1.0,
+}
 
 
 @dataclass
@@ -82,15 +91,23 @@ def make_trials(
                     valid = {c: float(v) for c, v in ranks_to_metrics(valid_ranks).drop(columns="user").mean().items()}
                     scale = COST.get(model, 1.5) * cfg["hidden_size"] / 64 * cfg["max_length"] / 50
                     scale *= 1 + 0.03 * cfg.get("kernel_size", 3) + 0.6 * (cfg["num_layers"] - 1)
-                    eff = {"seconds_per_epoch": 2.0 * scale * (1 + 0.01 * seed),
-                           "infer_ms_per_batch": 30.0 * scale * (1 + 0.01 * seed),
-                           "peak_memory_mb": 500.0 * scale}
+                    eff = {
+                        "seconds_per_epoch": 2.0 * scale * (1 + 0.01 * seed),
+                        "infer_ms_per_batch": 30.0 * scale * (1 + 0.01 * seed),
+                        "peak_memory_mb": 500.0 * scale,
+                    }
                     trials.append(FakeTrial(model, ds, seed, cfg, users, valid, efficiency=eff))
     return trials
 
 
-def explicit_trial(model: str, dataset: str, seed: int, values: dict[str, Sequence[float]],
-                   users: Sequence[int] | None = None, config: dict[str, Any] | None = None) -> FakeTrial:
+def explicit_trial(
+    model: str,
+    dataset: str,
+    seed: int,
+    values: dict[str, Sequence[float]],
+    users: Sequence[int] | None = None,
+    config: dict[str, Any] | None = None,
+) -> FakeTrial:
     """A trial with hand-given per-user values (validation = test means)."""
     n = len(next(iter(values.values())))
     frame = pd.DataFrame({"user": np.asarray(users if users is not None else range(n), dtype=np.int32)})
@@ -107,9 +124,18 @@ def trials_frame(trials: Sequence[FakeTrial], prefix: str = "trial") -> pd.DataF
     for i, t in enumerate(trials):
         finished = t.status == "TERMINATED"
         tested = finished and t.completed
-        row: dict[str, Any] = {"trial_id": f"{prefix}_{i:05d}", "phase": t.phase, "status": t.status,
-                               "error": t.error, "completed": tested, "model": t.model, "dataset": t.dataset,
-                               "seed": t.seed, "best_epoch": 7 + i % 5, "epochs": 12 + i % 5}
+        row: dict[str, Any] = {
+            "trial_id": f"{prefix}_{i:05d}",
+            "phase": t.phase,
+            "status": t.status,
+            "error": t.error,
+            "completed": tested,
+            "model": t.model,
+            "dataset": t.dataset,
+            "seed": t.seed,
+            "best_epoch": 7 + i % 5,
+            "epochs": 12 + i % 5,
+        }
         row.update({f"config/{k}": v for k, v in t.config.items()})
         row.update({f"valid/{k}": (v if finished else np.nan) for k, v in t.valid.items()})
         row.update({f"test/{k}": (v if tested else np.nan) for k, v in t.test.items()})
@@ -119,8 +145,13 @@ def trials_frame(trials: Sequence[FakeTrial], prefix: str = "trial") -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def write_experiment(path: Path, trials: Sequence[FakeTrial], name: str | None = None,
-                     metric: str = "valid/ndcg@10", skip_users: Sequence[int] = ()) -> Path:
+def write_experiment(
+    path: Path,
+    trials: Sequence[FakeTrial],
+    name: str | None = None,
+    metric: str = "valid/ndcg@10",
+    skip_users: Sequence[int] = (),
+) -> Path:
     """EXP_DIR/{experiment.json, trials.parquet, users/<trial_id>.parquet} as the search writes them."""
     path = Path(path)
     (path / "users").mkdir(parents=True, exist_ok=True)
@@ -130,9 +161,15 @@ def write_experiment(path: Path, trials: Sequence[FakeTrial], name: str | None =
     for i, (t, trial_id) in enumerate(zip(trials, frame["trial_id"])):
         if t.status == "TERMINATED" and t.completed and i not in skip_users:
             t.users.to_parquet(path / "users" / f"{trial_id}.parquet", index=False)
-    meta = {"name": name, "space": sorted({t.model for t in trials})[0], "model": sorted({t.model for t in trials}),
-            "dataset": sorted({t.dataset for t in trials}), "eval_mode": "pop100", "metric": metric,
-            "num_samples": len(trials)}
+    meta = {
+        "name": name,
+        "space": sorted({t.model for t in trials})[0],
+        "model": sorted({t.model for t in trials}),
+        "dataset": sorted({t.dataset for t in trials}),
+        "eval_mode": "pop100",
+        "metric": metric,
+        "num_samples": len(trials),
+    }
     (path / "experiment.json").write_text(json.dumps(meta, indent=2))
     return path
 
@@ -143,14 +180,30 @@ def write_run(path: Path, trial: FakeTrial) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     train_keys = {"lr", "batch_size", "weight_decay"}
     config = {
-        "model": trial.model, "preset": None,
+        "model": trial.model,
+        "preset": None,
         "model_config": {k: v for k, v in trial.config.items() if k not in train_keys},
-        "train_config": {"epochs": 20, "patience": 10, "lr": trial.config.get("lr", 0.001), "batch_size": 2048,
-                         "weight_decay": 0.0, "seed": trial.seed, "device": "cpu", "eval_mode": "pop100"},
+        "train_config": {
+            "epochs": 20,
+            "patience": 10,
+            "lr": trial.config.get("lr", 0.001),
+            "batch_size": 2048,
+            "weight_decay": 0.0,
+            "seed": trial.seed,
+            "device": "cpu",
+            "eval_mode": "pop100",
+        },
         "dataset": {"path": f"/data/{trial.dataset}", "name": trial.dataset, "stats": {}},
     }
-    metrics = {"valid": trial.valid, "test": trial.test, "best_epoch": 5, "epochs": 9, **trial.efficiency,
-               "samples_per_second": 1000.0, "history": []}
+    metrics = {
+        "valid": trial.valid,
+        "test": trial.test,
+        "best_epoch": 5,
+        "epochs": 9,
+        **trial.efficiency,
+        "samples_per_second": 1000.0,
+        "history": [],
+    }
     (path / "config.json").write_text(json.dumps(config))
     (path / "metrics.json").write_text(json.dumps(metrics))
     (path / "env.json").write_text(json.dumps({"device": "cpu", "hostname": "laptop"}))
@@ -174,15 +227,22 @@ def paper_like(root: Path, n_users: int = 300, seeds: Sequence[int] = (0, 1, 2))
     return write_experiment(Path(root), trials, name="paper")
 
 
-def search_like(root: Path, n_trials: int = 12, n_users: int = 120, rng_seed: int = 3,
-                seeds: Sequence[int] = (0, 1, 2)) -> Path:
+def search_like(
+    root: Path, n_trials: int = 12, n_users: int = 120, rng_seed: int = 3, seeds: Sequence[int] = (0, 1, 2)
+) -> Path:
     """One model's search as tune/search.py runs it: a "search" phase over kernel size, hidden size,
     lr and gate activation (one trial errored, one stopped by ASHA), then a "seeds" phase that
     reruns the best configuration by validation with several seeds."""
     rng = np.random.default_rng(rng_seed)
-    configs = [{"kernel_size": int(rng.choice([1, 3, 5, 7])), "hidden_size": int(rng.choice([32, 64])),
-                "lr": float(rng.choice([0.0005, 0.001, 0.003])), "gate_activation": str(rng.choice(["silu", "relu"]))}
-               for _ in range(n_trials)]
+    configs = [
+        {
+            "kernel_size": int(rng.choice([1, 3, 5, 7])),
+            "hidden_size": int(rng.choice([32, 64])),
+            "lr": float(rng.choice([0.0005, 0.001, 0.003])),
+            "gate_activation": str(rng.choice(["silu", "relu"])),
+        }
+        for _ in range(n_trials)
+    ]
 
     def effect(model: str, cfg: dict[str, Any]) -> float:
         return kernel_effect(model, cfg) + (0.3 if cfg["gate_activation"] == "silu" else 0.0)
@@ -191,8 +251,7 @@ def search_like(root: Path, n_trials: int = 12, n_users: int = 120, rng_seed: in
     trials[4].status, trials[4].error = "ERROR", "RuntimeError: loss is NaN"
     trials[7].completed = False
     best = max((t for t in trials if t.status == "TERMINATED" and t.completed), key=lambda t: t.valid["ndcg@10"])
-    rerun = make_trials({"glintru": 0.6}, {"beauty": n_users}, seeds, {"glintru": [best.config]}, effect,
-                        rng_seed + 1)
+    rerun = make_trials({"glintru": 0.6}, {"beauty": n_users}, seeds, {"glintru": [best.config]}, effect, rng_seed + 1)
     for t in rerun:
         t.phase = "seeds"
     return write_experiment(Path(root), trials + rerun, name="search")
@@ -201,8 +260,10 @@ def search_like(root: Path, n_trials: int = 12, n_users: int = 120, rng_seed: in
 # Deterministic data for the golden files: ranks from modular arithmetic, no random generator,
 # so the golden tables cannot drift with a numpy release.
 # On ML-1M GLINT-RU is clearly best; on Beauty Mamba4Rec is close behind it.
-GOLDEN_SPANS = {"ml-1m": {"gru4rec": 60, "sasrec": 34, "mamba4rec": 24, "glintru": 12},
-                "beauty": {"gru4rec": 60, "sasrec": 34, "mamba4rec": 15, "glintru": 14}}
+GOLDEN_SPANS = {
+    "ml-1m": {"gru4rec": 60, "sasrec": 34, "mamba4rec": 24, "glintru": 12},
+    "beauty": {"gru4rec": 60, "sasrec": 34, "mamba4rec": 15, "glintru": 14},
+}
 
 
 def golden_trials(n_users: int = 120, seeds: Sequence[int] = (0, 1)) -> list[FakeTrial]:
@@ -213,12 +274,20 @@ def golden_trials(n_users: int = 120, seeds: Sequence[int] = (0, 1)) -> list[Fak
                 u = np.arange(n_users)
                 ranks = 1 + (u * 7 + 3 * seed + 5 * d + m) % span
                 valid_ranks = 1 + (u * 11 + 2 * seed + d) % span
-                t = FakeTrial(model, ds, seed, {"hidden_size": 64, "kernel_size": 3, "lr": 0.001},
-                              ranks_to_metrics(ranks),
-                              {c: float(v) for c, v in ranks_to_metrics(valid_ranks).drop(columns="user").mean().items()})
+                t = FakeTrial(
+                    model,
+                    ds,
+                    seed,
+                    {"hidden_size": 64, "kernel_size": 3, "lr": 0.001},
+                    ranks_to_metrics(ranks),
+                    {c: float(v) for c, v in ranks_to_metrics(valid_ranks).drop(columns="user").mean().items()},
+                )
                 scale = COST[model] * (1 + d)
-                t.efficiency = {"seconds_per_epoch": 2.0 * scale + 0.1 * seed, "infer_ms_per_batch": 30.0 * scale,
-                                "peak_memory_mb": 512.0 * scale}
+                t.efficiency = {
+                    "seconds_per_epoch": 2.0 * scale + 0.1 * seed,
+                    "infer_ms_per_batch": 30.0 * scale,
+                    "peak_memory_mb": 512.0 * scale,
+                }
                 trials.append(t)
     return trials
 
@@ -229,8 +298,9 @@ def golden_ablation_trials(n_users: int = 120, seeds: Sequence[int] = (0, 1)) ->
         for seed in seeds:
             u = np.arange(n_users)
             ranks = 1 + (u * 7 + 3 * seed + a) % span
-            t = FakeTrial("glintru", "beauty", seed, {"hidden_size": 64, "gate_activation": act},
-                          ranks_to_metrics(ranks), {})
+            t = FakeTrial(
+                "glintru", "beauty", seed, {"hidden_size": 64, "gate_activation": act}, ranks_to_metrics(ranks), {}
+            )
             t.valid = t.test
             t.efficiency = {"seconds_per_epoch": 3.8, "infer_ms_per_batch": 278.0, "peak_memory_mb": 2680.0}
             trials.append(t)

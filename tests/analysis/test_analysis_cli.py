@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import GOLDEN, REPO
+
+from glintru.analysis import collect, performance_table
 
 import analysis_fakes as fakes
-from conftest import GOLDEN, REPO
-from glintru.analysis import collect, performance_table
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -27,29 +28,50 @@ def script(name: str):
 
 def test_report_end_to_end(golden_exp, search_exp, tmp_path):
     out = tmp_path / "report"
-    proc = run("analysis/report.py", str(golden_exp), str(search_exp), "--out", str(out),
-               "--ablation", "config/gate_activation", "--reference", "glintru")
+    proc = run(
+        "analysis/report.py",
+        str(golden_exp),
+        str(search_exp),
+        "--out",
+        str(out),
+        "--ablation",
+        "config/gate_activation",
+        "--reference",
+        "glintru",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(out / "report.html"), str(out / "report.md")]
     md = (out / "report.md").read_text()
     table2 = performance_table(collect([golden_exp, search_exp]), reference="glintru").to_markdown()
     assert table2.strip() in md and (out / "tables" / "table2.md").read_text() == table2
-    for heading in ("## Overall performance (Table 2)", "## Efficiency (Table 3)", "## Ablation: gate_activation",
-                    "## Parameter analysis", "## Search: search"):
+    for heading in (
+        "## Overall performance (Table 2)",
+        "## Efficiency (Table 3)",
+        "## Ablation: gate_activation",
+        "## Parameter analysis",
+        "## Search: search",
+    ):
         assert heading in md
     assert "## Search: golden" not in md  # one configuration per model is no search
     assert "Wilcoxon signed-rank test over users as a check" in md
     assert "Welch's t-test over seeds as a check" in md  # the seeds phase gives GLINT-RU 3 seeds
-    figures = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
+    figures = [line[line.index("(") + 1 : -1] for line in md.splitlines() if line.startswith("![")]
     assert "figures/history_search.png" in figures and "figures/metric_vs_kernel_size_beauty.png" in figures
     for fig in figures:
         for ext in (".png", ".pdf"):
             assert (out / fig).with_suffix(ext).stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert html.count("<img src=\"figures/") == len(figures)
+    assert html.count('<img src="figures/') == len(figures)
     assert "<sup>*</sup>" in html and "<table" in html
-    for name in ("table2.md", "table2.tex", "table2.csv", "table2_comparisons.csv", "table3.tex",
-                 "ablation_gate_activation.md", "best_configs_search.csv"):
+    for name in (
+        "table2.md",
+        "table2.tex",
+        "table2.csv",
+        "table2_comparisons.csv",
+        "table3.tex",
+        "ablation_gate_activation.md",
+        "best_configs_search.csv",
+    ):
         assert (out / "tables" / name).stat().st_size > 0
 
 
@@ -65,12 +87,20 @@ def test_significance_prints_the_golden_table(golden_exp, capsys):
 
 def test_significance_options_and_run_dirs(tmp_path):
     base = 0.3 + 0.2 * np.sin(np.arange(40))
-    runs = [fakes.write_run(tmp_path / f"{m}_{s}", fakes.explicit_trial(
-        m, "ml-1m", s, {"ndcg@10": base + d + 0.01 * s * np.cos(np.arange(40)), "mrr@10": base}))
-        for m, d in (("glintru", 0.1), ("sasrec", 0.0)) for s in (0, 1)]
+    runs = [
+        fakes.write_run(
+            tmp_path / f"{m}_{s}",
+            fakes.explicit_trial(
+                m, "ml-1m", s, {"ndcg@10": base + d + 0.01 * s * np.cos(np.arange(40)), "mrr@10": base}
+            ),
+        )
+        for m, d in (("glintru", 0.1), ("sasrec", 0.0))
+        for s in (0, 1)
+    ]
     out = tmp_path / "t.md"
-    code = script("significance").main([*map(str, runs), "--metric", "ndcg@10", "--test", "welch",
-                                        "--comparisons", "--out", str(out)])
+    code = script("significance").main(
+        [*map(str, runs), "--metric", "ndcg@10", "--test", "welch", "--comparisons", "--out", str(out)]
+    )
     assert code == 0
     text = out.read_text()
     assert "| Model | NDCG@10 |" in text and "**0.4" in text and "Welch's t-test over seeds" in text
@@ -79,8 +109,12 @@ def test_significance_options_and_run_dirs(tmp_path):
 
 def test_significance_ablation_rows(ablation_exp, capsys):
     cli = script("significance")
-    assert cli.main([str(ablation_exp), "--ablation", "config/gate_activation", "--format", "csv",
-                     "--models", "silu,relu"]) == 0
+    assert (
+        cli.main(
+            [str(ablation_exp), "--ablation", "config/gate_activation", "--format", "csv", "--models", "silu,relu"]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Variant,Recall@10,MRR@10,NDCG@10"
     assert lines[1].startswith("Default (SiLU),0.8333*,") and lines[2].startswith("ReLU,")
@@ -89,9 +123,11 @@ def test_significance_ablation_rows(ablation_exp, capsys):
 
 def test_only_keeps_matching_trials_and_baselines(tmp_path, capsys):
     base = 0.3 + 0.2 * np.sin(np.arange(30))
-    trials = [fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.2}, config={"ablation": "no_conv"}),
-              fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.1}, config={"ablation": "full"}),
-              fakes.explicit_trial("sasrec", "ml-1m", 0, {"ndcg@10": base})]
+    trials = [
+        fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.2}, config={"ablation": "no_conv"}),
+        fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base + 0.1}, config={"ablation": "full"}),
+        fakes.explicit_trial("sasrec", "ml-1m", 0, {"ndcg@10": base}),
+    ]
     exp = str(fakes.write_experiment(tmp_path / "exp", trials))
     cli = script("significance")
     assert cli.main([exp, "--metric", "ndcg@10", "--test", "wilcoxon", "--only", "config/ablation=full"]) == 0
@@ -111,11 +147,15 @@ def test_significance_refusals_exit_with_a_message(tmp_path, capsys):
     assert cli.main([str(one_seed), "--test", "welch"]) == 2
     out = capsys.readouterr()
     assert out.out == ""
-    assert out.err.startswith("error: Welch's t-test over seeds needs at least 2 seeds on each side: "
-                              "GLINT-RU on ML-1M has 1, GRU4Rec on ML-1M has 1")
+    assert out.err.startswith(
+        "error: Welch's t-test over seeds needs at least 2 seeds on each side: "
+        "GLINT-RU on ML-1M has 1, GRU4Rec on ML-1M has 1"
+    )
     base = np.linspace(0.1, 0.5, 30)
-    trials = [fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base + 0.1}),
-              fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base[:-1]}, users=range(1, 30))]
+    trials = [
+        fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base + 0.1}),
+        fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base[:-1]}, users=range(1, 30)),
+    ]
     exp = fakes.write_experiment(tmp_path / "mismatch", trials)
     assert cli.main([str(exp), "--metric", "ndcg@10"]) == 2
     assert "needs the same test users on both sides: GLINT-RU on Amazon Beauty has 30 users" in capsys.readouterr().err
@@ -138,13 +178,19 @@ def test_readme_analysis_section_documents_exactly_the_flags(capsys):
     from glintru.cli import main as glintru_main
 
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Analysis"):]
-    section = section[:section.index("\n## ", 3)]
-    starts = {"significance": "`significance.py` prints", "report": "`report.py` writes",
-              "evaluate": "`glintru evaluate` re-evaluates", "notebooks": "Notebooks:"}
+    section = readme[readme.index("## Analysis") :]
+    section = section[: section.index("\n## ", 3)]
+    starts = {
+        "significance": "`significance.py` prints",
+        "report": "`report.py` writes",
+        "evaluate": "`glintru evaluate` re-evaluates",
+        "notebooks": "Notebooks:",
+    }
     positions = sorted((section.index(marker), name) for name, marker in starts.items())
-    blocks = {name: section[pos:(positions[i + 1][0] if i + 1 < len(positions) else None)]
-              for i, (pos, name) in enumerate(positions)}
+    blocks = {
+        name: section[pos : (positions[i + 1][0] if i + 1 < len(positions) else None)]
+        for i, (pos, name) in enumerate(positions)
+    }
     documented = {name: set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) for name, text in blocks.items()}
     assert documented["significance"] == _help_flags(script("significance").main, [], capsys)
     assert documented["report"] == _help_flags(script("report").main, [], capsys)

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import analysis_fakes as fakes
 from glintru.analysis import best_configs, collect, config_columns, select_best
+
+import analysis_fakes as fakes
 
 
 def test_collect_experiment_dir(golden_exp):
@@ -16,8 +17,18 @@ def test_collect_experiment_dir(golden_exp):
     t = r.trials
     assert list(r.experiments) == ["golden"]
     assert len(t) == 16 and set(t["experiment"]) == {"golden"}
-    assert {"trial_id", "status", "model", "dataset", "seed", "valid/ndcg@10", "test/recall@10",
-            "config/kernel_size", "seconds_per_epoch", "users_path"} <= set(t.columns)
+    assert {
+        "trial_id",
+        "status",
+        "model",
+        "dataset",
+        "seed",
+        "valid/ndcg@10",
+        "test/recall@10",
+        "config/kernel_size",
+        "seconds_per_epoch",
+        "users_path",
+    } <= set(t.columns)
     first = t.iloc[0]
     users = r.users(first)
     assert list(users.columns[:2]) == ["user", "recall@10"] and len(users) == 120
@@ -98,8 +109,10 @@ def _trial(model, seed, k, valid, test):
 
 def test_select_best_uses_validation_and_keeps_every_seed(tmp_path):
     trials = [
-        _trial("glintru", 0, 3, 0.30, 0.20), _trial("glintru", 1, 3, 0.32, 0.21),  # best on validation
-        _trial("glintru", 0, 5, 0.29, 0.50), _trial("glintru", 1, 5, 0.30, 0.50),  # best on test: never chosen
+        _trial("glintru", 0, 3, 0.30, 0.20),
+        _trial("glintru", 1, 3, 0.32, 0.21),  # best on validation
+        _trial("glintru", 0, 5, 0.29, 0.50),
+        _trial("glintru", 1, 5, 0.30, 0.50),  # best on test: never chosen
         _trial("sasrec", 0, 1, 0.10, 0.10),
     ]
     r = collect(fakes.write_experiment(tmp_path / "sel", trials))
@@ -118,8 +131,9 @@ def test_select_best_skips_errors_and_merges_seed_reruns(tmp_path):
     search = [_trial("glintru", 0, 3, 0.30, 0.2), _trial("glintru", 0, 5, 0.40, 0.2)]
     search[1].status, search[1].error = "ERROR", "out of memory"
     rerun = [_trial("glintru", s, 3, 0.31, 0.25 + s / 100) for s in (0, 1, 2)]
-    r = collect([fakes.write_experiment(tmp_path / "search", search),
-                 fakes.write_experiment(tmp_path / "seeds", rerun)])
+    r = collect(
+        [fakes.write_experiment(tmp_path / "search", search), fakes.write_experiment(tmp_path / "seeds", rerun)]
+    )
     chosen = select_best(r.trials)
     # the errored trial is ignored; seed 0 appears in both dirs and the rerun (read last) wins
     assert sorted(chosen["seed"]) == [0, 1, 2]
@@ -143,7 +157,9 @@ def test_search_and_seeds_phases_of_one_experiment(search_exp):
     # the ASHA-stopped trial has a validation score but no test and is never chosen
     stopped = t[(t["status"] == "TERMINATED") & ~t["completed"]]
     assert len(stopped) == 1 and stopped["test/ndcg@10"].isna().all()
-    assert stopped["trial_id"].iloc[0] not in set(select_best(t, by=("model", "dataset", "config/kernel_size"))["trial_id"])
+    assert stopped["trial_id"].iloc[0] not in set(
+        select_best(t, by=("model", "dataset", "config/kernel_size"))["trial_id"]
+    )
 
 
 def test_experiment_json_is_read(golden_exp):

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 from nbclient import NotebookClient
 
-import analysis_fakes as fakes
-from conftest import REPO
 from glintru.analysis import experiment_paths
 from glintru.analysis.tables import model_name
+
+import analysis_fakes as fakes
 
 NOTEBOOKS = ("ttests", "search_report")
 
@@ -25,9 +26,15 @@ def kernel_for_this_python(tmp_path, monkeypatch):
     """A `python3` kernelspec that runs this interpreter, ahead of any user-level one on JUPYTER_PATH."""
     spec = tmp_path / "jupyter" / "kernels" / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
 
 
@@ -81,8 +88,11 @@ def test_search_report_notebook_runs(kernel_for_this_python, search_exp, monkeyp
 
 def readme_notebook_command() -> str:
     """The notebook command line exactly as README.md shows it (an indented code line)."""
-    lines = [line.strip() for line in (REPO / "README.md").read_text().splitlines()
-             if line.startswith("    ") and "jupyter execute analysis/" in line]
+    lines = [
+        line.strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("    ") and "jupyter execute analysis/" in line
+    ]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -125,7 +135,11 @@ def test_experiment_paths_resolve_against_the_callers_directory(tmp_path, monkey
     monkeypatch.setenv("PWD", str(caller))
     bases = [caller, root, root / "analysis"]
     assert experiment_paths(" results/a, ,results/b,s3://bucket/exp,/abs/exp", bases) == [
-        str(caller / "results" / "a"), str(root / "results" / "b"), "s3://bucket/exp", "/abs/exp"]
+        str(caller / "results" / "a"),
+        str(root / "results" / "b"),
+        "s3://bucket/exp",
+        "/abs/exp",
+    ]
     # missing everywhere: resolved against the caller's directory, so the error names that place
     assert experiment_paths("results/c", bases) == [str(caller / "results" / "c")]
     # the default bases start with $PWD

@@ -2,11 +2,17 @@
 
 import pytest
 
-import analysis_fakes as fakes
-
 from glintru.analysis import collect, param_importances
-from glintru.analysis.plots import (cost_vs_param, importance_plot, metric_vs_param, optimisation_history,
-                                    save_figure, sweep)
+from glintru.analysis.plots import (
+    cost_vs_param,
+    importance_plot,
+    metric_vs_param,
+    optimisation_history,
+    save_figure,
+    sweep,
+)
+
+import analysis_fakes as fakes
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +83,10 @@ def test_importance_plot(search_exp, tmp_path):
 
 
 def test_hidden_size_layers_and_sequence_length(tmp_path):
-    configs = {m: [{"hidden_size": d, "num_layers": n, "max_length": L} for d in (32, 64) for n in (1, 2)
-                   for L in (50, 100)] for m in ("glintru", "sasrec")}
+    configs = {
+        m: [{"hidden_size": d, "num_layers": n, "max_length": L} for d in (32, 64) for n in (1, 2) for L in (50, 100)]
+        for m in ("glintru", "sasrec")
+    }
     trials = fakes.make_trials({"glintru": 0.6, "sasrec": 0.3}, {"beauty": 60}, seeds=(0,), configs=configs)
     t = collect(fakes.write_experiment(tmp_path / "sweep", trials)).finished()
     for param, label in (("config/hidden_size", "hidden size d"), ("config/num_layers", "layers L")):

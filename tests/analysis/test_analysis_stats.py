@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from glintru.analysis.stats import (SignificanceError, compare, holm, paired_ttest, param_importances, welch_ttest,
-                                    wilcoxon_test)
+from glintru.analysis.stats import (
+    SignificanceError,
+    compare,
+    holm,
+    paired_ttest,
+    param_importances,
+    welch_ttest,
+    wilcoxon_test,
+)
 
 A = np.array([0.5, 0.3, 0.9, 0.2])
 B = np.array([0.4, 0.1, 0.6, 0.2])
@@ -69,7 +76,7 @@ def test_welch_by_hand_and_scipy():
     a, b = [0.52, 0.50, 0.55], [0.47, 0.48, 0.44, 0.46]
     va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
     t = (np.mean(a) - np.mean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
     c = welch_ttest(a, b)
     assert c.statistic == pytest.approx(t, rel=1e-12)
     assert c.p == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-9)
@@ -127,8 +134,16 @@ def _search_frame(n: int = 40) -> pd.DataFrame:
     act = rng.choice(["silu", "relu"], n)
     lr = rng.choice([0.001, 0.003], n)
     y = 0.3 + 0.02 * k + 0.002 * rng.standard_normal(n)  # monotone: the correlation fallback sees it too
-    return pd.DataFrame({"status": "TERMINATED", "config/kernel_size": k, "config/gate_activation": act,
-                         "config/lr": lr, "config/seed": rng.integers(0, 3, n), "valid/ndcg@10": y})
+    return pd.DataFrame(
+        {
+            "status": "TERMINATED",
+            "config/kernel_size": k,
+            "config/gate_activation": act,
+            "config/lr": lr,
+            "config/seed": rng.integers(0, 3, n),
+            "valid/ndcg@10": y,
+        }
+    )
 
 
 @pytest.mark.parametrize("method", ["correlation", "optuna"])
@@ -144,8 +159,9 @@ def test_param_importances_rank_the_parameter_that_matters(method):
 
 
 def test_correlation_importance_by_hand():
-    frame = pd.DataFrame({"config/a": [1, 2, 3, 4], "config/b": ["x", "x", "y", "y"],
-                          "valid/ndcg@10": [0.1, 0.2, 0.3, 0.4]})
+    frame = pd.DataFrame(
+        {"config/a": [1, 2, 3, 4], "config/b": ["x", "x", "y", "y"], "valid/ndcg@10": [0.1, 0.2, 0.3, 0.4]}
+    )
     imp, _ = param_importances(frame, method="correlation")
     # |spearman(a, y)| = 1; correlation ratio of b: sqrt(SS_between / SS_total) = sqrt(0.04 / 0.05)
     eta = math.sqrt(0.04 / 0.05)

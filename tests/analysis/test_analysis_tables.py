@@ -5,12 +5,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import GOLDEN
 from scipy import stats as sps
 
+from glintru.analysis import SignificanceError, ablation_table, collect, efficiency_table, holm, performance_table
+
 import analysis_fakes as fakes
-from conftest import GOLDEN
-from glintru.analysis import (SignificanceError, ablation_table, collect, efficiency_table, holm,
-                              performance_table)
 
 GATE_LABELS = {"silu": "Default (SiLU)", "relu": "ReLU", "sigmoid": "Sigmoid", "elu": "ELU"}
 
@@ -30,8 +30,12 @@ def golden_tables(golden_exp, ablation_exp):
     return {
         "table2": performance_table(r),
         "table3": efficiency_table(r, reference="glintru"),
-        "ablation_gate": ablation_table(collect(ablation_exp), "config/gate_activation", labels=GATE_LABELS,
-                                        order=["silu", "relu", "sigmoid", "elu"]),
+        "ablation_gate": ablation_table(
+            collect(ablation_exp),
+            "config/gate_activation",
+            labels=GATE_LABELS,
+            order=["silu", "relu", "sigmoid", "elu"],
+        ),
     }
 
 
@@ -81,7 +85,9 @@ def _users(n: int = 30) -> np.ndarray:
 
 
 def _table(tmp_path, values: dict[str, np.ndarray], test: str = "paired", seeds=(0,)) -> pd.DataFrame:
-    trials = [fakes.explicit_trial(m, "beauty", s, {"ndcg@10": v + 0.001 * s}) for m, v in values.items() for s in seeds]
+    trials = [
+        fakes.explicit_trial(m, "beauty", s, {"ndcg@10": v + 0.001 * s}) for m, v in values.items() for s in seeds
+    ]
     return performance_table(collect(fakes.write_experiment(tmp_path / "exp", trials)), ["ndcg@10"], test=test)
 
 
@@ -96,8 +102,9 @@ def test_star_when_best_beats_every_other(tmp_path):
 def test_no_star_when_one_comparison_fails(tmp_path):
     base, u = _users(), np.arange(30)
     best = base + 0.10 + 0.02 * np.cos(u)
-    table = _table(tmp_path, {"glintru": best, "sasrec": base,
-                              "mamba4rec": best - 0.002 + 0.03 * np.sin(3 * u)})  # a near tie
+    table = _table(
+        tmp_path, {"glintru": best, "sasrec": base, "mamba4rec": best - 0.002 + 0.03 * np.sin(3 * u)}
+    )  # a near tie
     c = table.comparisons.set_index("other")
     assert c.at["sasrec", "p_holm"] < 1e-6 and c.at["mamba4rec", "p_holm"] > 0.05
     assert table.ranks.at["glintru", ("beauty", "ndcg@10")] == 1
@@ -112,8 +119,12 @@ def test_holm_removes_a_mark_that_raw_p_values_would_give(tmp_path):
     base, u = _users(), np.arange(30)
     wiggle = 0.1 * (-1.0) ** u
     best = base + 0.2
-    values = {"glintru": best, "sasrec": best - 0.042 - wiggle, "linrec": best - 0.043 - wiggle[::-1],
-              "gru4rec": best - 0.3 - 0.05 * np.cos(u)}
+    values = {
+        "glintru": best,
+        "sasrec": best - 0.042 - wiggle,
+        "linrec": best - 0.043 - wiggle[::-1],
+        "gru4rec": best - 0.3 - 0.05 * np.cos(u),
+    }
     raw = [sps.ttest_rel(best, values[m]).pvalue for m in ("sasrec", "linrec", "gru4rec")]
     assert max(raw) < 0.05 and sorted(raw)[1] * 2 > 0.05  # raw all significant, Holm not
     table = _table(tmp_path, values)
@@ -131,17 +142,26 @@ def test_improv_reference_shows_a_dash_when_the_reference_is_not_best(golden_exp
 
 def test_welch_refuses_one_seed_and_paired_refuses_other_users(tmp_path):
     base = _users()
-    one_seed = [fakes.explicit_trial(m, "beauty", 0, {"ndcg@10": base + d}) for m, d in (("glintru", 0.1), ("sasrec", 0))]
+    one_seed = [
+        fakes.explicit_trial(m, "beauty", 0, {"ndcg@10": base + d}) for m, d in (("glintru", 0.1), ("sasrec", 0))
+    ]
     r = collect(fakes.write_experiment(tmp_path / "one", one_seed))
-    with pytest.raises(SignificanceError, match="Welch's t-test over seeds needs at least 2 seeds on each side: "
-                                                "GLINT-RU on Amazon Beauty has 1, SASRec on Amazon Beauty has 1"):
+    with pytest.raises(
+        SignificanceError,
+        match="Welch's t-test over seeds needs at least 2 seeds on each side: "
+        "GLINT-RU on Amazon Beauty has 1, SASRec on Amazon Beauty has 1",
+    ):
         performance_table(r, ["ndcg@10"], test="welch")
     assert performance_table(r, ["ndcg@10"], test="paired").star.to_numpy().any()
 
-    other = [fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base + 0.1}),
-             fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base[:-1]}, users=range(1, 30))]
+    other = [
+        fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base + 0.1}),
+        fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base[:-1]}, users=range(1, 30)),
+    ]
     r = collect(fakes.write_experiment(tmp_path / "other", other))
-    with pytest.raises(SignificanceError, match="GLINT-RU on Amazon Beauty has 30 users, SASRec on Amazon Beauty has 29"):
+    with pytest.raises(
+        SignificanceError, match="GLINT-RU on Amazon Beauty has 30 users, SASRec on Amazon Beauty has 29"
+    ):
         performance_table(r, ["ndcg@10"])
     lenient = performance_table(r, ["ndcg@10"], strict=False)
     assert not lenient.star.to_numpy().any() and "same test users" in lenient.note
@@ -150,9 +170,11 @@ def test_welch_refuses_one_seed_and_paired_refuses_other_users(tmp_path):
 
 def test_seeds_on_different_users_are_refused(tmp_path):
     base = _users()
-    trials = [fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base}),
-              fakes.explicit_trial("glintru", "beauty", 1, {"ndcg@10": base[:20]}),
-              fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base})]
+    trials = [
+        fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": base}),
+        fakes.explicit_trial("glintru", "beauty", 1, {"ndcg@10": base[:20]}),
+        fakes.explicit_trial("sasrec", "beauty", 0, {"ndcg@10": base}),
+    ]
     r = collect(fakes.write_experiment(tmp_path / "exp", trials))
     with pytest.raises(SignificanceError, match="seeds of GLINT-RU on Amazon Beauty were evaluated on different users"):
         performance_table(r, ["ndcg@10"])
@@ -174,8 +196,16 @@ def test_ablation_rows_follow_a_config_column(ablation_exp, golden_exp):
 def test_component_ablation_names_follow_the_paper(tmp_path):
     base = 0.3 + 0.2 * np.sin(np.arange(30))
     drops = {"full": 0.0, "no_gru": 0.08, "no_attention": 0.03, "no_conv": 0.04, "no_gated_mlp": 0.02}
-    trials = [fakes.explicit_trial("glintru", "ml-1m", 0, {"ndcg@10": base - d + 0.01 * np.cos(np.arange(30) * (i + 1))},
-                                   config={"ablation": name}) for i, (name, d) in enumerate(drops.items())]
+    trials = [
+        fakes.explicit_trial(
+            "glintru",
+            "ml-1m",
+            0,
+            {"ndcg@10": base - d + 0.01 * np.cos(np.arange(30) * (i + 1))},
+            config={"ablation": name},
+        )
+        for i, (name, d) in enumerate(drops.items())
+    ]
     table = ablation_table(collect(fakes.write_experiment(tmp_path / "abl", trials)), "config/ablation", ["ndcg@10"])
     md = table.to_markdown()
     rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ")][2:]

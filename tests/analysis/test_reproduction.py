@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_fakes import explicit_trial, make_trials, write_run
 
 from glintru.analysis.paper import TABLE2, TABLE3
+
+from analysis_fakes import explicit_trial, make_trials, write_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "analysis" / "reproduction.py"
 spec = importlib.util.spec_from_file_location("reproduction", SCRIPT)
@@ -53,8 +54,9 @@ def test_seeds_are_summarised_and_the_reference_is_tested_under_both_protocols(r
     assert summary["models"]["glintru"]["test"]["ndcg@10"] == pytest.approx([mean, sd])
     assert summary["models"]["glintru"]["full"]["ndcg@10"][0] == pytest.approx(mean * 0.5)
     tests = summary["tests"]
-    assert {(t["protocol"], t["metric"]) for t in tests} == {(p, k) for p in ("pop100", "full")
-                                                            for k in ("recall@10", "mrr@10", "ndcg@10")}
+    assert {(t["protocol"], t["metric"]) for t in tests} == {
+        (p, k) for p in ("pop100", "full") for k in ("recall@10", "mrr@10", "ndcg@10")
+    }
     assert all(t["model"] == "sasrec" and t["diff"] > 0 and t["significant"] and t["n_users"] == 400 for t in tests)
     text = out.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| GLINT-RU"))

@@ -73,8 +73,14 @@ def test_the_one_pass_epoch_trains_every_target_once(tmp_path):
 def test_gpu_script_quick_mode_writes_every_json_under_one_folder(tmp_path):
     out = tmp_path / "gpu"
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--quick", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     ran = {s["step"]: s for s in summary["steps"]}
@@ -86,7 +92,7 @@ def test_gpu_script_quick_mode_writes_every_json_under_one_folder(tmp_path):
     assert {r["model"] for r in report["models"]} == {"glintru", "sasrec"}
     for row in report["models"]:
         modes = row["modes"]
-        assert set(modes) == {"fixed", "random", "bucketed"}
+        assert set(modes) == {"fixed", "random", "bucketed", "one-pass"}  # both models offer one-pass
         assert modes["fixed"]["mean_padded_width"] == 20
         # the Beauty shape's short prefixes: bucketed batches are far narrower than random ones
         assert modes["bucketed"]["mean_padded_width"] < 0.6 * modes["random"]["mean_padded_width"]

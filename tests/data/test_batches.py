@@ -14,10 +14,14 @@ from glintru.data.synthetic import generate
 
 @pytest.fixture
 def ds(tmp_path):
-    seqs = [np.array([1, 2, 3, 4, 5], np.int32), np.array([6, 7, 8], np.int32),
-            np.array([2, 4, 6, 8, 1, 3, 5], np.int32)]
-    path = write_prepared(tmp_path / "d", seqs, ["a", "b", "c"], [str(i) for i in range(1, 9)],
-                          name="toy", source={}, params={})
+    seqs = [
+        np.array([1, 2, 3, 4, 5], np.int32),
+        np.array([6, 7, 8], np.int32),
+        np.array([2, 4, 6, 8, 1, 3, 5], np.int32),
+    ]
+    path = write_prepared(
+        tmp_path / "d", seqs, ["a", "b", "c"], [str(i) for i in range(1, 9)], name="toy", source={}, params={}
+    )
     return load_dataset(path)
 
 
@@ -78,9 +82,19 @@ def test_random_batches_shards_are_disjoint_and_deterministic(ds):
 @pytest.fixture(scope="module")
 def skewed(tmp_path_factory):
     """A log with Beauty-like heavy-tailed lengths: most users short, a few very long."""
-    return load_dataset(generate(tmp_path_factory.mktemp("skew") / "syn", n_users=3000, n_items=200,
-                                 avg_length=9, seed=0, min_length=5, length_tail=2.3, max_seq_length=200,
-                                 features=False))
+    return load_dataset(
+        generate(
+            tmp_path_factory.mktemp("skew") / "syn",
+            n_users=3000,
+            n_items=200,
+            avg_length=9,
+            seed=0,
+            min_length=5,
+            length_tail=2.3,
+            max_seq_length=200,
+            features=False,
+        )
+    )
 
 
 def _sample_ids(loader, sel_batches):
@@ -173,8 +187,9 @@ def _fit_ndcg(ds, bucketing: bool, seed: int) -> float:
     from glintru.models import build_model, resolve_config
 
     torch.manual_seed(seed)
-    cfg = resolve_config("glintru", None, {"hidden_size": 32, "max_length": 50, "dropout": 0.1,
-                                            "num_layers": 1, "num_heads": 2})
+    cfg = resolve_config(
+        "glintru", None, {"hidden_size": 32, "max_length": 50, "dropout": 0.1, "num_layers": 1, "num_heads": 2}
+    )
     model = build_model("glintru", ds.n_items, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     loader = BatchLoader(ds, 50, 64, seed=seed, bucketing=bucketing)
@@ -194,8 +209,18 @@ def test_bucketed_batches_learn_as_well_as_random_batches(tmp_path):
     from glintru.evaluate import evaluate
     from glintru.models.pop import PopularityRanker
 
-    ds = load_dataset(generate(tmp_path / "syn", n_users=400, n_items=100, avg_length=15, seed=1, min_length=5,
-                               length_tail=2.3, max_seq_length=120))
+    ds = load_dataset(
+        generate(
+            tmp_path / "syn",
+            n_users=400,
+            n_items=100,
+            avg_length=15,
+            seed=1,
+            min_length=5,
+            length_tail=2.3,
+            max_seq_length=120,
+        )
+    )
     pop = evaluate(PopularityRanker(ds.popularity, 50), ds, "valid", mode="full").metrics["ndcg@10"]
     random_runs = [_fit_ndcg(ds, False, s) for s in range(3)]
     bucketed_runs = [_fit_ndcg(ds, True, s) for s in range(3)]

@@ -81,8 +81,7 @@ class FileServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self):
@@ -155,8 +154,7 @@ def test_dropped_connection_is_retried_from_where_it_stopped(server, tmp_path):
     server.files["/data.bin"] = PAYLOAD
     server.drops, server.cut = 2, 3000
     said = []
-    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", sha256=sha(PAYLOAD), attempts=3, say=said.append,
-          **quick())
+    fetch(f"{server.url}/data.bin", tmp_path / "data.bin", sha256=sha(PAYLOAD), attempts=3, say=said.append, **quick())
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
     assert [r for _, r in server.requests] == [None, "bytes=3000-", "bytes=6000-"]
     assert sum("retrying" in s for s in said) == 2
@@ -190,7 +188,9 @@ def test_server_errors_are_retried_then_reported(server, tmp_path):
     fetch(f"{server.url}/data.bin", tmp_path / "data.bin", attempts=2, **quick())
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD and len(server.requests) == 2
     server.failures = 2
-    with pytest.raises(DownloadError, match=r"other.bin: download failed after 2 attempts: HTTP 503 Service Unavailable"):
+    with pytest.raises(
+        DownloadError, match=r"other.bin: download failed after 2 attempts: HTTP 503 Service Unavailable"
+    ):
         fetch(f"{server.url}/other.bin", tmp_path / "other.bin", attempts=2, **quick())
     assert listing(tmp_path) == ["data.bin"]
 
@@ -247,9 +247,14 @@ MOVIES = "".join(f"{i}::Movie {i} (199{i})::Drama|Comedy\n" for i in range(1, 9)
 
 def toy_spec(archive: bytes, **kw) -> DatasetSpec:
     fields = dict(
-        name="toy-ml", title="toy MovieLens", format="movielens",
+        name="toy-ml",
+        title="toy MovieLens",
+        format="movielens",
         files=(RemoteFile("https://example.invalid/toy.zip", sha256=sha(archive), size=len(archive), unzip=True),),
-        input="toy/ratings.dat", items="toy/movies.dat", recipe=Recipe(), counts=Counts(5, 8, 40, "the test"),
+        input="toy/ratings.dat",
+        items="toy/movies.dat",
+        recipe=Recipe(),
+        counts=Counts(5, 8, 40, "the test"),
     )
     fields.update(kw)
     return DatasetSpec(**fields)
@@ -272,10 +277,16 @@ def test_download_verifies_and_unzips_then_reuses(server, tmp_path):
 def test_download_skips_item_files_on_request(server, tmp_path):
     server.files["/r.json"] = b"{}\n"
     server.files["/meta.json"] = b"{}\n"
-    spec = DatasetSpec("toy-amazon", "toy", "amazon-json",
-                       (RemoteFile("https://example.invalid/r.json"),
-                        RemoteFile("https://example.invalid/meta.json", role="items")),
-                       input="r.json", recipe=Recipe(k_core=5), counts=None, items="meta.json")
+    spec = DatasetSpec(
+        "toy-amazon",
+        "toy",
+        "amazon-json",
+        (RemoteFile("https://example.invalid/r.json"), RemoteFile("https://example.invalid/meta.json", role="items")),
+        input="r.json",
+        recipe=Recipe(k_core=5),
+        counts=None,
+        items="meta.json",
+    )
     download(spec, tmp_path, base_url=server.url, items=False, **quick())
     assert listing(tmp_path) == ["r.json"]
     download(spec, tmp_path, base_url=server.url, **quick())
@@ -346,21 +357,40 @@ def test_cli_download_404_and_unknown_name(server, tmp_path, capsys):
 
 def test_cli_prepare_warns_when_counts_differ(server, tmp_path, capsys):
     # a tiny log served under the registered Beauty file name: prepares fine, counts differ from Table 1
-    lines = [json.dumps({"reviewerID": f"U{u}", "asin": f"I{i}", "overall": 5.0, "unixReviewTime": 100 * u + i})
-             for u in range(6) for i in range(6)]
+    lines = [
+        json.dumps({"reviewerID": f"U{u}", "asin": f"I{i}", "overall": 5.0, "unixReviewTime": 100 * u + i})
+        for u in range(6)
+        for i in range(6)
+    ]
     server.files["/reviews_Beauty_5.json.gz"] = gzip.compress(("\n".join(lines) + "\n").encode())
     server.files["/meta_Beauty.json.gz"] = gzip.compress(
-        "".join(f"{{'asin': 'I{i}', 'categories': [['Beauty', 'Skin']], 'brand': 'B{i % 2}'}}\n"
-                for i in range(6)).encode())
+        "".join(
+            f"{{'asin': 'I{i}', 'categories': [['Beauty', 'Skin']], 'brand': 'B{i % 2}'}}\n" for i in range(6)
+        ).encode()
+    )
     dl = tmp_path / "dl"
     assert main(["download", "beauty", "--out", str(dl), "--base-url", server.url, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "no registered checksum to verify" in out and sha(server.files["/reviews_Beauty_5.json.gz"]) in out
-    assert main(["prepare", "--dataset", "beauty", "--input", str(dl / "reviews_Beauty_5.json.gz"),
-                 "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--dataset",
+                "beauty",
+                "--input",
+                str(dl / "reviews_Beauty_5.json.gz"),
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
-    assert ("warning: beauty: prepared counts differ from the registered counts (GLINT-RU paper, Table 1): "
-            "users 6 (expected 22,363); items 6 (expected 12,101); interactions 36 (expected 198,502)") in captured.err
+    assert (
+        "warning: beauty: prepared counts differ from the registered counts (GLINT-RU paper, Table 1): "
+        "users 6 (expected 22,363); items 6 (expected 12,101); interactions 36 (expected 198,502)"
+    ) in captured.err
     meta = json.loads((tmp_path / "p" / "meta.json").read_text())
     assert meta["params"]["k_core"] == 5 and meta["params"]["format"] == "amazon-json"
     assert set(meta["features"]) == {"category", "brand"}  # the registered metadata file beside the input

@@ -57,8 +57,15 @@ def test_builtin_formats_are_the_registry():
 def test_a_registered_format_is_prepared_through_the_cli(session_format, tmp_path, capsys):
     log = tmp_path / "clicks.log"
     # out of time order on purpose: preparation sorts each user's items by time
-    rows = [(3, "u1", "c"), (1, "u1", "a"), (2, "u1", "b"), (1, "u2", "b"), (2, "u2", "c"), (3, "u2", "a"),
-            (5, "u1", "d")]
+    rows = [
+        (3, "u1", "c"),
+        (1, "u1", "a"),
+        (2, "u1", "b"),
+        (1, "u2", "b"),
+        (2, "u2", "c"),
+        (3, "u2", "a"),
+        (5, "u1", "d"),
+    ]
     log.write_text("".join(f"{t}|{u}|{i}\n" for t, u, i in rows))
     out = tmp_path / "prepared"
     assert cli.main(["prepare", "--format", session_format, "--input", str(log), "--out", str(out)]) == 0

@@ -91,11 +91,22 @@ def test_users_below_three_are_dropped_and_items_follow():
 def test_k_core_is_iterated_until_stable():
     # k=2 with the leave-one-out floor of 3 per user. Each removal starves the next: u3 (2 items) goes,
     # then item d (1 user left), then u2 (2 items left), then item c (1 user), then u1 (2 items).
-    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3),
-            ("u4", "a", 1), ("u4", "b", 2), ("u4", "e", 3),
-            ("u5", "a", 1), ("u5", "b", 2), ("u5", "e", 3),
-            ("u2", "c", 1), ("u2", "d", 2), ("u2", "a", 3),
-            ("u3", "d", 1), ("u3", "f", 2)]
+    rows = [
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "c", 3),
+        ("u4", "a", 1),
+        ("u4", "b", 2),
+        ("u4", "e", 3),
+        ("u5", "a", 1),
+        ("u5", "b", 2),
+        ("u5", "e", 3),
+        ("u2", "c", 1),
+        ("u2", "d", 2),
+        ("u2", "a", 3),
+        ("u3", "d", 1),
+        ("u3", "f", 2),
+    ]
     p = prepare_table(table(rows), k_core=2)
     assert original_sequences(p) == {"u4": ["a", "b", "e"], "u5": ["a", "b", "e"]}
     assert p.counts["filter_rounds"] == 5
@@ -137,13 +148,24 @@ def test_accepts_arrow_tables():
 
 ML_RATINGS = "".join(
     f"{u}::{m}::{r}::{t}\n"
-    for u, m, r, t in [(1, 1193, 5, 978300760), (1, 661, 3, 978302109), (1, 914, 3, 978301968), (1, 3408, 4, 978300275),
-                       (2, 1357, 5, 978298709), (2, 3068, 4, 978299000), (2, 1193, 2, 978299000), (2, 914, 1, 978300000),
-                       (3, 3421, 4, 978297018), (3, 1641, 2, 978298000)]
+    for u, m, r, t in [
+        (1, 1193, 5, 978300760),
+        (1, 661, 3, 978302109),
+        (1, 914, 3, 978301968),
+        (1, 3408, 4, 978300275),
+        (2, 1357, 5, 978298709),
+        (2, 3068, 4, 978299000),
+        (2, 1193, 2, 978299000),
+        (2, 914, 1, 978300000),
+        (3, 3421, 4, 978297018),
+        (3, 1641, 2, 978298000),
+    ]
 )
-ML_MOVIES = ("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-             "914::My Fair Lady (1964)::Musical|Romance\n3408::Erin Brockovich (2000)::Drama\n1357::Shine (1996)::Drama|Romance\n"
-             "3068::Verdict, The (1982)::Drama\n3421::Animal House (1978)::Comedy\n")
+ML_MOVIES = (
+    "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+    "914::My Fair Lady (1964)::Musical|Romance\n3408::Erin Brockovich (2000)::Drama\n1357::Shine (1996)::Drama|Romance\n"
+    "3068::Verdict, The (1982)::Drama\n3421::Animal House (1978)::Comedy\n"
+)
 
 
 def test_prepare_movielens_directory_with_features_and_meta(tmp_path):
@@ -168,8 +190,13 @@ def test_prepare_movielens_directory_with_features_and_meta(tmp_path):
     assert meta["source"]["format"] == "movielens"
     assert meta["params"]["duplicates"] == "first" and meta["params"]["k_core"] is None
     assert meta["params"]["min_rating"] is None and "tie_break" in meta["params"]
-    assert meta["stats"] == {"users": 2, "items": 6, "interactions": 8, "avg_length": 4.0,
-                             "sparsity": round(1 - 8 / 12, 6)}
+    assert meta["stats"] == {
+        "users": 2,
+        "items": 6,
+        "interactions": 8,
+        "avg_length": 4.0,
+        "sparsity": round(1 - 8 / 12, 6),
+    }
     assert set(meta["features"]) == {"genre", "year", "title"}
     feats = ds.item_features()
     genre, vocab = feats["genre"]
@@ -186,8 +213,15 @@ def test_prepare_amazon_5core_counts_unchanged(tmp_path):
     recs = []
     for u in range(6):
         for i in rng.permutation(5):
-            recs.append({"reviewerID": f"A{u}XYZ", "asin": f"B00{i}", "overall": float(rng.integers(1, 6)),
-                         "unixReviewTime": int(1_300_000_000 + rng.integers(0, 10**7)), "reviewText": "ok"})
+            recs.append(
+                {
+                    "reviewerID": f"A{u}XYZ",
+                    "asin": f"B00{i}",
+                    "overall": float(rng.integers(1, 6)),
+                    "unixReviewTime": int(1_300_000_000 + rng.integers(0, 10**7)),
+                    "reviewText": "ok",
+                }
+            )
     p = tmp_path / "reviews_Beauty_5.json.gz"
     p.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in recs).encode()))
     a = load_dataset(prepare("amazon-json", p, tmp_path / "a"))
@@ -199,13 +233,19 @@ def test_prepare_amazon_5core_counts_unchanged(tmp_path):
 
 
 def test_prepare_amazon_with_metadata(tmp_path):
-    recs = [{"reviewerID": "U1", "asin": a, "overall": 5.0, "unixReviewTime": t} for a, t in (("X", 1), ("Y", 2), ("Z", 3))]
+    recs = [
+        {"reviewerID": "U1", "asin": a, "overall": 5.0, "unixReviewTime": t} for a, t in (("X", 1), ("Y", 2), ("Z", 3))
+    ]
     p = tmp_path / "r.json"
     p.write_text("\n".join(json.dumps(r) for r in recs))
     meta = tmp_path / "meta.json.gz"
-    meta.write_bytes(gzip.compress(("{'asin': 'X', 'categories': [['Beauty', 'Nails']], 'brand': 'OPI'}\n"
-                                    "{'asin': 'Q', 'categories': [['Toys']]}\n"
-                                    "{'asin': 'Z', 'categories': [['Beauty']]}\n").encode()))
+    meta.write_bytes(
+        gzip.compress(
+            b"{'asin': 'X', 'categories': [['Beauty', 'Nails']], 'brand': 'OPI'}\n"
+            b"{'asin': 'Q', 'categories': [['Toys']]}\n"
+            b"{'asin': 'Z', 'categories': [['Beauty']]}\n"
+        )
+    )
     ds = load_dataset(prepare("amazon-json", p, tmp_path / "out", items_path=meta))
     assert ds.meta["features"] == {"category": 3, "brand": 2}  # {Beauty, Nails} + 0; {OPI} + 0
     cat, _ = ds.item_features()["category"]
@@ -243,13 +283,22 @@ def test_existing_output_needs_overwrite(tmp_path):
 
 
 def test_prepare_other_formats_end_to_end(tmp_path):
-    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" +
-                                      "".join(f"u{u}\ti{(u + k) % 7}\t{k}\n" for u in range(4) for k in range(5)))
-    (tmp_path / "x.txt").write_text("".join(f"u{u} " + " ".join(f"i{(u + k) % 7}" for k in range(5)) + "\n" for u in range(4)))
-    (tmp_path / "x.csv").write_text("uid,iid,t\n" + "".join(f"u{u},i{(u + k) % 7},{k}\n" for u in range(4) for k in range(5)))
+    (tmp_path / "x.inter").write_text(
+        "user_id:token\titem_id:token\ttimestamp:float\n"
+        + "".join(f"u{u}\ti{(u + k) % 7}\t{k}\n" for u in range(4) for k in range(5))
+    )
+    (tmp_path / "x.txt").write_text(
+        "".join(f"u{u} " + " ".join(f"i{(u + k) % 7}" for k in range(5)) + "\n" for u in range(4))
+    )
+    (tmp_path / "x.csv").write_text(
+        "uid,iid,t\n" + "".join(f"u{u},i{(u + k) % 7},{k}\n" for u in range(4) for k in range(5))
+    )
     results = []
-    for fmt, name, kw in (("recbole", "x.inter", {}), ("seq-txt", "x.txt", {}),
-                          ("csv", "x.csv", {"columns": "user=uid,item=iid,time=t"})):
+    for fmt, name, kw in (
+        ("recbole", "x.inter", {}),
+        ("seq-txt", "x.txt", {}),
+        ("csv", "x.csv", {"columns": "user=uid,item=iid,time=t"}),
+    ):
         ds = load_dataset(prepare(fmt, tmp_path / name, tmp_path / f"out-{fmt}", **kw))
         orig = ds.items.column("original_id").to_pylist()
         results.append([[orig[i] for i in ds.sequence(u)] for u in range(ds.n_users)])
@@ -281,11 +330,16 @@ def write_ml1m_shaped(path, seed: int = 0) -> None:
     movies = np.sort(rng.choice(np.arange(1, 3953), n_items, replace=False))
     pos = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     item = movies[(np.repeat(rng.integers(0, n_items, n_users), lengths) + pos) % n_items]
-    cols = [np.repeat(np.arange(1, n_users + 1), lengths), item, rng.integers(1, 6, n),
-            956_703_932 + rng.integers(0, 10**6, n)]
+    cols = [
+        np.repeat(np.arange(1, n_users + 1), lengths),
+        item,
+        rng.integers(1, 6, n),
+        956_703_932 + rng.integers(0, 10**6, n),
+    ]
     line = pc.binary_join_element_wise(*[pc.cast(pa.array(c), pa.string()) for c in cols], "::")
-    pacsv.write_csv(pa.table({"l": line}), path,
-                    write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    pacsv.write_csv(
+        pa.table({"l": line}), path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none")
+    )
     assert np.unique(item).size == n_items and lengths.max() <= n_items
 
 

@@ -32,8 +32,10 @@ def write(path, text: str, *, gz: bool = False, encoding: str = "utf-8"):
 
 
 def rows(df: pd.DataFrame) -> list[tuple]:
-    return [(u, i, int(t), None if np.isnan(r) else float(r))
-            for u, i, t, r in df[["user", "item", "timestamp", "rating"]].itertuples(index=False)]
+    return [
+        (u, i, int(t), None if np.isnan(r) else float(r))
+        for u, i, t, r in df[["user", "item", "timestamp", "rating"]].itertuples(index=False)
+    ]
 
 
 def check_schema(df: pd.DataFrame) -> None:
@@ -62,8 +64,10 @@ def test_movielens_100k_tab_and_directory_detection(tmp_path):
 
 
 def test_movielens_csv_with_header(tmp_path):
-    p = write(tmp_path / "ml-latest" / "ratings.csv",
-              "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n1,306,3.5,1147868817\n")
+    p = write(
+        tmp_path / "ml-latest" / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n1,306,3.5,1147868817\n",
+    )
     df = read_interactions("movielens", tmp_path / "ml-latest")
     assert rows(df) == [("1", "296", 1147880044, 5.0), ("1", "306", 1147868817, 3.5)]
     assert rows(read_interactions("movielens", p)) == rows(df)
@@ -139,14 +143,38 @@ def test_unknown_format_and_mapping_misuse(tmp_path):
 # ---------------------------------------------------------------------------- Amazon
 
 REVIEWS_2014 = [
-    {"reviewerID": "A1YJEY40YUW4SE", "asin": "7806397051", "reviewerName": "Andrea", "helpful": [3, 4],
-     "reviewText": "Very oily and creamy. Not at all what I expected...", "overall": 1.0,
-     "summary": "Don't waste your money", "unixReviewTime": 1391040000, "reviewTime": "01 30, 2014"},
-    {"reviewerID": "A60XNB876KYML", "asin": "7806397051", "reviewerName": "Jessica H.", "helpful": [1, 1],
-     "reviewText": "This palette was a decent price", "overall": 3.0, "summary": "OK Palette!",
-     "unixReviewTime": 1397779200, "reviewTime": "04 18, 2014"},
-    {"reviewerID": "A1YJEY40YUW4SE", "asin": "9759091062", "helpful": [0, 0], "reviewText": "Cheap",
-     "overall": 4.0, "summary": "Fine", "unixReviewTime": 1378425600, "reviewTime": "09 6, 2013"},
+    {
+        "reviewerID": "A1YJEY40YUW4SE",
+        "asin": "7806397051",
+        "reviewerName": "Andrea",
+        "helpful": [3, 4],
+        "reviewText": "Very oily and creamy. Not at all what I expected...",
+        "overall": 1.0,
+        "summary": "Don't waste your money",
+        "unixReviewTime": 1391040000,
+        "reviewTime": "01 30, 2014",
+    },
+    {
+        "reviewerID": "A60XNB876KYML",
+        "asin": "7806397051",
+        "reviewerName": "Jessica H.",
+        "helpful": [1, 1],
+        "reviewText": "This palette was a decent price",
+        "overall": 3.0,
+        "summary": "OK Palette!",
+        "unixReviewTime": 1397779200,
+        "reviewTime": "04 18, 2014",
+    },
+    {
+        "reviewerID": "A1YJEY40YUW4SE",
+        "asin": "9759091062",
+        "helpful": [0, 0],
+        "reviewText": "Cheap",
+        "overall": 4.0,
+        "summary": "Fine",
+        "unixReviewTime": 1378425600,
+        "reviewTime": "09 6, 2013",
+    },
 ]
 
 
@@ -154,8 +182,11 @@ def test_amazon_2014_json_gzip(tmp_path):
     p = write(tmp_path / "reviews_Beauty_5.json.gz", "\n".join(json.dumps(r) for r in REVIEWS_2014) + "\n", gz=True)
     df = read_interactions("amazon-json", p)
     check_schema(df)
-    assert rows(df) == [("A1YJEY40YUW4SE", "7806397051", 1391040000, 1.0), ("A60XNB876KYML", "7806397051", 1397779200, 3.0),
-                        ("A1YJEY40YUW4SE", "9759091062", 1378425600, 4.0)]
+    assert rows(df) == [
+        ("A1YJEY40YUW4SE", "7806397051", 1391040000, 1.0),
+        ("A60XNB876KYML", "7806397051", 1397779200, 3.0),
+        ("A1YJEY40YUW4SE", "9759091062", 1378425600, 4.0),
+    ]
 
 
 def test_amazon_python_literal_variant(tmp_path):
@@ -166,22 +197,60 @@ def test_amazon_python_literal_variant(tmp_path):
 
 
 def test_amazon_2018_extra_keys(tmp_path):
-    recs = [{"overall": 5.0, "vote": "2", "verified": True, "reviewTime": "11 27, 2015", "reviewerID": "AQ2V0",
-             "asin": "0700026657", "style": {"Format:": " Video Game"}, "reviewerName": "Lu", "reviewText": "x",
-             "summary": "y", "unixReviewTime": 1448582400},
-            {"overall": 4.0, "verified": False, "reviewerID": "AB3", "asin": "0700026657", "unixReviewTime": 1448582401,
-             "image": ["https://example.org/a.jpg"]}]
+    recs = [
+        {
+            "overall": 5.0,
+            "vote": "2",
+            "verified": True,
+            "reviewTime": "11 27, 2015",
+            "reviewerID": "AQ2V0",
+            "asin": "0700026657",
+            "style": {"Format:": " Video Game"},
+            "reviewerName": "Lu",
+            "reviewText": "x",
+            "summary": "y",
+            "unixReviewTime": 1448582400,
+        },
+        {
+            "overall": 4.0,
+            "verified": False,
+            "reviewerID": "AB3",
+            "asin": "0700026657",
+            "unixReviewTime": 1448582401,
+            "image": ["https://example.org/a.jpg"],
+        },
+    ]
     p = write(tmp_path / "Video_Games_5.json", "\n".join(json.dumps(r) for r in recs))
-    assert rows(read_interactions("amazon-json", p)) == [("AQ2V0", "0700026657", 1448582400, 5.0),
-                                                         ("AB3", "0700026657", 1448582401, 4.0)]
+    assert rows(read_interactions("amazon-json", p)) == [
+        ("AQ2V0", "0700026657", 1448582400, 5.0),
+        ("AB3", "0700026657", 1448582401, 4.0),
+    ]
 
 
 def test_amazon_2023_parent_asin_and_ms(tmp_path):
-    recs = [{"rating": 5.0, "title": "Such a lovely scent", "text": "...", "images": [], "asin": "B00YQ6X8EO",
-             "parent_asin": "B00YQ6X8EO", "user_id": "AGKHLEW2SOWHNMFQIJGBECAF7INQ", "timestamp": 1588687728923,
-             "helpful_vote": 0, "verified_purchase": True},
-            {"rating": 4.0, "asin": "B081TJ8YS3", "parent_asin": "B08BZ63GMJ", "user_id": "AGKHLEW2SOWHNMFQIJGBECAF7INQ",
-             "timestamp": 1588615855070, "helpful_vote": 1, "verified_purchase": True}]
+    recs = [
+        {
+            "rating": 5.0,
+            "title": "Such a lovely scent",
+            "text": "...",
+            "images": [],
+            "asin": "B00YQ6X8EO",
+            "parent_asin": "B00YQ6X8EO",
+            "user_id": "AGKHLEW2SOWHNMFQIJGBECAF7INQ",
+            "timestamp": 1588687728923,
+            "helpful_vote": 0,
+            "verified_purchase": True,
+        },
+        {
+            "rating": 4.0,
+            "asin": "B081TJ8YS3",
+            "parent_asin": "B08BZ63GMJ",
+            "user_id": "AGKHLEW2SOWHNMFQIJGBECAF7INQ",
+            "timestamp": 1588615855070,
+            "helpful_vote": 1,
+            "verified_purchase": True,
+        },
+    ]
     p = write(tmp_path / "All_Beauty.jsonl", "\n".join(json.dumps(r) for r in recs) + "\n")
     assert rows(read_interactions("amazon-json", p)) == [
         ("AGKHLEW2SOWHNMFQIJGBECAF7INQ", "B00YQ6X8EO", 1588687728923, 5.0),
@@ -192,7 +261,9 @@ def test_amazon_2023_parent_asin_and_ms(tmp_path):
 def test_amazon_invalid_json_and_missing_key(tmp_path):
     good = [json.dumps(r) for r in REVIEWS_2014]
     p = write(tmp_path / "r.json", "\n".join([good[0], good[1], '{"reviewerID": "A", "asin": "B", "overall": 4.0,']))
-    with pytest.raises(SourceFormatError, match=r"r\.json line 3: invalid JSON \(.*\); expected one review object per line"):
+    with pytest.raises(
+        SourceFormatError, match=r"r\.json line 3: invalid JSON \(.*\); expected one review object per line"
+    ):
         read_interactions("amazon-json", p)
     broken = dict(REVIEWS_2014[1])
     del broken["asin"]
@@ -208,12 +279,22 @@ def test_amazon_invalid_json_and_missing_key(tmp_path):
 
 
 def test_amazon_csv(tmp_path):
-    p = write(tmp_path / "ratings_Beauty.csv", "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X,0558925278,3.0,1355443200\n")
-    assert rows(read_interactions("amazon-csv", p)) == [("A39HTATAQ9V7YF", "0205616461", 1369699200, 5.0),
-                                                        ("A3JM6GV9MNOF9X", "0558925278", 1355443200, 3.0)]
-    bad = write(tmp_path / "bad.csv", "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X;0558925278;3.0;1355443200\n")
-    with pytest.raises(SourceFormatError, match=r"bad\.csv line 2: expected 4 comma-separated fields user,item,rating,"
-                                                r"timestamp .*got 1 field \(wrong delimiter\?\)"):
+    p = write(
+        tmp_path / "ratings_Beauty.csv",
+        "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X,0558925278,3.0,1355443200\n",
+    )
+    assert rows(read_interactions("amazon-csv", p)) == [
+        ("A39HTATAQ9V7YF", "0205616461", 1369699200, 5.0),
+        ("A3JM6GV9MNOF9X", "0558925278", 1355443200, 3.0),
+    ]
+    bad = write(
+        tmp_path / "bad.csv", "A39HTATAQ9V7YF,0205616461,5.0,1369699200\nA3JM6GV9MNOF9X;0558925278;3.0;1355443200\n"
+    )
+    with pytest.raises(
+        SourceFormatError,
+        match=r"bad\.csv line 2: expected 4 comma-separated fields user,item,rating,"
+        r"timestamp .*got 1 field \(wrong delimiter\?\)",
+    ):
         read_interactions("amazon-csv", bad)
     header = write(tmp_path / "header.csv", "user,item,rating,timestamp\nA,B,5.0,1369699200\n")
     with pytest.raises(SourceFormatError, match=r"header\.csv line 1: rating 'rating' is not a number"):
@@ -224,8 +305,10 @@ def test_amazon_csv(tmp_path):
 
 
 def test_recbole_inter(tmp_path):
-    p = write(tmp_path / "ml-1m.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                                        "1\t1193\t5\t978300760\n1\t661\t3\t978302109.0\n")
+    p = write(
+        tmp_path / "ml-1m.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1193\t5\t978300760\n1\t661\t3\t978302109.0\n",
+    )
     assert rows(read_interactions("recbole", p)) == [("1", "1193", 978300760, 5.0), ("1", "661", 978302109, 3.0)]
     p = write(tmp_path / "no_time.inter", "session_id:token\tuser_id:token\titem_id:token\nS\tu1\ti1\nS\tu1\ti2\n")
     assert rows(read_interactions("recbole", p)) == [("u1", "i1", 0, None), ("u1", "i2", 1, None)]
@@ -252,13 +335,22 @@ def test_recbole_errors(tmp_path):
 def test_seq_txt_and_user_item_pairs(tmp_path):
     p = write(tmp_path / "Beauty.txt", "1 1 2 3 4\n2 5 3 6\n")
     df = read_interactions("seq-txt", p)
-    assert rows(df) == [("1", "1", 0, None), ("1", "2", 1, None), ("1", "3", 2, None), ("1", "4", 3, None),
-                        ("2", "5", 4, None), ("2", "3", 5, None), ("2", "6", 6, None)]
+    assert rows(df) == [
+        ("1", "1", 0, None),
+        ("1", "2", 1, None),
+        ("1", "3", 2, None),
+        ("1", "4", 3, None),
+        ("2", "5", 4, None),
+        ("2", "3", 5, None),
+        ("2", "6", 6, None),
+    ]
     p = write(tmp_path / "ml-1m.txt", "1 10\n1 11\n2 10\n1 12\n")
     df = read_interactions("seq-txt", p)
     assert df[df.user == "1"]["item"].tolist() == ["10", "11", "12"]
     bad = write(tmp_path / "bad.txt", "1 1 2 3\n2,5,3,6\n")
-    with pytest.raises(SourceFormatError, match=r"bad\.txt line 2: expected one user per line.*got 1 field \(wrong delimiter\?\)"):
+    with pytest.raises(
+        SourceFormatError, match=r"bad\.txt line 2: expected one user per line.*got 1 field \(wrong delimiter\?\)"
+    ):
         read_interactions("seq-txt", bad)
 
 
@@ -293,7 +385,9 @@ def test_csv_default_names_quotes_and_positional(tmp_path):
 
 def test_csv_errors(tmp_path):
     p = write(tmp_path / "a.csv", "uid,iid,ts\n1,2,3\n")
-    with pytest.raises(SourceFormatError, match=r"a\.csv line 1: missing column 'item' for item \(columns: uid, iid, ts\)"):
+    with pytest.raises(
+        SourceFormatError, match=r"a\.csv line 1: missing column 'item' for item \(columns: uid, iid, ts\)"
+    ):
         read_interactions("csv", p, columns="user=uid,item=item")
     p = write(tmp_path / "b.csv", "uid,iid,ts\n1,2,3\n4,,5\n")
     with pytest.raises(SourceFormatError, match=r"b\.csv line 3: empty item column 'iid'"):
@@ -310,7 +404,10 @@ def test_parquet_with_mapping(tmp_path):
     p = tmp_path / "log.parquet"
     pq.write_table(pa.table({"uid": [7, 7, 8], "iid": ["a", "b", "a"], "ts": [3.0, 1.0, 2.0]}), p)
     assert rows(read_interactions("csv", p, columns="user=uid,item=iid,time=ts")) == [
-        ("7", "a", 3, None), ("7", "b", 1, None), ("8", "a", 2, None)]
+        ("7", "a", 3, None),
+        ("7", "b", 1, None),
+        ("8", "a", 2, None),
+    ]
     with pytest.raises(SourceFormatError, match=r"log\.parquet: missing column 'who'"):
         read_interactions("csv", p, columns="user=who,item=iid")
     q = tmp_path / "nulls.parquet"
@@ -323,11 +420,13 @@ def test_parquet_with_mapping(tmp_path):
 
 
 def test_movielens_movies_dat_latin1(tmp_path):
-    text = ("1::Toy Story (1995)::Animation|Children's|Comedy\n"
-            "11::American President, The (1995)::Comedy|Drama|Romance\n"
-            "3952::Contender, The (2000)::Drama|Thriller\n"
-            "1041::Secrets & Lies (1996)::Drama\n"
-            "3::Misérables, Les (1995)::Drama\n")
+    text = (
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n"
+        "11::American President, The (1995)::Comedy|Drama|Romance\n"
+        "3952::Contender, The (2000)::Drama|Thriller\n"
+        "1041::Secrets & Lies (1996)::Drama\n"
+        "3::Misérables, Les (1995)::Drama\n"
+    )
     write(tmp_path / "ml-1m" / "movies.dat", text, encoding="latin-1")
     f = read_movielens_items(tmp_path / "ml-1m")
     assert f["genre"]["1"] == ["Animation", "Children's", "Comedy"]
@@ -341,30 +440,48 @@ def test_movielens_movies_dat_latin1(tmp_path):
 
 
 def test_movielens_movies_csv_and_u_item(tmp_path):
-    p = write(tmp_path / "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
-                                       '2,"Heat, The",(no genres listed)\n')
+    p = write(
+        tmp_path / "movies.csv",
+        'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n2,"Heat, The",(no genres listed)\n',
+    )
     f = read_movielens_items(p)
     assert f["genre"] == {"1": ["Adventure", "Animation"], "2": []}
     assert f["year"] == {"1": ["1995"], "2": []} and f["title"]["2"] == ["heat", "the"]
     flags = "|".join("1" if g in (3, 4) else "0" for g in range(19))
-    p = write(tmp_path / "u.item", f"1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy|{flags}\n",
-              encoding="latin-1")
+    p = write(
+        tmp_path / "u.item",
+        f"1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy|{flags}\n",
+        encoding="latin-1",
+    )
     f = read_movielens_items(p)
     assert f["genre"]["1"] == ["Animation", "Children's"] and f["year"]["1"] == ["1995"]
 
 
 def test_amazon_metadata_variants(tmp_path):
-    m2014 = [{"asin": "7806397051", "title": "Palette", "price": 6.99, "salesRank": {"Beauty": 1},
-              "categories": [["Beauty", "Makeup", "Face"], ["Beauty", "Tools"]], "brand": "Sleek"},
-             {"asin": "0000000001", "categories": [["Books"]]},
-             {"asin": "9759091062", "categories": [["Beauty", "Skin Care"]]}]
+    m2014 = [
+        {
+            "asin": "7806397051",
+            "title": "Palette",
+            "price": 6.99,
+            "salesRank": {"Beauty": 1},
+            "categories": [["Beauty", "Makeup", "Face"], ["Beauty", "Tools"]],
+            "brand": "Sleek",
+        },
+        {"asin": "0000000001", "categories": [["Books"]]},
+        {"asin": "9759091062", "categories": [["Beauty", "Skin Care"]]},
+    ]
     p = write(tmp_path / "meta_Beauty.json.gz", "\n".join(repr(m) for m in m2014) + "\n", gz=True)
     f = read_amazon_items(p, items=["7806397051", "9759091062"])
     assert f["category"] == {"7806397051": ["Beauty", "Makeup", "Face", "Tools"], "9759091062": ["Beauty", "Skin Care"]}
     assert f["brand"] == {"7806397051": ["Sleek"], "9759091062": []}
     m2018 = {"category": ["Video Games", "PC"], "brand": "Sierra", "asin": "0700026657", "title": "Game"}
-    m2023 = {"main_category": "All Beauty", "categories": [], "store": "Howard", "details": {"Brand": "HOWARD"},
-             "parent_asin": "B01CUPMQZE"}
+    m2023 = {
+        "main_category": "All Beauty",
+        "categories": [],
+        "store": "Howard",
+        "details": {"Brand": "HOWARD"},
+        "parent_asin": "B01CUPMQZE",
+    }
     p = write(tmp_path / "meta.jsonl", json.dumps(m2018) + "\n" + json.dumps(m2023) + "\n")
     f = read_item_features("amazon-json", p)
     assert f["category"] == {"0700026657": ["Video Games", "PC"], "B01CUPMQZE": []}
@@ -375,11 +492,17 @@ def test_amazon_metadata_variants(tmp_path):
 
 
 def test_recbole_item_file(tmp_path):
-    p = write(tmp_path / "ml-1m.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\t"
-                                       "score:float\n1\tToy Story\t1995\tAnimation Comedy\t0.5\n")
+    p = write(
+        tmp_path / "ml-1m.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\t"
+        "score:float\n1\tToy Story\t1995\tAnimation Comedy\t0.5\n",
+    )
     f = read_item_features("recbole", p)
-    assert f == {"movie_title": {"1": ["Toy", "Story"]}, "release_year": {"1": ["1995"]},
-                 "genre": {"1": ["Animation", "Comedy"]}}
+    assert f == {
+        "movie_title": {"1": ["Toy", "Story"]},
+        "release_year": {"1": ["1995"]},
+        "genre": {"1": ["Animation", "Comedy"]},
+    }
 
 
 def test_generic_item_table(tmp_path):

@@ -27,7 +27,7 @@ def hit_rates(values: np.ndarray, offsets: np.ndarray, n_items: int, k: int = 10
     trans = np.zeros((n_items + 1, n_items + 1))
     pop = np.zeros(n_items + 1)
     for u in range(offsets.size - 1):
-        s = values[offsets[u]: offsets[u + 1] - 1]
+        s = values[offsets[u] : offsets[u + 1] - 1]
         np.add.at(trans, (s[:-1], s[1:]), 1.0)
         np.add.at(pop, s, 1.0)
     pop[0] = -1
@@ -82,7 +82,7 @@ def test_next_item_follows_successors_and_beats_popularity():
 def test_interests_drift_across_clusters():
     log = simulate(SyntheticConfig(n_users=300, avg_length=40, seed=2))
     clusters = log.cluster[log.values - 1]
-    changes = [np.unique(clusters[log.offsets[u]: log.offsets[u + 1]]).size for u in range(300)]
+    changes = [np.unique(clusters[log.offsets[u] : log.offsets[u + 1]]).size for u in range(300)]
     assert np.mean(changes) > 3  # users visit several clusters over their sequence
 
 
@@ -114,7 +114,7 @@ def test_interactions_feed_prepare_table():
     p = prepare_table(df.sample(frac=1.0, random_state=0), duplicates="keep")  # row order must not matter
     assert p.n_users == 100 and p.values.size == log.values.size
     for u in range(100):
-        original = [f"i{i}" for i in log.values[log.offsets[u]: log.offsets[u + 1]]]
+        original = [f"i{i}" for i in log.values[log.offsets[u] : log.offsets[u + 1]]]
         prepared_user = p.user_ids.index(f"u{u}")
         assert [p.item_ids[i - 1] for i in p.sequences[prepared_user]] == original
 
@@ -127,8 +127,15 @@ def test_invalid_sizes():
 
 
 def test_heavy_tailed_lengths_hit_the_exact_total_within_bounds():
-    cfg = SyntheticConfig(n_users=5000, n_items=100, avg_length=12.3, min_length=5, length_tail=2.3,
-                          max_seq_length=150, n_interactions=61_537)
+    cfg = SyntheticConfig(
+        n_users=5000,
+        n_items=100,
+        avg_length=12.3,
+        min_length=5,
+        length_tail=2.3,
+        max_seq_length=150,
+        n_interactions=61_537,
+    )
     lengths = heavy_tailed_lengths(np.random.default_rng(0), cfg)
     assert lengths.sum() == 61_537 and lengths.min() == 5 and lengths.max() <= 150
     assert np.median(lengths) < 0.75 * lengths.mean()  # skewed: the mean is pulled up by a long tail

@@ -18,8 +18,9 @@ SETTINGS = {"hidden_size": 32, "max_length": 20, "dropout": 0.1, "num_layers": 1
 def log(tmp_path_factory):
     from glintru.data.synthetic import generate
 
-    return load_dataset(generate(tmp_path_factory.mktemp("acc") / "syn", n_users=300, n_items=80,
-                                 avg_length=15, seed=3))
+    return load_dataset(
+        generate(tmp_path_factory.mktemp("acc") / "syn", n_users=300, n_items=80, avg_length=15, seed=3)
+    )
 
 
 def _fit(ds, model, out, epochs):

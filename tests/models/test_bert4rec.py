@@ -9,9 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from glintru.models.bert4rec import BERT4Rec, BERT4RecConfig
-from model_checks import N_ITEMS, assert_contract, assert_padding_invariant, histories
-from model_checks import assert_learns_cycle_beyond_popularity, tiny_attention_config, tiny_attention_model
-from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+
+from model_checks import (
+    N_ITEMS,
+    assert_contract,
+    assert_learns_cycle_beyond_popularity,
+    assert_padding_invariant,
+    histories,
+    one_thread,  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+    tiny_attention_config,
+    tiny_attention_model,
+)
 
 
 def model(seed: int = 0, **overrides) -> BERT4Rec:
@@ -109,10 +117,12 @@ def test_history_masking_masks_the_history_only():
 
 def test_history_masking_labels_like_recbole():
     m = model(masking="history", max_length=10, mask_ratio=0.2)  # at most int(0.2 * 10) = 2 labels a row
-    masked = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0]],
-                          dtype=torch.bool)
-    expected = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]],
-                            dtype=torch.bool)
+    masked = torch.tensor(
+        [[1, 1, 1, 1, 0, 0], [1, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [1, 0, 0, 0, 0, 0]], dtype=torch.bool
+    )
+    expected = torch.tensor(
+        [[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]], dtype=torch.bool
+    )
     assert torch.equal(m.labelled_positions(masked), expected)
     assert torch.equal(model(max_length=10, mask_ratio=0.2).labelled_positions(masked), masked)
 
@@ -200,8 +210,9 @@ def test_recbole_options_together_train_and_learn():
     assert_contract(model(**RECBOLE), hidden_size=17, encodes=False)
 
     def make_model(n_items):
-        cfg = tiny_attention_config(BERT4RecConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1,
-                                    **RECBOLE)
+        cfg = tiny_attention_config(
+            BERT4RecConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1, **RECBOLE
+        )
         return BERT4Rec(cfg, n_items)
 
     assert_learns_cycle_beyond_popularity(make_model, 200)

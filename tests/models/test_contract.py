@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from glintru.models import MODELS, build_model, get_model_class, resolve_config
 from glintru.models.base import gather_at, gather_last
 from glintru.models.transformer import TransformerConfig, TransformerRecommender
+
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture, toy_registered: fixture)
     N_ITEMS,
     TOY,
@@ -43,8 +44,9 @@ def build(name: str, seed: int = 0, **overrides):
     spec = MODELS[name]
     config_class = get_model_class(name).config_class
     no_dropout = {f: 0.0 for f in config_class.field_names() if f.endswith("dropout")}
-    cfg = resolve_config(name, None, {"hidden_size": HIDDEN, "max_length": MAX_LENGTH, **no_dropout,
-                                      **spec.small, **overrides})
+    cfg = resolve_config(
+        name, None, {"hidden_size": HIDDEN, "max_length": MAX_LENGTH, **no_dropout, **spec.small, **overrides}
+    )
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         # A model may warn that the data has no side features; here that is the point.
@@ -163,8 +165,7 @@ def test_gather_at_reads_one_or_k_positions_of_each_row():
     # The one way models read chosen positions (the last real item, a window around it).
     x = torch.arange(2 * 5 * 3).view(2, 5, 3)
     torch.testing.assert_close(gather_at(x, torch.tensor([4, 1])), torch.stack([x[0, 4], x[1, 1]]))
-    torch.testing.assert_close(gather_at(x, torch.tensor([[0, 2], [3, 3]])),
-                               torch.stack([x[0, [0, 2]], x[1, [3, 3]]]))
+    torch.testing.assert_close(gather_at(x, torch.tensor([[0, 2], [3, 3]])), torch.stack([x[0, [0, 2]], x[1, [3, 3]]]))
     torch.testing.assert_close(gather_last(x, torch.tensor([2, 0])), torch.stack([x[0, 1], x[1, 0]]))
 
 

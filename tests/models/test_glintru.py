@@ -12,13 +12,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
 
 from glintru.models import build_model, resolve_config
 from glintru.models.base import SequentialRecommender, gather_last
 from glintru.models.gate_activations import GATE_ACTIVATION_LABELS, GATE_ACTIVATION_NAMES, PAPER_GATE_ACTIVATIONS
 from glintru.models.glintru import GATE_ACTIVATIONS, GLINTRU, GLINTRUConfig
 from glintru.models.layers import LinearAttention
+
+from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
 
 N_ITEMS = 40
 D = 16
@@ -114,6 +115,7 @@ def equations_forward(model: GLINTRU, seq: torch.Tensor) -> torch.Tensor:
 
     def conv(t, tc):  # centred temporal convolution, zero beyond both ends
         return F.conv1d(t.transpose(1, 2), tc.conv.weight, tc.conv.bias, padding=cfg.kernel_size // 2).transpose(1, 2)
+
     c = conv(g.w0(x), g.conv_in)
     w_ir, w_iz, w_in = g.gru.weight_ih_l0.chunk(3)
     w_hr, w_hz, w_hn = g.gru.weight_hh_l0.chunk(3)
@@ -244,7 +246,13 @@ def test_presets():
     ml = resolve_config("glintru", "ml-1m")
     assert isinstance(ml, GLINTRUConfig)
     assert (ml.hidden_size, ml.dropout, ml.max_length, ml.kernel_size, ml.num_layers, ml.num_heads) == (
-        128, 0.2, 200, 3, 1, 8)
+        128,
+        0.2,
+        200,
+        3,
+        1,
+        8,
+    )
     for name in ("beauty", "video-games"):
         cfg = resolve_config("glintru", name)
         assert (cfg.hidden_size, cfg.dropout, cfg.max_length, cfg.kernel_size, cfg.num_layers) == (64, 0.5, 100, 3, 1)
@@ -275,8 +283,13 @@ def expected_parameters(cfg: GLINTRUConfig, n_items: int) -> int:
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(use_gru=False), dict(use_attention=False, use_conv=False), dict(use_gated_mlp=False),
-     dict(num_layers=3, kernel_size=5, gru_bias=True, shared_layer_norm=True, gru_num_layers=2)],
+    [
+        dict(),
+        dict(use_gru=False),
+        dict(use_attention=False, use_conv=False),
+        dict(use_gated_mlp=False),
+        dict(num_layers=3, kernel_size=5, gru_bias=True, shared_layer_norm=True, gru_num_layers=2),
+    ],
 )
 def test_parameter_count(overrides):
     model = make_model(**overrides)
@@ -290,7 +303,7 @@ def test_parameter_count_ml1m_preset():
     assert n == expected_parameters(cfg, 3706)
     # One block holds (2k + 18) d^2 weights plus O(d) biases and norms.
     block = n - 3707 * 128
-    assert 24 * 128 ** 2 < block < 24 * 128 ** 2 + 40 * 128
+    assert 24 * 128**2 < block < 24 * 128**2 + 40 * 128
 
 
 @pytest.mark.parametrize("key_norm", ["sequence", "feature"])
@@ -330,9 +343,9 @@ def test_cumulative_key_norm_is_causal_sequence_norm():
             heads = []
             for h in range(2):
                 cols = slice(4 * h, 4 * h + 4)
-                q = F.elu(attn.query(x[b, t:t + 1])[:, cols])
-                k = F.elu(attn.key(x[b, :t + 1])[:, cols])
-                v = attn.value(x[b, :t + 1])[:, cols]
+                q = F.elu(attn.query(x[b, t : t + 1])[:, cols])
+                k = F.elu(attn.key(x[b, : t + 1])[:, cols])
+                v = attn.value(x[b, : t + 1])[:, cols]
                 q = q / q.norm(dim=1, keepdim=True)
                 k = k / k.norm(dim=0, keepdim=True)
                 heads.append(q @ (k.t() @ v) / 2.0)
@@ -431,8 +444,9 @@ def test_reference_variant_matches_the_reference_forward():
         expected = reference_forward(model, pad(seq.tolist(), L_REF), lengths)
         torch.testing.assert_close(model(seq, lengths), expected)
         # The same weights with the padding masked give another result for every short row.
-        masked = make_model(hidden_size=8, max_length=L_REF, attention_key_norm="feature",
-                            shared_layer_norm=True).eval()
+        masked = make_model(
+            hidden_size=8, max_length=L_REF, attention_key_norm="feature", shared_layer_norm=True
+        ).eval()
         masked.load_state_dict(model.state_dict())
         differs = (masked(seq, lengths) - expected).abs().amax(dim=1) > 1e-4
     assert differs.tolist() == [True, True, True]

@@ -8,6 +8,7 @@ import torch
 
 from glintru.models import build_model, resolve_config
 from glintru.models.gru4rec import GRU4Rec, GRU4RecConfig
+
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_contract,

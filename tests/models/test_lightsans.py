@@ -8,9 +8,17 @@ import torch
 
 from glintru.models import resolve_config
 from glintru.models.lightsans import InterestAggregation, LightSANs, LightSANsConfig, LowRankAttention
-from model_checks import N_ITEMS, assert_contract, assert_forward_is_last_encoding, histories
-from model_checks import assert_learns_cycle_beyond_popularity, tiny_attention_config, tiny_attention_model
-from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+
+from model_checks import (
+    N_ITEMS,
+    assert_contract,
+    assert_forward_is_last_encoding,
+    assert_learns_cycle_beyond_popularity,
+    histories,
+    one_thread,  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+    tiny_attention_config,
+    tiny_attention_model,
+)
 
 
 def model(seed: int = 0, **overrides) -> LightSANs:
@@ -61,8 +69,10 @@ def test_refuses_one_pass_training_for_its_pooling_over_the_whole_sequence():
     for attention in ("masked", "recbole"):
         m = model(attention=attention)
         reason = m.one_pass_support()
-        assert reason.startswith("LightSANs has no exact one-pass training: its keys and values are pooled "
-                                 "into k interests over the whole sequence")
+        assert reason.startswith(
+            "LightSANs has no exact one-pass training: its keys and values are pooled "
+            "into k interests over the whole sequence"
+        )
         with pytest.raises(ValueError, match="pooled into k interests"):
             m.prefix_outputs(*histories(20))
     # What the reason says: the interests of the whole history differ from those of its prefix.
@@ -87,8 +97,8 @@ def recbole_attention_by_hand(att: LowRankAttention, x: torch.Tensor, pos: torch
     heads = []
     for i in range(h):
         s = slice(i * dh, (i + 1) * dh)
-        item = (queries[..., s] @ k[..., s].transpose(1, 2) / dh ** 0.5).softmax(dim=1)  # over positions
-        position = (pq[:, s] @ pk[:, s].t() / dh ** 0.5).softmax(dim=0)  # over query positions
+        item = (queries[..., s] @ k[..., s].transpose(1, 2) / dh**0.5).softmax(dim=1)  # over positions
+        position = (pq[:, s] @ pk[:, s].t() / dh**0.5).softmax(dim=0)  # over query positions
         heads.append(item @ v[..., s] + position @ values[..., s])
     return att.dense(torch.cat(heads, dim=-1))
 
@@ -107,7 +117,7 @@ def test_recbole_attention_is_recboles_equations():
     probs = att.position_probs(pos)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(2, 6))
     assert not torch.allclose(masked.position_probs(pos).sum(dim=1), torch.ones(2, 6))
-    assert att.pos_scale == pytest.approx(1 / (2 ** 0.5 * 8))
+    assert att.pos_scale == pytest.approx(1 / (2**0.5 * 8))
     assert masked.pos_scale == pytest.approx(1 / 4)
     # Even with nothing padded the two forms differ (normalising axis, scale).
     assert not torch.allclose(masked(x[1:], mask[1:], pos), expected[1:], atol=1e-3)
@@ -138,8 +148,9 @@ def test_recbole_variant_pads_to_max_length_and_keeps_a_drawn_padding_row():
     # The same weights see a different amount of padding at a larger max_length.
     longer = model(attention="recbole", max_length=40).eval()
     state = m.state_dict()
-    state["position_embedding.weight"] = torch.cat([state["position_embedding.weight"],
-                                                     longer.position_embedding.weight[30:].detach()])
+    state["position_embedding.weight"] = torch.cat(
+        [state["position_embedding.weight"], longer.position_embedding.weight[30:].detach()]
+    )
     longer.load_state_dict(state)
     assert not torch.allclose(longer(short, lengths), after, atol=1e-4)
     with pytest.raises(ValueError, match="attention must be one of"):
@@ -148,8 +159,9 @@ def test_recbole_variant_pads_to_max_length_and_keeps_a_drawn_padding_row():
 
 def test_recbole_variant_learns_cycle_beyond_popularity():
     def make_model(n_items):
-        cfg = tiny_attention_config(LightSANsConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1,
-                                    attention="recbole")
+        cfg = tiny_attention_config(
+            LightSANsConfig, hidden_size=32, inner_size=64, max_length=10, dropout=0.1, attention="recbole"
+        )
         return LightSANs(cfg, n_items)
 
     assert_learns_cycle_beyond_popularity(make_model, 100)

@@ -10,6 +10,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
+from glintru.models.base import SequentialRecommender
+from glintru.models.linrec import LinRec, LinRecConfig
+
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_forward_is_last_encoding,
@@ -18,9 +22,6 @@ from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     one_thread,
     tiny_attention_config,
 )
-
-from glintru.models.base import SequentialRecommender
-from glintru.models.linrec import LinRec, LinRecConfig
 
 
 def model(seed: int = 0, **overrides) -> LinRec:

@@ -17,6 +17,7 @@ from glintru.models.scan import (
     selective_scan_reference,
     sequential_scan,
 )
+
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_contract,
@@ -45,6 +46,7 @@ def ssm_inputs(batch=3, L=29, ch=6, n=5, dtype=torch.float64, seed=0, requires_g
 
 
 # --- scans -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("T", [1, 2, 3, 7, 8, 33, 200])
 def test_parallel_scan_matches_sequential_values_and_gradients(T):
@@ -127,16 +129,18 @@ def test_selective_scan_rejects_bad_input():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not (torch.cuda.is_available() and mamba_ssm_available()),
-                    reason="needs CUDA and the mamba_ssm package")
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and mamba_ssm_available()), reason="needs CUDA and the mamba_ssm package"
+)
 def test_mamba_ssm_kernel_matches_parallel_scan():
     args = [t.detach().float().cuda().requires_grad_() for t in ssm_inputs(batch=4, L=200, ch=64, n=16)]
     fast = selective_scan(*args, backend="cuda")
     ours = selective_scan(*args, backend="parallel")
     torch.testing.assert_close(fast, ours, atol=1e-4, rtol=1e-3)
     up = torch.randn_like(ours)
-    torch.testing.assert_close(torch.autograd.grad(fast, args, up), torch.autograd.grad(ours, args, up),
-                               atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        torch.autograd.grad(fast, args, up), torch.autograd.grad(ours, args, up), atol=1e-3, rtol=1e-3
+    )
     torch.manual_seed(0)
     cfg = Mamba4RecConfig.from_preset("ml-1m", dropout=0.0)
     m = Mamba4Rec(cfg, 100).cuda().eval()
@@ -150,6 +154,7 @@ def test_mamba_ssm_kernel_matches_parallel_scan():
 
 
 # --- the model -------------------------------------------------------------------------------
+
 
 def test_shapes_and_scores():
     m = model(num_layers=2)
@@ -173,8 +178,9 @@ def test_reference_dt_init_is_the_blanket_linear_init():
         assert dt_proj.weight.shape == (128, 4)
         assert torch.equal(dt_proj.bias, torch.zeros(128))
         assert abs(dt_proj.weight.std().item() - 0.02) < 0.003  # 512 draws of N(0, 0.02)
-        torch.testing.assert_close(torch.nn.functional.softplus(dt_proj.bias),
-                                   torch.full((128,), 0.6931), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            torch.nn.functional.softplus(dt_proj.bias), torch.full((128,), 0.6931), atol=1e-4, rtol=0
+        )
     # Mamba's init: uniform weights at dt_rank^-0.5 = 0.5, steps in [1e-3, 1e-1]; nothing else differs.
     dt_proj = default.layers[0].mamba.dt_proj
     assert dt_proj.weight.abs().max() <= 0.5 and dt_proj.weight.std() > 0.2
@@ -187,7 +193,8 @@ def test_reference_dt_init_is_the_blanket_linear_init():
     steps = {}
     for name, m in (("reference", ref), ("mamba", default)):
         hook = m.layers[0].mamba.dt_proj.register_forward_hook(
-            lambda mod, inp, out, name=name: steps.__setitem__(name, torch.nn.functional.softplus(out)))
+            lambda mod, inp, out, name=name: steps.__setitem__(name, torch.nn.functional.softplus(out))
+        )
         m.eval()(seq, lengths)
         hook.remove()
     assert (steps["reference"] - 0.6931).abs().max() < 0.01

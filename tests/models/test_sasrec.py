@@ -6,8 +6,14 @@ from __future__ import annotations
 import torch
 
 from glintru.models.sasrec import SASRec
-from model_checks import N_ITEMS, assert_forward_is_last_encoding, histories, tiny_attention_model
-from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+
+from model_checks import (
+    N_ITEMS,
+    assert_forward_is_last_encoding,
+    histories,
+    one_thread,  # noqa: F401  (autouse fixture: tiny models run best on one thread)
+    tiny_attention_model,
+)
 
 
 def model(seed: int = 0, **overrides) -> SASRec:
@@ -24,10 +30,10 @@ def test_causal_hidden_state_ignores_later_items():
     lengths = torch.tensor([20, 20])
     t = 9
     changed = seq.clone()
-    changed[:, t + 1:] = changed[:, t + 1:] % N_ITEMS + 1
+    changed[:, t + 1 :] = changed[:, t + 1 :] % N_ITEMS + 1
     h, h2 = m.encode(seq, lengths), m.encode(changed, lengths)
     torch.testing.assert_close(h[:, : t + 1], h2[:, : t + 1])
-    assert not torch.allclose(h[:, t + 1:], h2[:, t + 1:])
+    assert not torch.allclose(h[:, t + 1 :], h2[:, t + 1 :])
     # Truncating the history after t gives the same representation at t.
     torch.testing.assert_close(m(seq[:, : t + 1], torch.tensor([t + 1, t + 1])), h[:, t])
 

@@ -12,6 +12,7 @@ import torch
 
 from glintru.models import build_model, resolve_config
 from glintru.models.smlp4rec import SMLP4Rec, SMLP4RecConfig
+
 from model_checks import (  # noqa: F401  (one_thread: autouse fixture)
     N_ITEMS,
     assert_contract,
@@ -35,8 +36,9 @@ def features(seed: int = 0) -> dict[str, tuple[np.ndarray, int]]:
 def model(seed: int = 0, feats="default", **overrides) -> SMLP4Rec:
     torch.manual_seed(seed)
     values = {"hidden_size": 16, "max_length": 30, "dropout": 0.0, **overrides}
-    return SMLP4Rec(SMLP4RecConfig.from_preset(None, **values), N_ITEMS,
-                    item_features=features() if feats == "default" else feats)
+    return SMLP4Rec(
+        SMLP4RecConfig.from_preset(None, **values), N_ITEMS, item_features=features() if feats == "default" else feats
+    )
 
 
 def test_shapes_and_scores():
@@ -133,8 +135,9 @@ def test_rejects_bad_features():
 def test_refuses_one_pass_training_for_its_mixing_over_the_whole_sequence():
     m = model(use_features=False).eval()
     reason = m.one_pass_support()
-    assert reason.startswith("SMLP4Rec has no exact one-pass training: its sequence-mixing MLP combines all "
-                             "max_length positions")
+    assert reason.startswith(
+        "SMLP4Rec has no exact one-pass training: its sequence-mixing MLP combines all max_length positions"
+    )
     with pytest.raises(ValueError, match="sequence-mixing MLP"):
         m.prefix_outputs(*histories(20))
     # What the reason says: after the first layer, a later item changes an earlier position's state.

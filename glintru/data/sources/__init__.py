@@ -23,9 +23,9 @@ it, and a new format is one `SourceFormat` entry (see CONTRIBUTING.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -89,29 +89,43 @@ SOURCE_FORMATS: dict[str, SourceFormat] = {
     f.name: f
     for f in (
         SourceFormat(
-            "movielens", "ML-1M/10M ratings.dat, ML-100K u.data, ML-20M+ ratings.csv (or their directory)",
-            lambda p, c: read_movielens(p), _movielens_items,
-            dir_names=MOVIELENS_RATINGS, items_beside=MOVIELENS_MOVIES,
+            "movielens",
+            "ML-1M/10M ratings.dat, ML-100K u.data, ML-20M+ ratings.csv (or their directory)",
+            lambda p, c: read_movielens(p),
+            _movielens_items,
+            dir_names=MOVIELENS_RATINGS,
+            items_beside=MOVIELENS_MOVIES,
         ),
         SourceFormat(
-            "amazon-json", "Amazon 2014 5-core / 2018 / 2023 review JSON lines (.gz or plain)",
-            lambda p, c: read_amazon_json(p), lambda p, i, col: read_amazon_items(p, i),
+            "amazon-json",
+            "Amazon 2014 5-core / 2018 / 2023 review JSON lines (.gz or plain)",
+            lambda p, c: read_amazon_json(p),
+            lambda p, i, col: read_amazon_items(p, i),
         ),
         SourceFormat(
-            "amazon-csv", "Amazon ratings-only CSV user,item,rating,timestamp (no header)",
-            lambda p, c: read_amazon_csv(p), lambda p, i, col: read_amazon_items(p, i),
+            "amazon-csv",
+            "Amazon ratings-only CSV user,item,rating,timestamp (no header)",
+            lambda p, c: read_amazon_csv(p),
+            lambda p, i, col: read_amazon_items(p, i),
         ),
         SourceFormat(
-            "recbole", "RecBole atomic .inter file with a typed header",
-            lambda p, c: read_recbole(p), lambda p, i, col: read_recbole_items(p, i),
+            "recbole",
+            "RecBole atomic .inter file with a typed header",
+            lambda p, c: read_recbole(p),
+            lambda p, i, col: read_recbole_items(p, i),
         ),
         SourceFormat(
-            "seq-txt", "one line per user: 'user item item ...' in time order",
-            lambda p, c: read_seq_txt(p), read_table_items,
+            "seq-txt",
+            "one line per user: 'user item item ...' in time order",
+            lambda p, c: read_seq_txt(p),
+            read_table_items,
         ),
         SourceFormat(
-            "csv", "any CSV or Parquet, with --columns user=...,item=...,time=...[,rating=...]",
-            read_csv, read_table_items, takes_columns=True,
+            "csv",
+            "any CSV or Parquet, with --columns user=...,item=...,time=...[,rating=...]",
+            read_csv,
+            read_table_items,
+            takes_columns=True,
         ),
     )
 }
@@ -149,8 +163,9 @@ def read_interactions(fmt: str, path: str | Path, *, columns: Mapping[str, str] 
     return spec.read(resolve_input(fmt, path), parse_columns(columns) if columns else None)
 
 
-def read_item_features(fmt: str, path: str | Path, *, items: Iterable[str] | None = None,
-                       item_column: str | None = None) -> ItemFeatures:
+def read_item_features(
+    fmt: str, path: str | Path, *, items: Iterable[str] | None = None, item_column: str | None = None
+) -> ItemFeatures:
     """Item side features for an interaction format: MovieLens movie files, Amazon metadata, RecBole
     .item files, or (csv, seq-txt) a generic item table. `items` restricts to those original ids."""
     return get_format(fmt).read_items(path, items, item_column)
@@ -163,9 +178,31 @@ def find_item_file(fmt: str, input_path: str | Path) -> Path | None:
 
 
 __all__ = [
-    "COLUMNS", "FORMATS", "MAPPING_KEYS", "SOURCE_FORMATS", "ItemFeatures", "SourceFormat", "SourceFormatError",
-    "find_item_file", "get_format", "register_format", "unregister_format", "make_table", "parse_columns", "read_amazon_csv", "read_amazon_items",
-    "read_amazon_json", "read_bytes", "read_csv", "read_interactions", "read_item_features", "read_movielens",
-    "read_movielens_items", "read_recbole", "read_recbole_items", "read_seq_txt", "read_table_items",
+    "COLUMNS",
+    "FORMATS",
+    "MAPPING_KEYS",
+    "SOURCE_FORMATS",
+    "ItemFeatures",
+    "SourceFormat",
+    "SourceFormatError",
+    "find_item_file",
+    "get_format",
+    "register_format",
+    "unregister_format",
+    "make_table",
+    "parse_columns",
+    "read_amazon_csv",
+    "read_amazon_items",
+    "read_amazon_json",
+    "read_bytes",
+    "read_csv",
+    "read_interactions",
+    "read_item_features",
+    "read_movielens",
+    "read_movielens_items",
+    "read_recbole",
+    "read_recbole_items",
+    "read_seq_txt",
+    "read_table_items",
     "resolve_input",
 ]

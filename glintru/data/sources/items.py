@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -30,9 +30,27 @@ from glintru.data.sources.text import (
 
 # ----------------------------------------------------------------------------- item features
 
-_ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-                  "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-                  "Thriller", "War", "Western")
+_ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 _YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 _WORD = re.compile(r"[a-z0-9]+")
 ItemFeatures = dict[str, dict[str, list[str]]]
@@ -72,14 +90,17 @@ def read_movielens_items(path: str | Path) -> ItemFeatures:
             if not row:
                 continue
             if len(row) != 3 or not row[0].isdigit():
-                raise SourceFormatError(p, k, f"expected 3 fields movieId,title,genres, got {row!r}; expected {expected}")
+                raise SourceFormatError(
+                    p, k, f"expected 3 fields movieId,title,genres, got {row!r}; expected {expected}"
+                )
             add(row[0], row[1], _genres(row[2]))
         return feats
     item_format = name.endswith(".item")
     sep, n = ("|", 24) if item_format else ("::", 3)
     expected = (
         "24 '|'-separated fields id|title|release date|video date|url|19 genre flags (MovieLens u.item)"
-        if item_format else "3 '::'-separated fields MovieID::Title (Year)::Genre|Genre (MovieLens movies.dat)"
+        if item_format
+        else "3 '::'-separated fields MovieID::Title (Year)::Genre|Genre (MovieLens movies.dat)"
     )
     first_line(p, data, expected, encoding="latin-1")
     for lineno, line in lines(data, encoding="latin-1"):
@@ -161,8 +182,11 @@ def read_recbole_items(path: str | Path, items: Iterable[str] | None = None) -> 
     for k, line in lines(data[after:]):
         parts = line.split("\t")
         if len(parts) != len(names):
-            raise SourceFormatError(p, lineno + k, f"expected {plural(len(names), 'field')} like the header, "
-                                                   f"got {plural(len(parts), 'field')}")
+            raise SourceFormatError(
+                p,
+                lineno + k,
+                f"expected {plural(len(names), 'field')} like the header, got {plural(len(parts), 'field')}",
+            )
         item = parts[key]
         if wanted is not None and item not in wanted:
             continue
@@ -171,7 +195,9 @@ def read_recbole_items(path: str | Path, items: Iterable[str] | None = None) -> 
     return feats
 
 
-def read_table_items(path: str | Path, items: Iterable[str] | None = None, item_column: str | None = None) -> ItemFeatures:
+def read_table_items(
+    path: str | Path, items: Iterable[str] | None = None, item_column: str | None = None
+) -> ItemFeatures:
     """A generic item table (CSV with header, or Parquet): the item column (`item_column`, else 'item',
     'item_id' or the first column) plus one feature per other column; '|' separates several tokens."""
     p = Path(path)

@@ -7,8 +7,8 @@ import ast
 import csv
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -80,14 +80,32 @@ def read_movielens(path: str | Path) -> pd.DataFrame:
             )
         kinds = [dict(zip(_ML_CSV_HEADER, _ML_KINDS)).get(h, "skip") for h in header]
         labels = [dict(zip(_ML_CSV_HEADER, _ML_LABELS)).get(h, h) for h in header]
-        table = read_delimited(p, data, start=after, first_lineno=lineno + 1, sep=",", fields=header,
-                                kinds=kinds, labels=labels, expected=_ML_EXPECT_CSV)
+        table = read_delimited(
+            p,
+            data,
+            start=after,
+            first_lineno=lineno + 1,
+            sep=",",
+            fields=header,
+            kinds=kinds,
+            labels=labels,
+            expected=_ML_EXPECT_CSV,
+        )
         cols = ("userId", "movieId", "timestamp", "rating")
     else:
         sep, expected = ("::", _ML_EXPECT_DAT) if layout == "dat" else ("\t", _ML_EXPECT_TAB)
         fields = ["user", "item", "rating", "timestamp"]
-        table = read_delimited(p, data, start=0, first_lineno=1, sep=sep, fields=fields, kinds=_ML_KINDS,
-                                labels=_ML_LABELS, expected=expected)
+        table = read_delimited(
+            p,
+            data,
+            start=0,
+            first_lineno=1,
+            sep=sep,
+            fields=fields,
+            kinds=_ML_KINDS,
+            labels=_ML_LABELS,
+            expected=expected,
+        )
         cols = ("user", "item", "timestamp", "rating")
     return make_table(*(table.column(c) for c in cols))
 
@@ -123,7 +141,9 @@ def _amazon_keys(path: Path, lineno: int, record: dict) -> tuple[str, str, str, 
     if "user_id" in record:
         return "user_id", "parent_asin" if "parent_asin" in record else "asin", "rating", "timestamp"
     raise SourceFormatError(
-        path, lineno, f"no 'reviewerID' or 'user_id' key (keys: {', '.join(map(str, record))}); expected {_AMAZON_EXPECT}"
+        path,
+        lineno,
+        f"no 'reviewerID' or 'user_id' key (keys: {', '.join(map(str, record))}); expected {_AMAZON_EXPECT}",
     )
 
 
@@ -137,8 +157,9 @@ def read_amazon_json(path: str | Path) -> pd.DataFrame:
     table = None
     try:
         json.loads(first)
-        schema = pa.schema([(keys[0], pa.string()), (keys[1], pa.string()), (keys[2], pa.float64()),
-                            (keys[3], pa.int64())])
+        schema = pa.schema(
+            [(keys[0], pa.string()), (keys[1], pa.string()), (keys[2], pa.float64()), (keys[3], pa.int64())]
+        )
         table = pajson.read_json(
             pa.BufferReader(pa.py_buffer(data)),
             read_options=pajson.ReadOptions(block_size=1 << 24),
@@ -183,9 +204,18 @@ def read_amazon_csv(path: str | Path) -> pd.DataFrame:
     p = resolve_file(path, "amazon-csv")
     data = read_bytes(p)
     first_line(p, data, _AMAZON_CSV_EXPECT)
-    table = read_delimited(p, data, start=0, first_lineno=1, sep=",", fields=["user", "item", "rating", "timestamp"],
-                            kinds=["str", "str", "float", "int"], labels=["user", "item", "rating", "timestamp"],
-                            expected=_AMAZON_CSV_EXPECT, quoted=True)
+    table = read_delimited(
+        p,
+        data,
+        start=0,
+        first_lineno=1,
+        sep=",",
+        fields=["user", "item", "rating", "timestamp"],
+        kinds=["str", "str", "float", "int"],
+        labels=["user", "item", "rating", "timestamp"],
+        expected=_AMAZON_CSV_EXPECT,
+        quoted=True,
+    )
     return make_table(*(table.column(c) for c in ("user", "item", "timestamp", "rating")))
 
 
@@ -222,8 +252,17 @@ def read_recbole(path: str | Path) -> pd.DataFrame:
     kinds = [wanted.get(n, "skip") if t in ("token", "float") else "skip" for n, t in zip(names, types)]
     labels = [f"{n}:{t}" for n, t in zip(names, types)]
     expected = f"{len(names)} tab-separated fields {'<TAB>'.join(labels)} (RecBole .inter)"
-    table = read_delimited(p, data, start=after, first_lineno=lineno + 1, sep="\t", fields=names, kinds=kinds,
-                            labels=labels, expected=expected)
+    table = read_delimited(
+        p,
+        data,
+        start=after,
+        first_lineno=lineno + 1,
+        sep="\t",
+        fields=names,
+        kinds=kinds,
+        labels=labels,
+        expected=expected,
+    )
     cols = {n: table.column(n) for n in table.column_names}
     return make_table(cols["user_id"], cols["item_id"], cols.get("timestamp"), cols.get("rating"))
 
@@ -286,8 +325,9 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str] | None
     return out
 
 
-def _resolve_mapping(path: Path, line: int | None, header: list[str], columns: dict[str, str] | None,
-                     unit: str = "line") -> dict[str, str]:
+def _resolve_mapping(
+    path: Path, line: int | None, header: list[str], columns: dict[str, str] | None, unit: str = "line"
+) -> dict[str, str]:
     mapping = dict(columns or {})
     for key in MAPPING_KEYS:
         if key not in mapping and not columns:
@@ -332,7 +372,8 @@ def _time_column(path: Path, arr: pa.ChunkedArray, row_line) -> np.ndarray:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         raise SourceFormatError(
-            path, row_line(int(bad[0])),
+            path,
+            row_line(int(bad[0])),
             f"time {values.iloc[bad[0]]!r} is neither a number nor a date; expected a numeric timestamp or a date string",
         )
     return parsed.to_numpy().astype("datetime64[ns]").astype(np.int64)
@@ -362,9 +403,19 @@ def read_csv(path: str | Path, columns: Mapping[str, str] | str | None = None) -
     kinds = [kind_of[role[h]] if h in role else "skip" for h in header]
     labels = [f"{role[h]} column {h!r}" if h in role else h for h in header]
     expected = f"{len(header)} {SEP_NAMES.get(sep, sep)}-separated fields like the header ({sep.join(header)})"
-    table = read_delimited(p, data, start=start, first_lineno=body_line, sep=sep, fields=header, kinds=kinds,
-                            labels=labels, expected=expected, quoted=True,
-                            infer=[mapping["time"]] if "time" in mapping else ())
+    table = read_delimited(
+        p,
+        data,
+        start=start,
+        first_lineno=body_line,
+        sep=sep,
+        fields=header,
+        kinds=kinds,
+        labels=labels,
+        expected=expected,
+        quoted=True,
+        infer=[mapping["time"]] if "time" in mapping else (),
+    )
     time = None
     if "time" in mapping:
         time = _time_column(p, table.column(mapping["time"]), lambda r: row_line(data, start, body_line, r))
@@ -394,4 +445,3 @@ def _read_parquet(path: Path, mapping: dict[str, str] | None) -> pd.DataFrame:
     if "rating" in mapping:
         rating = pc.cast(table.column(mapping["rating"]), pa.float64())
     return make_table(strings(table.column(mapping["user"])), strings(table.column(mapping["item"])), time, rating)
-

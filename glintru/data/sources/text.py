@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -297,11 +297,12 @@ def make_table(user, item, timestamp=None, rating=None) -> pd.DataFrame:
 def _as_str(values):
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return strings(values).to_pandas()
-    return [str(v) for v in values] if not isinstance(values, (pd.Series, np.ndarray)) else np.asarray(values, dtype=str)
+    return (
+        [str(v) for v in values] if not isinstance(values, (pd.Series, np.ndarray)) else np.asarray(values, dtype=str)
+    )
 
 
 def _as_numpy(values) -> np.ndarray:
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = values.to_numpy() if isinstance(values, pa.ChunkedArray) else values.to_numpy(zero_copy_only=False)
     return np.asarray(values)
-
