@@ -28,8 +28,9 @@ class LinearAttention(nn.Module):
 
     KEY_NORMS = ("sequence", "feature", "cumulative")
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, eps: float = 1e-12,
-                 key_norm: str = "sequence"):
+    def __init__(
+        self, hidden_size: int, num_heads: int, dropout: float = 0.0, eps: float = 1e-12, key_norm: str = "sequence"
+    ):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
@@ -45,8 +46,9 @@ class LinearAttention(nn.Module):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, index: torch.Tensor | None = None,
-                causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, index: torch.Tensor | None = None, causal: bool = False
+    ) -> torch.Tensor:
         """x[B, N, d], mask[B, N] (True at real items) -> [B, N, d] (before residual/norm).
 
         With index[B], only the rows x[b, index[b]] are queried and the result is [B, d]: the
@@ -92,10 +94,13 @@ class LinearAttention(nn.Module):
             k = F.normalize(k.view(B, N, self.h, self.dh), dim=-1, eps=self.eps).view(B, N, d)
         else:
             # Column i of K divided by its norm over 0..t scales row i of K^T V: fold it into q_t.
-            norm = k.square().cumsum(dim=1).sqrt().clamp_min(self.eps)
+            # clamped before the root: sqrt's gradient at 0 is infinite, and inf * 0 is NaN (a key
+            # column that is all zero up to t, e.g. ELU(0), made training diverge)
+            norm = k.square().cumsum(dim=1).clamp_min(self.eps**2).sqrt()
             q = q / norm.view(B, N, self.h, self.dh)
-        kv = torch.einsum("bnhi,bnhj->bnhij", k.view(B, N, self.h, self.dh),
-                          v.view(B, N, self.h, self.dh)).cumsum(dim=1)  # [B, N, h, dh, dh]
+        kv = torch.einsum("bnhi,bnhj->bnhij", k.view(B, N, self.h, self.dh), v.view(B, N, self.h, self.dh)).cumsum(
+            dim=1
+        )  # [B, N, h, dh, dh]
         out = torch.einsum("bnhi,bnhij->bnhj", q, kv).reshape(B, N, d) / math.sqrt(self.dh)
         return self.dropout(self.dense(out))
 
@@ -119,7 +124,8 @@ class FeedForward(nn.Module):
 REFERENCE_NO_ONE_PASS = (
     "variant='reference' pads every input to max_length and masks nothing, so a prefix's "
     "representation depends on the padding after it, which one pass over the whole history "
-    "replaces by the next items (variant='masked' allows one pass)")
+    "replaces by the next items (variant='masked' allows one pass)"
+)
 
 
 def pad_to_length(item_seq: torch.Tensor, length: int) -> torch.Tensor:
@@ -127,8 +133,10 @@ def pad_to_length(item_seq: torch.Tensor, length: int) -> torch.Tensor:
     item lists are `MAX_ITEM_LIST_LENGTH` wide, real items first)."""
     n = item_seq.size(1)
     if n > length:
-        raise ValueError(f"sequence width {n} exceeds max_length {length}; the reference variant pads "
-                         "every input to max_length: truncate inputs to the last max_length items")
+        raise ValueError(
+            f"sequence width {n} exceeds max_length {length}; the reference variant pads "
+            "every input to max_length: truncate inputs to the last max_length items"
+        )
     return F.pad(item_seq, (0, length - n)) if n < length else item_seq
 
 
@@ -141,8 +149,9 @@ def random_padding_row(embedding: nn.Embedding, std: float) -> None:
         embedding.weight[embedding.padding_idx].normal_(0.0, std)
 
 
-def cross_entropy_all_ids(rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
-                          reduction: str = "mean") -> torch.Tensor:
+def cross_entropy_all_ids(
+    rep: torch.Tensor, items: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy of targets[n] under rep[n] @ items.T with every id a candidate, the padding
     id 0 included: RecBole's CE (logits against the whole item_embedding.weight). Scores in at
     least float32, as in `base.item_cross_entropy`, which leaves id 0 out."""

@@ -13,6 +13,7 @@ from glintru.data.dataset import PreparedDataset, build_tables, load_dataset
 from glintru.data.sequences import SequenceLoader
 from glintru.models import build_model, resolve_config
 from glintru.train import TrainConfig, build_train_loader, train
+
 from model_checks import one_thread  # noqa: F401  (autouse fixture: tiny models run best on one thread)
 
 N_ITEMS = 30
@@ -25,20 +26,28 @@ EXACT = {
     "sasrec": ("sasrec", {"num_heads": 2, "inner_size": 32}),
     "mamba4rec": ("mamba4rec", {"num_layers": 2, "d_state": 8, "d_conv": 3, "scan": "parallel"}),
     "linrec-1-layer": ("linrec", {"num_heads": 2, "inner_size": 32, "num_layers": 1}),
-    "linrec-1-layer-feature": ("linrec", {"num_heads": 2, "inner_size": 32, "num_layers": 1,
-                                          "attention_key_norm": "feature"}),
+    "linrec-1-layer-feature": (
+        "linrec",
+        {"num_heads": 2, "inner_size": 32, "num_layers": 1, "attention_key_norm": "feature"},
+    ),
     "linrec-cumulative": ("linrec", {"num_heads": 2, "inner_size": 32, "attention_key_norm": "cumulative"}),
     "glintru-paper": ("glintru", {"num_heads": 2}),
-    "glintru-reference": ("glintru", {"num_heads": 2, "attention_key_norm": "feature",
-                                      "shared_layer_norm": True, "gru_bias": True}),
+    "glintru-reference": (
+        "glintru",
+        {"num_heads": 2, "attention_key_norm": "feature", "shared_layer_norm": True, "gru_bias": True},
+    ),
     "glintru-k2-same": ("glintru", {"num_heads": 2, "kernel_size": 2}),
     "glintru-k5-same": ("glintru", {"num_heads": 2, "kernel_size": 5, "gru_bias": True}),
     "glintru-causal": ("glintru", {"num_heads": 2, "conv_padding": "causal", "gru_num_layers": 2}),
-    "glintru-causal-2-layers": ("glintru", {"num_heads": 2, "conv_padding": "causal", "num_layers": 2,
-                                            "attention_key_norm": "cumulative"}),
+    "glintru-causal-2-layers": (
+        "glintru",
+        {"num_heads": 2, "conv_padding": "causal", "num_layers": 2, "attention_key_norm": "cumulative"},
+    ),
     "glintru-gru-only": ("glintru", {"num_heads": 2, "use_attention": False, "use_gated_mlp": False}),
-    "glintru-attention-only-2-layers": ("glintru", {"num_heads": 2, "use_gru": False, "num_layers": 2,
-                                                    "attention_key_norm": "cumulative"}),
+    "glintru-attention-only-2-layers": (
+        "glintru",
+        {"num_heads": 2, "use_gru": False, "num_layers": 2, "attention_key_norm": "cumulative"},
+    ),
     "glintru-no-conv": ("glintru", {"num_heads": 2, "use_conv": False}),
 }
 
@@ -47,18 +56,29 @@ REFUSED = {
     "bert4rec": ("bert4rec", {"num_heads": 2}, "BERT4Rec has no exact one-pass training"),
     "lightsans": ("lightsans", {"num_heads": 2}, "LightSANs has no exact one-pass training"),
     "smlp4rec": ("smlp4rec", {"use_features": False}, "SMLP4Rec has no exact one-pass training"),
-    "glintru-2-layers-same": ("glintru", {"num_heads": 2, "num_layers": 2},
-                              "conv_padding='same' lets a position see the next items"),
-    "glintru-2-layers-sequence-norm": ("glintru", {"num_heads": 2, "num_layers": 2, "conv_padding": "causal"},
-                                       "attention_key_norm='sequence' attends to later items"),
-    "glintru-same-2-layer-gru": ("glintru", {"num_heads": 2, "gru_num_layers": 2},
-                                 "needs a one-layer GRU"),
+    "glintru-2-layers-same": (
+        "glintru",
+        {"num_heads": 2, "num_layers": 2},
+        "conv_padding='same' lets a position see the next items",
+    ),
+    "glintru-2-layers-sequence-norm": (
+        "glintru",
+        {"num_heads": 2, "num_layers": 2, "conv_padding": "causal"},
+        "attention_key_norm='sequence' attends to later items",
+    ),
+    "glintru-same-2-layer-gru": ("glintru", {"num_heads": 2, "gru_num_layers": 2}, "needs a one-layer GRU"),
     "linrec-2-layers": ("linrec", {"num_heads": 2}, "set attention_key_norm='cumulative'"),
     # The reference variant pads to max_length and masks nothing: even one-layer configs refuse.
-    "glintru-reference-variant": ("glintru", {"num_heads": 2, "variant": "reference"},
-                                  "variant='reference' pads every input to max_length and masks nothing"),
-    "linrec-reference-variant": ("linrec", {"num_heads": 2, "num_layers": 1, "variant": "reference"},
-                                 "variant='reference' pads every input to max_length and masks nothing"),
+    "glintru-reference-variant": (
+        "glintru",
+        {"num_heads": 2, "variant": "reference"},
+        "variant='reference' pads every input to max_length and masks nothing",
+    ),
+    "linrec-reference-variant": (
+        "linrec",
+        {"num_heads": 2, "num_layers": 1, "variant": "reference"},
+        "variant='reference' pads every input to max_length and masks nothing",
+    ),
 }
 
 
@@ -66,8 +86,9 @@ def dataset(lengths, seed: int = 0) -> PreparedDataset:
     """An in-memory prepared dataset with one user per entry of `lengths` (random items)."""
     rng = np.random.default_rng(seed)
     seqs = [rng.integers(1, N_ITEMS + 1, size=n) for n in lengths]
-    seq_table, item_table = build_tables(seqs, [str(u) for u in range(len(seqs))],
-                                         [str(i) for i in range(1, N_ITEMS + 1)])
+    seq_table, item_table = build_tables(
+        seqs, [str(u) for u in range(len(seqs))], [str(i) for i in range(1, N_ITEMS + 1)]
+    )
     return PreparedDataset(seq_table, item_table, {"name": "mixed"})
 
 
@@ -78,8 +99,17 @@ MIXED = dataset([3, 4, 5, 6, 9, 14, 15, 16, 22, 40, 7, 4, 31, 12, 60])
 
 def model(name: str, overrides: dict):
     torch.manual_seed(0)
-    cfg = resolve_config(name, None, {"hidden_size": 16, "max_length": MAX_LENGTH, "dropout": 0.0,
-                                      **({"inner_dropout": 0.0} if name == "glintru" else {}), **overrides})
+    cfg = resolve_config(
+        name,
+        None,
+        {
+            "hidden_size": 16,
+            "max_length": MAX_LENGTH,
+            "dropout": 0.0,
+            **({"inner_dropout": 0.0} if name == "glintru" else {}),
+            **overrides,
+        },
+    )
     return build_model(name, N_ITEMS, cfg)
 
 
@@ -117,8 +147,9 @@ def test_one_pass_losses_equal_per_prefix_losses(case):
     assert got.keys() == expected.keys()
     assert any(t > MAX_LENGTH for _, t in got), "the data must include sliding-window targets"
     keys = sorted(expected)
-    torch.testing.assert_close(torch.tensor([got[k] for k in keys]), torch.tensor([expected[k] for k in keys]),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor([got[k] for k in keys]), torch.tensor([expected[k] for k in keys]), rtol=0, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("case", ["sasrec", "glintru-paper", "linrec-1-layer"])
@@ -161,6 +192,7 @@ def test_inexact_models_refuse_with_the_reason(case, tmp_path):
 
 # -- the loader --------------------------------------------------------------------------------
 
+
 def _all_targets(loader: SequenceLoader) -> list[tuple[int, int]]:
     return [k for b in loader.plan() for k in b.targets(loader.row_lengths)]
 
@@ -196,8 +228,10 @@ def test_order_is_deterministic_by_seed_and_epoch():
 def test_ranks_take_disjoint_whole_batches_and_equal_step_counts(world_size):
     users, positions = train_samples(MIXED)
     expected = sorted(zip(users.tolist(), positions.tolist()))
-    loaders = [SequenceLoader(MIXED, MAX_LENGTH, batch_size=16, seed=0, rank=r, world_size=world_size)
-               for r in range(world_size)]
+    loaders = [
+        SequenceLoader(MIXED, MAX_LENGTH, batch_size=16, seed=0, rank=r, world_size=world_size)
+        for r in range(world_size)
+    ]
     for loader in loaders:
         loader.set_epoch(5)
     assert len({len(loader) for loader in loaders}) == 1
@@ -219,12 +253,14 @@ def test_rows_sorted_in_chunks_keep_padding_small():
 
 # -- training ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     from glintru.data.synthetic import generate
 
-    return load_dataset(generate(tmp_path_factory.mktemp("syn") / "syn", n_users=400, n_items=120,
-                                 avg_length=20, seed=1))
+    return load_dataset(
+        generate(tmp_path_factory.mktemp("syn") / "syn", n_users=400, n_items=120, avg_length=20, seed=1)
+    )
 
 
 @pytest.mark.parametrize("name,overrides", [("glintru", {}), ("sasrec", {"num_heads": 2, "inner_size": 64})])
@@ -234,11 +270,35 @@ def test_one_pass_learns_as_well_as_per_prefix(synthetic, tmp_path, name, overri
     SASRec 0.422-0.427 both ways."""
     ndcg = {}
     for one_pass in (False, True):
-        res = train(synthetic, name, tmp_path / str(one_pass),
-                    overrides={"hidden_size": 32, "max_length": 20, "dropout": 0.1, **overrides},
-                    config=TrainConfig(epochs=6, batch_size=256, device="cpu", eval_mode="full",
-                                       one_pass=one_pass, seed=0), progress=False)
+        res = train(
+            synthetic,
+            name,
+            tmp_path / str(one_pass),
+            overrides={"hidden_size": 32, "max_length": 20, "dropout": 0.1, **overrides},
+            config=TrainConfig(epochs=6, batch_size=256, device="cpu", eval_mode="full", one_pass=one_pass, seed=0),
+            progress=False,
+        )
         assert res.metrics["pipeline"] == ("one-pass" if one_pass else "bucketed")
         ndcg[one_pass] = res.metrics["valid"]["ndcg@10"]
     assert ndcg[False] > 0.2  # both learned something real
     assert ndcg[True] > ndcg[False] - 0.03, ndcg
+
+
+@pytest.mark.parametrize("key_norm", ["sequence", "cumulative", "feature"])
+def test_causal_attention_gradients_stay_finite_when_a_prefix_has_all_zero_keys(key_norm):
+    # ELU(0) = 0: zero key weights make every key column zero, so a prefix norm is exactly 0. The
+    # running norm's root once gave an infinite gradient there, and inf * 0 = NaN diverged training.
+    from glintru.models.layers import LinearAttention
+
+    torch.manual_seed(0)
+    attn = LinearAttention(8, 2, key_norm=key_norm)
+    with torch.no_grad():
+        attn.key.weight.zero_()
+        attn.key.bias.zero_()
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2, [True] + [False] * 4])
+    out = attn(x, mask, causal=True)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in attn.parameters() if p.grad is not None)
