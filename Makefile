@@ -36,7 +36,7 @@ search: $(STAMP) $(DATA)/meta.json
 	$(BIN)/python tune/search.py --space $(SPACE) --data $(DATA) --num-samples $(SAMPLES) \
 		--max-epochs $(EPOCHS) --scheduler asha --eval-mode pop100 --cpus-per-trial 1 $(SEARCH_ARGS)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # CPU-sized: a tenth of the Beauty shape, four models, every pipeline (about 10 minutes on a

@@ -46,74 +46,149 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tune/search.py",
         description="Search hyperparameters of GLINT-RU or a baseline with Ray Tune + Optuna; a trial "
-                    "trains in its Tune trainable, or on Ray Train DDP workers with --workers-per-trial > 1. "
-                    "Results land in STORAGE/NAME. Every setting is checked before Ray starts.")
+        "trains in its Tune trainable, or on Ray Train DDP workers with --workers-per-trial > 1. "
+        "Results land in STORAGE/NAME. Every setting is checked before Ray starts.",
+    )
     p.add_argument("--space", help=f"search space: {', '.join(SPACES)}; `--space list` prints their ranges")
     p.add_argument("--data", help="prepared dataset directory (glintru prepare / glintru synthetic)")
-    p.add_argument("--num-samples", type=int, default=d.num_samples,
-                   help=f"Optuna trials (default {d.num_samples}; not with --grid)")
-    p.add_argument("--max-epochs", type=int, default=d.max_epochs,
-                   help=f"epochs per trial at most (default {d.max_epochs})")
-    p.add_argument("--scheduler", choices=["asha", "fifo"],
-                   help="early stopping of trials: asha (default for a search) or fifo (default for --grid "
-                        "and with several objectives; asha then watches the first)")
-    p.add_argument("--objective", default=d.objective, metavar="M1[:max|min],M2,...",
-                   help=f"what the search optimises (default {DEFAULT_OBJECTIVE}): a validation metric, or "
-                        f"several for a multi-objective search with a Pareto front, e.g. ndcg@10,infer_ms; "
-                        f"costs: {', '.join(COSTS)} (minimised); the first must be a ranking metric")
-    p.add_argument("--sampler", choices=["tpe", "random", "gp", "cmaes", "nsga2"],
-                   help="Optuna sampler: tpe (default), random, gp or cmaes for one objective; tpe, nsga2 or "
-                        "random for several")
-    p.add_argument("--grid", nargs="+", action="extend", metavar="KEY=V1,V2", default=[],
-                   help="grid mode (no Optuna): every combination of the listed values; several keys after "
-                        "one flag or the flag repeated")
-    p.add_argument("--seeds", type=_seeds, default=[],
-                   help="e.g. 0,1,2,3,4: rerun the --top-k best configurations with these seeds "
-                        "(with --grid: run every combination with each seed)")
-    p.add_argument("--top-k", type=int, default=d.top_k,
-                   help=f"configurations rerun by --seeds (default {d.top_k})")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help=f"seed of the sampler and of the trials (default {d.seed})")
-    p.add_argument("--gpus-per-trial", type=float,
-                   help="GPUs per trial; fractions share a GPU (0.25: four trials per GPU); default: without "
-                        "--address, one per worker (W with --workers-per-trial W) when this machine has that "
-                        "many GPUs, else 0; with --address 0")
-    p.add_argument("--workers-per-trial", type=int, default=d.workers_per_trial,
-                   help=f"Ray Train (DDP) workers per trial (default {d.workers_per_trial})")
-    p.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial,
-                   help=f"CPUs per trial, split over its workers (default {d.cpus_per_trial:g})")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=d.num_samples,
+        help=f"Optuna trials (default {d.num_samples}; not with --grid)",
+    )
+    p.add_argument(
+        "--max-epochs", type=int, default=d.max_epochs, help=f"epochs per trial at most (default {d.max_epochs})"
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=["asha", "fifo"],
+        help="early stopping of trials: asha (default for a search) or fifo (default for --grid "
+        "and with several objectives; asha then watches the first)",
+    )
+    p.add_argument(
+        "--objective",
+        default=d.objective,
+        metavar="M1[:max|min],M2,...",
+        help=f"what the search optimises (default {DEFAULT_OBJECTIVE}): a validation metric, or "
+        f"several for a multi-objective search with a Pareto front, e.g. ndcg@10,infer_ms; "
+        f"costs: {', '.join(COSTS)} (minimised); the first must be a ranking metric",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["tpe", "random", "gp", "cmaes", "nsga2"],
+        help="Optuna sampler: tpe (default), random, gp or cmaes for one objective; tpe, nsga2 or random for several",
+    )
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        action="extend",
+        metavar="KEY=V1,V2",
+        default=[],
+        help="grid mode (no Optuna): every combination of the listed values; several keys after "
+        "one flag or the flag repeated",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[],
+        help="e.g. 0,1,2,3,4: rerun the --top-k best configurations with these seeds "
+        "(with --grid: run every combination with each seed)",
+    )
+    p.add_argument("--top-k", type=int, default=d.top_k, help=f"configurations rerun by --seeds (default {d.top_k})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the sampler and of the trials (default {d.seed})")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        help="GPUs per trial; fractions share a GPU (0.25: four trials per GPU); default: without "
+        "--address, one per worker (W with --workers-per-trial W) when this machine has that "
+        "many GPUs, else 0; with --address 0",
+    )
+    p.add_argument(
+        "--workers-per-trial",
+        type=int,
+        default=d.workers_per_trial,
+        help=f"Ray Train (DDP) workers per trial (default {d.workers_per_trial})",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=d.cpus_per_trial,
+        help=f"CPUs per trial, split over its workers (default {d.cpus_per_trial:g})",
+    )
     p.add_argument("--address", help="join a running Ray cluster: auto or HOST:PORT (default: embedded Ray)")
-    p.add_argument("--storage", default=d.storage,
-                   help=f"results root: a path or s3://... (default {d.storage}); with --address, cloud "
-                        f"storage or a shared (NFS) path")
-    p.add_argument("--shared-storage", action="store_true",
-                   help="with --address: accept a local --storage path as reachable from every node (a "
-                        "cluster on one machine, or a shared filesystem the check does not recognise)")
+    p.add_argument(
+        "--storage",
+        default=d.storage,
+        help=f"results root: a path or s3://... (default {d.storage}); with --address, cloud "
+        f"storage or a shared (NFS) path",
+    )
+    p.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="with --address: accept a local --storage path as reachable from every node (a "
+        "cluster on one machine, or a shared filesystem the check does not recognise)",
+    )
     p.add_argument("--name", help="experiment name (default SPACE-DATASET-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted experiment (--name, --storage)")
     p.add_argument("--retry-errored", action="store_true", help="with --resume: run errored trials again")
-    p.add_argument("--eval-mode", default=d.eval_mode,
-                   help=f"full, uniN, popN or popN-recbole (e.g. pop100); default {d.eval_mode}")
+    p.add_argument(
+        "--eval-mode",
+        default=d.eval_mode,
+        help=f"full, uniN, popN or popN-recbole (e.g. pop100); default {d.eval_mode}",
+    )
     p.add_argument("--preset", help="dataset preset of Table 5: ml-1m, beauty, video-games")
-    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", default=[], dest="overrides",
-                   help="fixed model or training settings for every trial, e.g. max_length=50 patience=5; "
-                        "several pairs after one flag or the flag repeated")
-    p.add_argument("--grace-period", type=int, default=d.grace_period,
-                   help=f"ASHA: epochs before a trial can stop (default {d.grace_period})")
-    p.add_argument("--reduction-factor", type=int, default=d.reduction_factor,
-                   help=f"ASHA: keep 1/N at each rung (default {d.reduction_factor})")
-    p.add_argument("--max-failures", type=int, default=d.max_failures,
-                   help=f"retries of a trial after a failure (default {d.max_failures})")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        default=[],
+        dest="overrides",
+        help="fixed model or training settings for every trial, e.g. max_length=50 patience=5; "
+        "several pairs after one flag or the flag repeated",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=int,
+        default=d.grace_period,
+        help=f"ASHA: epochs before a trial can stop (default {d.grace_period})",
+    )
+    p.add_argument(
+        "--reduction-factor",
+        type=int,
+        default=d.reduction_factor,
+        help=f"ASHA: keep 1/N at each rung (default {d.reduction_factor})",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=d.max_failures,
+        help=f"retries of a trial after a failure (default {d.max_failures})",
+    )
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as resources fit)")
     p.add_argument("--num-cpus", type=int, help="embedded Ray: logical CPUs (default: all cores)")
     p.add_argument("--num-gpus", type=int, help="embedded Ray: GPUs (default: all visible)")
-    p.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
-                   help="log trials to MLflow (needs `pip install mlflow`)")
-    p.add_argument("--optuna-storage", metavar="URL|FILE",
-                   help="Optuna study storage: an RDB URL (sqlite:///study.db) or a journal file ending in "
-                        ".journal or .log (default EXP_DIR/optuna.journal)")
-    p.add_argument("--verbose", type=int, default=d.verbose, choices=[0, 1, 2, 3],
-                   help=f"Tune's console output (default {d.verbose}; 2 adds the trials' INFO logs)")
+    p.add_argument(
+        "--mlflow",
+        nargs="?",
+        const="",
+        metavar="TRACKING_URI",
+        help="log trials to MLflow (needs `pip install mlflow`)",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        metavar="URL|FILE",
+        help="Optuna study storage: an RDB URL (sqlite:///study.db) or a journal file ending in "
+        ".journal or .log (default EXP_DIR/optuna.journal)",
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=d.verbose,
+        choices=[0, 1, 2, 3],
+        help=f"Tune's console output (default {d.verbose}; 2 adds the trials' INFO logs)",
+    )
     return p
 
 
@@ -130,15 +205,39 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     except ValueError as e:
         raise SearchError(str(e)) from None
     return SearchSettings(
-        space=args.space or "", data=args.data or "", num_samples=args.num_samples, max_epochs=args.max_epochs,
-        scheduler=args.scheduler, grid=grid, seeds=args.seeds, top_k=args.top_k, seed=args.seed,
-        gpus_per_trial=args.gpus_per_trial, workers_per_trial=args.workers_per_trial,
-        cpus_per_trial=args.cpus_per_trial, address=args.address, storage=args.storage, name=args.name,
-        resume=args.resume, retry_errored=args.retry_errored, eval_mode=args.eval_mode, preset=args.preset,
-        overrides=overrides, grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        max_failures=args.max_failures, max_concurrent=args.max_concurrent, num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus, mlflow=args.mlflow, optuna_storage=args.optuna_storage, verbose=args.verbose,
-        objective=args.objective, sampler=args.sampler, shared_storage=args.shared_storage)
+        space=args.space or "",
+        data=args.data or "",
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        scheduler=args.scheduler,
+        grid=grid,
+        seeds=args.seeds,
+        top_k=args.top_k,
+        seed=args.seed,
+        gpus_per_trial=args.gpus_per_trial,
+        workers_per_trial=args.workers_per_trial,
+        cpus_per_trial=args.cpus_per_trial,
+        address=args.address,
+        storage=args.storage,
+        name=args.name,
+        resume=args.resume,
+        retry_errored=args.retry_errored,
+        eval_mode=args.eval_mode,
+        preset=args.preset,
+        overrides=overrides,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        max_failures=args.max_failures,
+        max_concurrent=args.max_concurrent,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        mlflow=args.mlflow,
+        optuna_storage=args.optuna_storage,
+        verbose=args.verbose,
+        objective=args.objective,
+        sampler=args.sampler,
+        shared_storage=args.shared_storage,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

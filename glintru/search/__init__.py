@@ -6,5 +6,15 @@ from glintru.search.runner import run_search
 from glintru.search.settings import SearchError, SearchInterrupted, SearchSettings, validate_settings
 from glintru.search.spaces import SPACES, Space, get_space
 
-__all__ = ["SPACES", "Plan", "SearchError", "SearchInterrupted", "SearchSettings", "Space", "get_space",
-           "plan_search", "run_search", "validate_settings"]
+__all__ = [
+    "SPACES",
+    "Plan",
+    "SearchError",
+    "SearchInterrupted",
+    "SearchSettings",
+    "Space",
+    "get_space",
+    "plan_search",
+    "run_search",
+    "validate_settings",
+]

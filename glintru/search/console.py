@@ -18,8 +18,7 @@ def _table(df: Any, sort: list[str], ascending: list[bool], extra: list[str], n:
     cols += [c for c in ranked.columns if c.startswith("config/") and ranked[c].notna().any()]
     cols += [c for c in dict.fromkeys(extra + ["test/ndcg@10", "test/recall@10", "epochs"]) if c in ranked.columns]
     table = ranked[cols].rename(columns=lambda c: c.split("/", 1)[1] if c.startswith("config/") else c)
-    with pd.option_context("display.max_columns", None, "display.width", 200,
-                           "display.float_format", "{:.4f}".format):
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
         return table.to_string(index=False)
 
 
@@ -42,12 +41,17 @@ def format_pareto(df: Any, objectives: list[Objective], n: int = 50) -> str:
 def format_summary(df: Any, metric: str, mode: str, objectives: list[Objective]) -> str:
     """The best trials and, with several objectives, the Pareto front, under one heading each."""
     errored = int((df["status"] == "ERROR").sum()) if "status" in df.columns else 0
-    lines = [f"best trials by {metric} ({len(df)} trials, {errored} errored):",
-             format_best(df, metric=metric, mode=mode)]
+    lines = [
+        f"best trials by {metric} ({len(df)} trials, {errored} errored):",
+        format_best(df, metric=metric, mode=mode),
+    ]
     if len(objectives) > 1:
         names = ", ".join(f"{o.name} ({o.mode})" for o in objectives)
-        lines += ["", f"Pareto front over {names}: {int(df['pareto'].sum())} of {int(df['completed'].sum())} "
-                      f"finished trials", format_pareto(df, objectives)]
+        lines += [
+            "",
+            f"Pareto front over {names}: {int(df['pareto'].sum())} of {int(df['completed'].sum())} finished trials",
+            format_pareto(df, objectives),
+        ]
     return "\n".join(lines)
 
 
@@ -55,5 +59,6 @@ def summary(exp_dir: str) -> str:
     """format_summary of a written experiment (EXP_DIR/experiment.json and trials.parquet)."""
     info = results.read_experiment(exp_dir)
     objectives = [Objective(**o) for o in info.get("objectives", [])]
-    return format_summary(results.read_trials(exp_dir), info.get("metric", SELECTION_METRIC),
-                          info.get("mode", "max"), objectives)
+    return format_summary(
+        results.read_trials(exp_dir), info.get("metric", SELECTION_METRIC), info.get("mode", "max"), objectives
+    )

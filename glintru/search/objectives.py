@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,9 @@ MULTI_SAMPLERS = ("tpe", "nsga2", "random")
 
 @dataclass(frozen=True)
 class Objective:
-    name: str     # as the user wrote it: ndcg@10, infer_ms
-    metric: str   # the reported key and trials.parquet column: valid/ndcg@10, infer_ms_per_batch
-    mode: str     # max | min
+    name: str  # as the user wrote it: ndcg@10, infer_ms
+    metric: str  # the reported key and trials.parquet column: valid/ndcg@10, infer_ms_per_batch
+    mode: str  # max | min
 
     @property
     def k(self) -> int | None:
@@ -52,8 +53,10 @@ def parse_objectives(text: str) -> list[Objective]:
         elif name in COSTS:
             obj = Objective(name, COSTS[name], mode or "min")
         else:
-            raise ValueError(f"unknown objective {name!r}: use a validation ranking metric (ndcg@10, "
-                             f"recall@20, mrr@10, hit@5, precision@10) or a cost ({', '.join(COSTS)})")
+            raise ValueError(
+                f"unknown objective {name!r}: use a validation ranking metric (ndcg@10, "
+                f"recall@20, mrr@10, hit@5, precision@10) or a cost ({', '.join(COSTS)})"
+            )
         if obj.mode not in ("max", "min"):
             raise ValueError(f"objective {item!r}: the direction after ':' must be max or min")
         if any(o.name == obj.name for o in out):
@@ -63,8 +66,10 @@ def parse_objectives(text: str) -> list[Objective]:
         raise ValueError("--objective names no metric")
     if out[0].k is None:
         # the first objective is what ASHA and Optuna see every epoch; costs exist only at the end
-        raise ValueError(f"the first objective must be a validation ranking metric (e.g. ndcg@10), "
-                         f"not the cost {out[0].name!r}: write --objective ndcg@10,{out[0].name}")
+        raise ValueError(
+            f"the first objective must be a validation ranking metric (e.g. ndcg@10), "
+            f"not the cost {out[0].name!r}: write --objective ndcg@10,{out[0].name}"
+        )
     return out
 
 

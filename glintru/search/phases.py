@@ -23,6 +23,7 @@ log = logging.getLogger("glintru")
 
 # -- what a trial runs and reserves ---------------------------------------------------------------
 
+
 def trial_resources(s: SearchSettings) -> dict[str, float]:
     """What Tune reserves for one trial's own process (`s.gpus_per_trial` resolved)."""
     if s.workers_per_trial == 1:
@@ -48,13 +49,18 @@ def _trainable(plan: Plan, shared: Any) -> Any:
     s = plan.settings
     gpus = s.gpus_per_trial or 0.0
     spec = TrialSpec(
-        space=plan.space.name, model=plan.space.model, train_storage=plan.train_storage, preset=s.preset,
+        space=plan.space.name,
+        model=plan.space.model,
+        train_storage=plan.train_storage,
+        preset=s.preset,
         overrides=dict(s.overrides),
         train_config={"epochs": s.max_epochs, "eval_mode": s.eval_mode, "seed": s.seed},
-        workers=s.workers_per_trial, cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
+        workers=s.workers_per_trial,
+        cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
         gpus_per_worker=gpus / s.workers_per_trial,
         log_level="INFO" if s.verbose >= 2 else "WARNING",
-        end_metrics=tuple(o.metric for o in plan.objectives if o.k is None))
+        end_metrics=tuple(o.metric for o in plan.objectives if o.k is None),
+    )
     return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), trial_resources(s))
 
 
@@ -63,6 +69,7 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # -- what a phase searches ------------------------------------------------------------------------
+
 
 def optuna_storage(plan: Plan) -> Any:
     """The Optuna study's storage: --optuna-storage (an RDB URL or a journal file), else the
@@ -79,14 +86,19 @@ def optuna_storage(plan: Plan) -> Any:
 def seed_variants(plan: Plan, search: list[TrialRecord]) -> list[dict[str, Any]]:
     """The best search configurations (by validation, among trials that trained to their end)
     times every seed."""
-    rows = results.trials_frame(results.build_row(r, model=plan.space.model, dataset=plan.dataset.name,
-                                                  default_seed=plan.settings.seed) for r in search)
+    rows = results.trials_frame(
+        results.build_row(r, model=plan.space.model, dataset=plan.dataset.name, default_seed=plan.settings.seed)
+        for r in search
+    )
     best = results.best_rows(rows, plan.settings.top_k, plan.metric, plan.mode)
     if best.empty:
         raise SearchError("no search trial finished training, so there is no configuration to rerun with --seeds")
     configs = {r.trial_id: results.flat_config(r.config) for r in search}
-    return [{**configs[tid], "seed": int(seed), "source_trial": tid}
-            for tid in best["trial_id"] for seed in plan.settings.seeds]
+    return [
+        {**configs[tid], "seed": int(seed), "source_trial": tid}
+        for tid in best["trial_id"]
+        for seed in plan.settings.seeds
+    ]
 
 
 def _search_alg(plan: Plan) -> Any:
@@ -100,11 +112,14 @@ def _search_alg(plan: Plan) -> Any:
     many = len(plan.objectives) > 1
     # a define-by-run function of an Optuna trial (typed loosely in spaces.py, which imports no Optuna)
     space: Any = plan.space.sampler(s.overrides)
-    return OptunaSearch(space=space,
-                        metric=[o.metric for o in plan.objectives] if many else plan.metric,
-                        mode=[o.mode for o in plan.objectives] if many else plan.mode,
-                        sampler=make_sampler(plan.sampler, s.seed), study_name=plan.name,
-                        storage=optuna_storage(plan))
+    return OptunaSearch(
+        space=space,
+        metric=[o.metric for o in plan.objectives] if many else plan.metric,
+        mode=[o.mode for o in plan.objectives] if many else plan.mode,
+        sampler=make_sampler(plan.sampler, s.seed),
+        study_name=plan.name,
+        storage=optuna_storage(plan),
+    )
 
 
 def _param_space(plan: Plan, phase: str, search: list[TrialRecord] | None) -> dict[str, Any]:
@@ -131,9 +146,14 @@ def _scheduler(plan: Plan, phase: str, many: bool) -> Any:
     # max_t beyond the last epoch, since ASHA stops every trial that reaches max_t; a rung on
     # the last epoch is harmless, as that epoch is reported together with the test metrics.
     # With several objectives Tune has no metric, so ASHA is given the first itself
-    return ASHAScheduler(time_attr="epoch", metric=plan.metric if many else None,
-                         mode=plan.mode if many else None, max_t=s.max_epochs + 1,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=plan.metric if many else None,
+        mode=plan.mode if many else None,
+        max_t=s.max_epochs + 1,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+    )
 
 
 def _callbacks(plan: Plan, phase: str, extra: tuple[Any, ...]) -> list[Any]:
@@ -148,13 +168,17 @@ def _callbacks(plan: Plan, phase: str, extra: tuple[Any, ...]) -> list[Any]:
     if s.mlflow is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        callbacks.append(MLflowLoggerCallback(tracking_uri=s.mlflow or None,
-                                              experiment_name=f"{plan.name}-{phase}"))
+        callbacks.append(MLflowLoggerCallback(tracking_uri=s.mlflow or None, experiment_name=f"{plan.name}-{phase}"))
     return callbacks
 
 
-def _tuner(plan: Plan, phase: str, trainable: Any, search: list[TrialRecord] | None = None,
-           extra_callbacks: tuple[Any, ...] = ()) -> Any:
+def _tuner(
+    plan: Plan,
+    phase: str,
+    trainable: Any,
+    search: list[TrialRecord] | None = None,
+    extra_callbacks: tuple[Any, ...] = (),
+) -> Any:
     from ray import tune
 
     s = plan.settings
@@ -167,30 +191,39 @@ def _tuner(plan: Plan, phase: str, trainable: Any, search: list[TrialRecord] | N
         trainable,
         param_space=_param_space(plan, phase, search),
         tune_config=tune.TuneConfig(
-            metric=None if many else plan.metric, mode=None if many else plan.mode,
+            metric=None if many else plan.metric,
+            mode=None if many else plan.mode,
             search_alg=_search_alg(plan) if phase == "search" else None,
             scheduler=_scheduler(plan, phase, many),
             # no fixed cap unless asked: Tune starts a trial whenever one fits, so concurrency follows
             # the cluster as the autoscaler adds nodes (a searcher keeps one trial queued, which
             # is what asks the autoscaler for the next node)
-            num_samples=s.num_samples if phase == "search" else 1, max_concurrent_trials=s.max_concurrent,
+            num_samples=s.num_samples if phase == "search" else 1,
+            max_concurrent_trials=s.max_concurrent,
             trial_dirname_creator=_trial_dirname,
             # a finished single-worker trial hands its process (torch and the package imported, the
             # dataset mapped) to the next trial: seconds saved per trial. A trial still training when
             # it is stopped does not give it up in time, and Tune starts a fresh process instead
-            reuse_actors=s.workers_per_trial == 1),
+            reuse_actors=s.workers_per_trial == 1,
+        ),
         run_config=tune.RunConfig(
-            name=phase, storage_path=plan.tune_storage, callbacks=_callbacks(plan, phase, extra_callbacks),
-            verbose=s.verbose, failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            name=phase,
+            storage_path=plan.tune_storage,
+            callbacks=_callbacks(plan, phase, extra_callbacks),
+            verbose=s.verbose,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
             # single-worker trials checkpoint through Tune: the last two epochs are enough to resume
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
     )
 
 
 # -- running and collecting a phase ---------------------------------------------------------------
 
-def run_phase(plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | None = None,
-              extra_callbacks: tuple[Any, ...] = ()) -> None:
+
+def run_phase(
+    plan: Plan, phase: str, shared: Any, search: list[TrialRecord] | None = None, extra_callbacks: tuple[Any, ...] = ()
+) -> None:
     """Run one phase to its end (or until Ctrl-C), restoring it where an earlier run left it."""
     from ray import tune
 
@@ -234,10 +267,19 @@ def collect_phase(plan: Plan, phase: str) -> list[TrialRecord]:
         # get_error() is annotated as a TuneError but returns the error file's text
         text = trial.get_error() if trial.status == "ERROR" else None
         error = results.error_reason(str(text)) if text else None
-        records.append(TrialRecord(trial_id=trial.trial_id, phase=phase, status=trial.status,
-                                   config=dict(trial.config), last_result=last, error=error,
-                                   num_failures=trial.num_failures, run_metrics=run_metrics,
-                                   run_dir=run_dir))
+        records.append(
+            TrialRecord(
+                trial_id=trial.trial_id,
+                phase=phase,
+                status=trial.status,
+                config=dict(trial.config),
+                last_result=last,
+                error=error,
+                num_failures=trial.num_failures,
+                run_metrics=run_metrics,
+                run_dir=run_dir,
+            )
+        )
     return records
 
 
@@ -315,8 +357,10 @@ def run_phases(plan: Plan, callbacks: tuple[Any, ...]) -> list[TrialRecord]:
             run_phase(plan, phase, shared, search, callbacks)
             unfinished = count_unfinished(collect_phase(plan, phase), expected_trials(plan, phase, search))
             if unfinished:  # Tune returns after Ctrl-C (or SIGTERM) with its state saved
-                raise SearchInterrupted(f"{unfinished} trial(s) of phase {phase!r} unfinished; the search "
-                                        f"is saved. Finish it with:\n  {resume_command(plan)}")
+                raise SearchInterrupted(
+                    f"{unfinished} trial(s) of phase {phase!r} unfinished; the search "
+                    f"is saved. Finish it with:\n  {resume_command(plan)}"
+                )
             phase_status[phase] = "done"
             results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
         records += collect_phase(plan, phase)

@@ -73,6 +73,7 @@ class Plan:
 
 # -- facts about this machine and its files -------------------------------------------------------
 
+
 def local_gpus(s: SearchSettings) -> int:
     """GPUs an embedded Ray offers: --num-gpus, else those torch sees."""
     if s.num_gpus is not None:
@@ -131,12 +132,14 @@ def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
         raise SearchError("--resume needs --name (the experiment to resume) and the same --storage")
     exp_dir = join(results.normalize_location(settings.storage), settings.name)
     if not results.exists(join(exp_dir, results.EXPERIMENT_FILE)):
-        raise SearchError(f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} "
-                          f"(check --name and --storage)")
+        raise SearchError(
+            f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} (check --name and --storage)"
+        )
     return merge_resumed(settings, results.read_experiment(exp_dir)["settings"])
 
 
 # -- the plan -------------------------------------------------------------------------------------
+
 
 def plan_search(settings: SearchSettings) -> Plan:
     """Every check that can run before Ray starts (SearchError with the fix), then the plan.
@@ -150,23 +153,46 @@ def plan_search(settings: SearchSettings) -> Plan:
     name = s.name or f"{space.name}-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     exp_dir = join(results.normalize_location(s.storage), name)
     if not s.resume and results.exists(exp_dir):
-        raise SearchError(f"experiment {exp_dir} already exists; resume it with --resume --name {name} "
-                          f"or choose another --name")
+        raise SearchError(
+            f"experiment {exp_dir} already exists; resume it with --resume --name {name} or choose another --name"
+        )
     phases = ["grid"] if s.grid else (["search", "seeds"] if s.seeds else ["search"])
     # ASHA watches one metric: with several objectives it runs only when asked, on the first
     scheduler = s.scheduler or ("fifo" if s.grid or len(objectives) > 1 else "asha")
-    plan = Plan(settings=dataclasses.replace(s, name=name), space=space, dataset=dataset, exp_dir=exp_dir,
-                phases=phases, scheduler=scheduler, objectives=objectives, sampler=sampler)
-    log.info("search %s: space %s, dataset %s, phases %s, scheduler %s, sampler %s", exp_dir, space.name,
-             dataset.name, "+".join(phases), scheduler, sampler if not s.grid else "none")
+    plan = Plan(
+        settings=dataclasses.replace(s, name=name),
+        space=space,
+        dataset=dataset,
+        exp_dir=exp_dir,
+        phases=phases,
+        scheduler=scheduler,
+        objectives=objectives,
+        sampler=sampler,
+    )
+    log.info(
+        "search %s: space %s, dataset %s, phases %s, scheduler %s, sampler %s",
+        exp_dir,
+        space.name,
+        dataset.name,
+        "+".join(phases),
+        scheduler,
+        sampler if not s.grid else "none",
+    )
     return plan
 
 
 def resume_command(plan: Plan) -> str:
     """The exact command line that finishes this experiment."""
     s = plan.settings
-    args = ["python", "tune/search.py", "--resume", "--name", plan.name,
-            "--storage", results.normalize_location(s.storage)]
+    args = [
+        "python",
+        "tune/search.py",
+        "--resume",
+        "--name",
+        plan.name,
+        "--storage",
+        results.normalize_location(s.storage),
+    ]
     if s.address is not None:
         args += ["--address", s.address]
     if s.num_cpus is not None:

@@ -63,8 +63,14 @@ def start_ray(s: SearchSettings) -> bool:
         # placement-group cleaner polls for DDP trials (behind ReleaseTrainResources).
         # address="local": a Ray of its own even when a `ray start` cluster runs on this machine
         # (plain ray.init() would join that one, whose resources this search did not ask for)
-        ray.init(address="local", num_cpus=s.num_cpus or os.cpu_count(), num_gpus=local_gpus(s),
-                 include_dashboard=True, dashboard_port=dashboard_port(), runtime_env=runtime_env())
+        ray.init(
+            address="local",
+            num_cpus=s.num_cpus or os.cpu_count(),
+            num_gpus=local_gpus(s),
+            include_dashboard=True,
+            dashboard_port=dashboard_port(),
+            runtime_env=runtime_env(),
+        )
     return True
 
 
@@ -79,7 +85,8 @@ def check_cluster(s: SearchSettings) -> None:
             f"--workers-per-trial {s.workers_per_trial} on a cluster: each trial's driver asks for 1 unit of "
             f"the custom resource {HEAD_RESOURCE!r} so that it runs on the head, but this cluster has none. "
             f"Give the head node `resources: {{{HEAD_RESOURCE}: 1000}}` (cluster/gpu.yaml does) or start it "
-            f"with ray start --head --resources='{{\"{HEAD_RESOURCE}\": 1000}}'")
+            f"with ray start --head --resources='{{\"{HEAD_RESOURCE}\": 1000}}'"
+        )
 
 
 @contextlib.contextmanager

@@ -27,9 +27,10 @@ import io
 import json
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -41,22 +42,60 @@ from glintru.search.spaces import META_KEYS
 EXPERIMENT_FILE = "experiment.json"
 TRIALS_FILE = "trials.parquet"
 USERS_DIR = "users"
-FINAL_FILE = "metrics.json"     # in a trial's last checkpoint only: the run finished and was tested
-FINAL_KEY = "final"             # true in the last report of a finished run (Tune reserves "done")
+FINAL_FILE = "metrics.json"  # in a trial's last checkpoint only: the run finished and was tested
+FINAL_KEY = "final"  # true in the last report of a finished run (Tune reserves "done")
 USERS_FILE = "test_users.parquet"
-VARIANT_KEY = "variant"         # a whole config chosen by a phase (the seeds phase reruns configs)
+VARIANT_KEY = "variant"  # a whole config chosen by a phase (the seeds phase reruns configs)
 SELECTION_METRIC = "valid/ndcg@10"
-RUN_FIELDS = ("best_epoch", "epochs", "stopped_early", "seconds_per_epoch", "samples_per_second",
-              "infer_ms_per_batch", "peak_memory_mb", "num_parameters")
-REPORT_FIELDS = ("setup_seconds", "worker_start_seconds", "data_fetch_seconds", "report_seconds", "data_zero_copy",
-                 "node", "host", "device")
-HEAD_COLUMNS = ("trial_id", "phase", "status", "error", "completed", "model", "dataset", "seed",
-                "source_trial", "best_epoch", "epochs")
-TAIL_COLUMNS = ("stopped_early", "seconds_per_epoch", "samples_per_second", "infer_ms_per_batch", "peak_memory_mb",
-                "num_parameters", *REPORT_FIELDS[:5], "num_failures", *REPORT_FIELDS[5:], "run_dir")
+RUN_FIELDS = (
+    "best_epoch",
+    "epochs",
+    "stopped_early",
+    "seconds_per_epoch",
+    "samples_per_second",
+    "infer_ms_per_batch",
+    "peak_memory_mb",
+    "num_parameters",
+)
+REPORT_FIELDS = (
+    "setup_seconds",
+    "worker_start_seconds",
+    "data_fetch_seconds",
+    "report_seconds",
+    "data_zero_copy",
+    "node",
+    "host",
+    "device",
+)
+HEAD_COLUMNS = (
+    "trial_id",
+    "phase",
+    "status",
+    "error",
+    "completed",
+    "model",
+    "dataset",
+    "seed",
+    "source_trial",
+    "best_epoch",
+    "epochs",
+)
+TAIL_COLUMNS = (
+    "stopped_early",
+    "seconds_per_epoch",
+    "samples_per_second",
+    "infer_ms_per_batch",
+    "peak_memory_mb",
+    "num_parameters",
+    *REPORT_FIELDS[:5],
+    "num_failures",
+    *REPORT_FIELDS[5:],
+    "run_dir",
+)
 
 
 # -- storage: local paths and URIs (s3://, gs://) alike -------------------------------------------
+
 
 def is_uri(location: str) -> bool:
     return "://" in str(location)
@@ -115,9 +154,11 @@ def list_dirs(location: str) -> list[str]:
 
 # -- experiment.json ------------------------------------------------------------------------------
 
+
 def write_experiment(exp_dir: str, info: dict[str, Any]) -> None:
-    write_bytes(join(exp_dir, EXPERIMENT_FILE), (json.dumps(info, indent=2, sort_keys=True, default=str)
-                                                 + "\n").encode())
+    write_bytes(
+        join(exp_dir, EXPERIMENT_FILE), (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
 
 
 def read_experiment(exp_dir: str) -> dict[str, Any]:
@@ -125,6 +166,7 @@ def read_experiment(exp_dir: str) -> dict[str, Any]:
 
 
 # -- one row per trial ----------------------------------------------------------------------------
+
 
 @dataclass
 class TrialRecord:
@@ -137,8 +179,8 @@ class TrialRecord:
     last_result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     num_failures: int = 0
-    run_metrics: dict[str, Any] | None = None   # metrics.json of a finished run
-    run_dir: str | None = None                  # its final checkpoint
+    run_metrics: dict[str, Any] | None = None  # metrics.json of a finished run
+    run_dir: str | None = None  # its final checkpoint
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -238,8 +280,15 @@ def _to_table(df: pd.DataFrame) -> pa.Table:
         return pa.Table.from_pandas(fixed, preserve_index=False)
 
 
-def write_results(exp_dir: str, records: list[TrialRecord], *, model: str, dataset: str,
-                  default_seed: int, objectives: Sequence[Any] = ()) -> pd.DataFrame:
+def write_results(
+    exp_dir: str,
+    records: list[TrialRecord],
+    *,
+    model: str,
+    dataset: str,
+    default_seed: int,
+    objectives: Sequence[Any] = (),
+) -> pd.DataFrame:
     """Write trials.parquet and users/<trial_id>.parquet of every finished trial; return the rows.
     `objectives` (objectives.Objective) mark the Pareto-optimal finished trials (column `pareto`)."""
     from glintru.search.objectives import Objective, pareto_mask
@@ -249,8 +298,7 @@ def write_results(exp_dir: str, records: list[TrialRecord], *, model: str, datas
     df.insert(df.columns.get_loc("completed") + 1, "pareto", mask.astype(bool))
     for rec in records:
         if rec.run_metrics is not None and rec.run_dir and exists(join(rec.run_dir, USERS_FILE)):
-            write_bytes(join(exp_dir, USERS_DIR, f"{rec.trial_id}.parquet"),
-                        read_bytes(join(rec.run_dir, USERS_FILE)))
+            write_bytes(join(exp_dir, USERS_DIR, f"{rec.trial_id}.parquet"), read_bytes(join(rec.run_dir, USERS_FILE)))
     sink = pa.BufferOutputStream()
     pq.write_table(_to_table(df), sink)
     write_bytes(join(exp_dir, TRIALS_FILE), sink.getvalue().to_pybytes())
@@ -263,8 +311,10 @@ def read_trials(exp_dir: str) -> pd.DataFrame:
 
 # -- reading a trial's checkpoints ----------------------------------------------------------------
 
-def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any],
-              checkpoint_dirs: Iterable[str] = ()) -> tuple[str | None, dict | None]:
+
+def final_run(
+    train_storage: str, trial_id: str, last_result: dict[str, Any], checkpoint_dirs: Iterable[str] = ()
+) -> tuple[str | None, dict | None]:
     """(run dir, metrics.json) of a trial whose final report reached Tune, else (None, None).
 
     `checkpoint_dirs`: the checkpoint Tune recorded with the last report (a single-worker trial's),
@@ -277,8 +327,7 @@ def final_run(train_storage: str, trial_id: str, last_result: dict[str, Any],
     candidates = list(checkpoint_dirs)
     reported = last_result.get("checkpoint_path")  # a DDP trial's, forwarded from Ray Train
     if reported:
-        candidates.append(reported if is_uri(train_storage) or is_uri(reported)
-                          else normalize_location(reported))
+        candidates.append(reported if is_uri(train_storage) or is_uri(reported) else normalize_location(reported))
     # a retried trial may report its final checkpoint again; the newest one wins
     candidates += list(reversed(list_dirs(join(train_storage, trial_id))))
     for cand in candidates:
@@ -295,4 +344,3 @@ def best_rows(df: pd.DataFrame, k: int, metric: str = SELECTION_METRIC, mode: st
         raise ValueError(f"selection must use a validation metric, got {metric!r}")
     ok = df[(df["status"] == "TERMINATED") & df["completed"].astype(bool) & df[metric].notna()]
     return ok.sort_values([metric, "trial_id"], ascending=[mode == "min", True]).head(k)
-

@@ -36,8 +36,14 @@ def _search_and_collect(plan: Plan, callbacks: tuple[Any, ...]) -> None:
             study.upload_journal(plan.exp_dir, plan.name)
     if "search" in plan.phases:
         phases.close_stale_optuna_trials(plan)
-    results.write_results(plan.exp_dir, records, model=plan.space.model, dataset=plan.dataset.name,
-                          default_seed=plan.settings.seed, objectives=plan.objectives)
+    results.write_results(
+        plan.exp_dir,
+        records,
+        model=plan.space.model,
+        dataset=plan.dataset.name,
+        default_seed=plan.settings.seed,
+        objectives=plan.objectives,
+    )
 
 
 def run_search(settings: SearchSettings, callbacks: tuple[Any, ...] = ()) -> str:

@@ -20,18 +20,33 @@ from glintru.train import TrainConfig, split_overrides
 
 SCHEDULERS = ("asha", "fifo")
 # TrainConfig fields the search sets itself, each from its own option
-MANAGED = {"epochs": "--max-epochs", "eval_mode": "--eval-mode", "seed": "--seed/--seeds",
-           "device": "--gpus-per-trial", "num_threads": "--cpus-per-trial"}
+MANAGED = {
+    "epochs": "--max-epochs",
+    "eval_mode": "--eval-mode",
+    "seed": "--seed/--seeds",
+    "device": "--gpus-per-trial",
+    "num_threads": "--cpus-per-trial",
+}
 # settings a resumed search applies: how it reaches Ray and which experiment it continues. Every
 # other setting is in experiment.json, and Tuner.restore takes what it needs from the pickled
 # experiment, so a different value given with --resume would be silently ignored: refused instead.
-RESUME_FIELDS = ("address", "num_cpus", "num_gpus", "retry_errored", "resume", "storage", "name",
-                 "shared_storage")
+RESUME_FIELDS = ("address", "num_cpus", "num_gpus", "retry_errored", "resume", "storage", "name", "shared_storage")
 OPTION_NAMES = {"overrides": "--set", "grid": "--grid", "space": "--space", "data": "--data"}
 # filesystems that other machines reach too (/proc/mounts types); fuse.* covers gcsfuse, s3fs,
 # mountpoint-s3, juicefs and sshfs
-NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
-                       "glusterfs", "wekafs")
+NETWORK_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "glusterfs",
+    "wekafs",
+)
 
 
 class SearchError(ValueError):
@@ -48,7 +63,7 @@ class SearchSettings:
     data: str
     num_samples: int = 20
     max_epochs: int = 50
-    scheduler: str | None = None          # asha | fifo; default asha for search, fifo for a grid
+    scheduler: str | None = None  # asha | fifo; default asha for search, fifo for a grid
     grid: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
     top_k: int = 1
@@ -70,12 +85,12 @@ class SearchSettings:
     max_concurrent: int | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
-    mlflow: str | None = None             # tracking URI; "" uses MLflow's default
-    optuna_storage: str | None = None     # RDB URL or journal file; default EXP_DIR/optuna.journal
+    mlflow: str | None = None  # tracking URI; "" uses MLflow's default
+    optuna_storage: str | None = None  # RDB URL or journal file; default EXP_DIR/optuna.journal
     verbose: int = 1
-    objective: str = DEFAULT_OBJECTIVE    # one or more: ndcg@10,infer_ms (see objectives.py)
-    sampler: str | None = None            # tpe (default) | random | gp | cmaes; tpe | nsga2 | random for several
-    shared_storage: bool = False          # with --address: a local --storage path that every node reaches
+    objective: str = DEFAULT_OBJECTIVE  # one or more: ndcg@10,infer_ms (see objectives.py)
+    sampler: str | None = None  # tpe (default) | random | gp | cmaes; tpe | nsga2 | random for several
+    shared_storage: bool = False  # with --address: a local --storage path that every node reaches
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,13 +112,17 @@ def merge_resumed(given: SearchSettings, stored: Mapping[str, Any]) -> SearchSet
     """A resumed search's settings: `stored` (experiment.json) plus the RESUME_FIELDS given;
     SearchError naming every other flag given with a value the experiment does not have."""
     asked, defaults = given.to_dict(), DEFAULTS.to_dict()
-    ignored = [f"{option_name(key)} (the experiment has {stored.get(key, defaults[key])!r}, given {asked[key]!r})"
-               for key in defaults
-               if key not in RESUME_FIELDS and asked[key] != defaults[key] and asked[key] != stored.get(key)]
+    ignored = [
+        f"{option_name(key)} (the experiment has {stored.get(key, defaults[key])!r}, given {asked[key]!r})"
+        for key in defaults
+        if key not in RESUME_FIELDS and asked[key] != defaults[key] and asked[key] != stored.get(key)
+    ]
     if ignored:
-        _fail("--resume continues the experiment with the settings it was started with; these flags "
-              "would be ignored: " + "; ".join(ignored) + ". Drop them (or start a new experiment "
-              "under another --name)")
+        _fail(
+            "--resume continues the experiment with the settings it was started with; these flags "
+            "would be ignored: " + "; ".join(ignored) + ". Drop them (or start a new experiment "
+            "under another --name)"
+        )
     merged = {**defaults, **{k: v for k, v in stored.items() if k in defaults}}
     merged.update({k: asked[k] for k in RESUME_FIELDS if asked[k] != defaults[k]})
     merged.update(storage=given.storage, name=given.name, resume=True)
@@ -134,12 +153,18 @@ def evaluation_ks(s: SearchSettings) -> tuple[int, ...]:
 
 # -- the checks -----------------------------------------------------------------------------------
 
+
 def check_numbers(s: SearchSettings) -> None:
     """Counts and sizes in their ranges."""
-    for opt, value, low in (("--num-samples", s.num_samples, 1), ("--max-epochs", s.max_epochs, 1),
-                            ("--top-k", s.top_k, 1), ("--workers-per-trial", s.workers_per_trial, 1),
-                            ("--grace-period", s.grace_period, 1), ("--reduction-factor", s.reduction_factor, 2),
-                            ("--max-failures", s.max_failures, 0)):
+    for opt, value, low in (
+        ("--num-samples", s.num_samples, 1),
+        ("--max-epochs", s.max_epochs, 1),
+        ("--top-k", s.top_k, 1),
+        ("--workers-per-trial", s.workers_per_trial, 1),
+        ("--grace-period", s.grace_period, 1),
+        ("--reduction-factor", s.reduction_factor, 2),
+        ("--max-failures", s.max_failures, 0),
+    ):
         if value < low:
             _fail(f"{opt} must be at least {low}, got {value}")
     if s.max_concurrent is not None and s.max_concurrent < 1:
@@ -171,8 +196,10 @@ def check_options(s: SearchSettings) -> None:
     if s.optuna_storage and s.grid:
         _fail("--optuna-storage applies to an Optuna search; a --grid search has no study")
     if s.optuna_storage and "://" not in s.optuna_storage and not s.optuna_storage.endswith((".journal", ".log")):
-        _fail(f"--optuna-storage must be an RDB URL (sqlite:///study.db, postgresql://...) or a journal "
-              f"file ending in .journal or .log; got {s.optuna_storage!r}")
+        _fail(
+            f"--optuna-storage must be an RDB URL (sqlite:///study.db, postgresql://...) or a journal "
+            f"file ending in .journal or .log; got {s.optuna_storage!r}"
+        )
     if s.grid and s.num_samples != DEFAULTS.num_samples:
         _fail("--num-samples applies to an Optuna search; a --grid runs every combination once per seed")
     if not s.grid and s.seeds and s.top_k > s.num_samples:
@@ -194,8 +221,10 @@ def check_objectives(s: SearchSettings) -> tuple[list[Objective], str]:
     if s.grid and s.sampler:
         _fail("--sampler applies to an Optuna search; a --grid search samples nothing")
     if len(objectives) > 1 and s.seeds and not s.grid:
-        _fail("--seeds reruns the best configuration, but several objectives have a front of them: pick "
-              "configurations from the Pareto front and rerun them with --grid KEY=V ... --seeds")
+        _fail(
+            "--seeds reruns the best configuration, but several objectives have a front of them: pick "
+            "configurations from the Pareto front and rerun them with --grid KEY=V ... --seeds"
+        )
     try:
         sampler = check_sampler(s.sampler, len(objectives))
     except ValueError as e:
@@ -205,9 +234,11 @@ def check_objectives(s: SearchSettings) -> tuple[list[Objective], str]:
 
 def _key_list(space: Space) -> str:
     model_keys = get_model_class(space.model).config_class.field_names()
-    return (f"model keys: {', '.join(sorted(model_keys))}; training keys: "
-            f"{', '.join(sorted(TrainConfig.field_names() - set(MANAGED)))}; space labels: "
-            f"{', '.join(space.labels) or 'none'}")
+    return (
+        f"model keys: {', '.join(sorted(model_keys))}; training keys: "
+        f"{', '.join(sorted(TrainConfig.field_names() - set(MANAGED)))}; space labels: "
+        f"{', '.join(space.labels) or 'none'}"
+    )
 
 
 def check_value(space: Space, flag: str, key: str, value: Any) -> None:
@@ -285,21 +316,29 @@ def check_resources(s: SearchSettings, *, cpus: int, gpus: int) -> None:
     gpus_per_trial = default_gpus_per_trial(s, gpus)
     per_worker_gpu = gpus_per_trial / s.workers_per_trial
     if s.workers_per_trial > 1 and 0 < per_worker_gpu < 1:
-        _fail(f"--gpus-per-trial {gpus_per_trial:g} over {s.workers_per_trial} DDP workers gives each "
-              f"worker a fraction of a GPU; DDP needs one whole GPU per worker "
-              f"(use --gpus-per-trial {s.workers_per_trial})")
+        _fail(
+            f"--gpus-per-trial {gpus_per_trial:g} over {s.workers_per_trial} DDP workers gives each "
+            f"worker a fraction of a GPU; DDP needs one whole GPU per worker "
+            f"(use --gpus-per-trial {s.workers_per_trial})"
+        )
     if per_worker_gpu > 1:
-        _fail(f"--gpus-per-trial {gpus_per_trial:g} with {s.workers_per_trial} worker(s) gives a worker "
-              f"{per_worker_gpu:g} GPUs, but a worker trains on one; raise --workers-per-trial to "
-              f"{math.ceil(gpus_per_trial)}")
+        _fail(
+            f"--gpus-per-trial {gpus_per_trial:g} with {s.workers_per_trial} worker(s) gives a worker "
+            f"{per_worker_gpu:g} GPUs, but a worker trains on one; raise --workers-per-trial to "
+            f"{math.ceil(gpus_per_trial)}"
+        )
     if s.address is not None:
         return  # a cluster's resources are known (and may grow) only once joined
     if s.cpus_per_trial > cpus:
-        _fail(f"--cpus-per-trial {s.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
-              f"(lower it, or raise --num-cpus)")
+        _fail(
+            f"--cpus-per-trial {s.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
+            f"(lower it, or raise --num-cpus)"
+        )
     if gpus_per_trial > 0 and gpus == 0:
-        _fail(f"--gpus-per-trial {gpus_per_trial:g} needs a GPU, but this machine has none visible "
-              f"to torch; use --gpus-per-trial 0, or --address to join a GPU cluster")
+        _fail(
+            f"--gpus-per-trial {gpus_per_trial:g} needs a GPU, but this machine has none visible "
+            f"to torch; use --gpus-per-trial 0, or --address to join a GPU cluster"
+        )
     if gpus_per_trial > gpus:
         _fail(f"--gpus-per-trial {gpus_per_trial:g} exceeds the {gpus} GPU(s) of this machine")
 
@@ -315,10 +354,12 @@ def check_storage(s: SearchSettings, fstype: str | None) -> None:
         return
     if fstype and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse.")):
         return
-    _fail(f"--storage {location} is a local path ({fstype or 'unknown'} filesystem), but with --address the "
-          f"trials run on other nodes, which cannot reach it: use cloud storage (--storage s3://BUCKET/PATH or "
-          f"gs://BUCKET/PATH) or a path on an NFS mount that every node shares (add --shared-storage when "
-          f"it is shared in a way this check does not recognise, e.g. a cluster on one machine)")
+    _fail(
+        f"--storage {location} is a local path ({fstype or 'unknown'} filesystem), but with --address the "
+        f"trials run on other nodes, which cannot reach it: use cloud storage (--storage s3://BUCKET/PATH or "
+        f"gs://BUCKET/PATH) or a path on an NFS mount that every node shares (add --shared-storage when "
+        f"it is shared in a way this check does not recognise, e.g. a cluster on one machine)"
+    )
 
 
 def validate_settings(s: SearchSettings) -> tuple[Space, list[Objective], str]:

@@ -8,8 +8,9 @@ label of the space (e.g. GLINT-RU's `ablation`, which stands for several use_* f
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from glintru.models.gate_activations import PAPER_GATE_ACTIVATIONS
 
@@ -42,8 +43,14 @@ def ablation_flags(name: str) -> dict[str, bool]:
 
 # -- building blocks shared by the spaces ---------------------------------------------------------
 
-def _common(trial: Any, *, hidden: tuple[int, ...] = (32, 64, 128, 256), layers: tuple[int, int] = (1, 4),
-            dropout: tuple[float, float] = (0.0, 0.5)) -> None:
+
+def _common(
+    trial: Any,
+    *,
+    hidden: tuple[int, ...] = (32, 64, 128, 256),
+    layers: tuple[int, int] = (1, 4),
+    dropout: tuple[float, float] = (0.0, 0.5),
+) -> None:
     trial.suggest_categorical("hidden_size", list(hidden))
     trial.suggest_int("num_layers", *layers)
     trial.suggest_float("dropout", *dropout, step=0.05)
@@ -56,6 +63,7 @@ def _heads(trial: Any) -> None:
 
 
 # -- the spaces -----------------------------------------------------------------------------------
+
 
 def glintru_space(trial: Any) -> None:
     """GLINT-RU: kernel size, width, depth, dropout, lr, gate activation, component ablations."""
@@ -138,7 +146,7 @@ class Space:
             return self.sample
         return functools.partial(_sample_with_fixed, self.sample, dict(fixed))
 
-    def describe(self) -> list["Param"]:
+    def describe(self) -> list[Param]:
         """The parameters the space suggests, with their ranges (by a dry run of the function)."""
         recorder = _Recorder()
         self.sample(recorder)
@@ -189,6 +197,7 @@ def _sample_with_fixed(sample: Callable[[Any], Any], fixed: dict[str, Any], tria
 
 # -- describing a space without Optuna ------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -221,8 +230,9 @@ class _Recorder:
         self.params.append(Param(name, "int", low=low, high=high, step=step, log=log))
         return low
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
-                      log: bool = False) -> float:
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
         self.params.append(Param(name, "float", low=low, high=high, step=step, log=log))
         return low
 
@@ -236,7 +246,11 @@ def format_spaces() -> str:
             lines.append(f"    {p}")
         for label in space.labels:
             if label == "ablation":
-                lines.append("    ablation: " + "; ".join(
-                    f"{k} = {', '.join(f'{f}={v}' for f, v in ABLATIONS[k].items()) or 'all components'}"
-                    for k in ABLATIONS))
+                lines.append(
+                    "    ablation: "
+                    + "; ".join(
+                        f"{k} = {', '.join(f'{f}={v}' for f, v in ABLATIONS[k].items()) or 'all components'}"
+                        for k in ABLATIONS
+                    )
+                )
     return "\n".join(lines)

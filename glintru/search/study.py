@@ -58,11 +58,18 @@ def upload_callback(exp_dir: str, name: str) -> Any:
     """A Tune callback that keeps EXP_DIR/optuna.journal current during the search."""
     from ray import tune
 
+    # Optuna writes the journal when it proposes a trial and when it is told the result
     class KeepStudy(tune.Callback):
-        def _upload(self, **_: Any) -> None:
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             upload_journal(exp_dir, name)
 
-        # Optuna writes the journal when it proposes a trial and when it is told the result
-        on_trial_start = on_trial_complete = on_trial_error = on_experiment_end = _upload
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            upload_journal(exp_dir, name)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            upload_journal(exp_dir, name)
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            upload_journal(exp_dir, name)
 
     return KeepStudy()

@@ -17,17 +17,27 @@ import statistics
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ray
 import ray.exceptions
 import ray.tune
 
 from glintru.search.data import SharedDataset, fetch_dataset, in_shared_memory
-from glintru.search.results import (FINAL_FILE, FINAL_KEY, RUN_FIELDS, exists, filesystem, flat_config, join,
-                                    read_bytes, write_bytes)
+from glintru.search.results import (
+    FINAL_FILE,
+    FINAL_KEY,
+    RUN_FIELDS,
+    exists,
+    filesystem,
+    flat_config,
+    join,
+    read_bytes,
+    write_bytes,
+)
 from glintru.search.spaces import get_space
 from glintru.train import EpochReport, TrainConfig, split_overrides, train
 
@@ -55,14 +65,14 @@ class TrialSpec:
 
     space: str
     model: str
-    train_storage: str                  # failure markers and DDP trials' checkpoints (path or URI)
+    train_storage: str  # failure markers and DDP trials' checkpoints (path or URI)
     preset: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)      # fixed model/train settings
-    train_config: dict[str, Any] = field(default_factory=dict)   # TrainConfig fields
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed model/train settings
+    train_config: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    log_level: str = "WARNING"          # Ray Train's own logs (DDP trials)
+    log_level: str = "WARNING"  # Ray Train's own logs (DDP trials)
     # objectives known only once a run ends (infer_ms_per_batch): every epoch reports them as NaN,
     # since Tune requires each searched metric in every report
     end_metrics: tuple[str, ...] = ()
@@ -82,9 +92,16 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
     if earlier is not None:
         # the same code and config failed in user code before: fail at once, training nothing
         raise TrialError(earlier["reason"], f"{REPLAYED}\n\n{earlier.get('details', '')}")
-    job = {"data": data, "model": spec.model, "preset": spec.preset, "overrides": trial_overrides(spec, config),
-           "train_config": spec.train_config, "threads": max(1, int(spec.cpus_per_worker)),
-           "trial_start": trial_start, "end_metrics": spec.end_metrics}
+    job = {
+        "data": data,
+        "model": spec.model,
+        "preset": spec.preset,
+        "overrides": trial_overrides(spec, config),
+        "train_config": spec.train_config,
+        "threads": max(1, int(spec.cpus_per_worker)),
+        "trial_start": trial_start,
+        "end_metrics": spec.end_metrics,
+    }
     if spec.workers == 1:
         _run_in_trial(job, spec, trial_id)
     else:
@@ -92,6 +109,7 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
 
 
 # -- launcher 1: the loop inside the trial's own process ------------------------------------------
+
 
 def _trial_device(gpus: float) -> str:
     if gpus <= 0:
@@ -117,8 +135,9 @@ def _run_in_trial(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
     try:
         device = _trial_device(spec.gpus_per_worker)
         ds, info = fetch_and_describe(job, device)
-        train_and_report(job, ds, info, rank=0, world_size=1, device=device, report=_tune_report,
-                         restored=ray.tune.get_checkpoint())
+        train_and_report(
+            job, ds, info, rank=0, world_size=1, device=device, report=_tune_report, restored=ray.tune.get_checkpoint()
+        )
     except ray.exceptions.RayError:
         raise  # Ray's own failure (a lost object or node): Tune retries from the last checkpoint
     except Exception as e:
@@ -132,6 +151,7 @@ def _run_in_trial(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
 
 # -- launcher 2: a Ray Train TorchTrainer of DDP workers ------------------------------------------
 
+
 def _run_on_train_workers(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
     import ray.train
     import ray.train.torch
@@ -144,7 +164,8 @@ def _run_on_train_workers(job: dict[str, Any], spec: TrialSpec, trial_id: str) -
         _train_worker,
         train_loop_config=job,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0, resources_per_worker=resources),
+            num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0, resources_per_worker=resources
+        ),
         run_config=ray.train.RunConfig(
             # the trial id keeps (storage, name) fixed across retries, so Train restores the run
             name=trial_id,
@@ -153,9 +174,11 @@ def _run_on_train_workers(job: dict[str, Any], spec: TrialSpec, trial_id: str) -
             # TorchTrainer finds this run's checkpoints under the same name and resumes
             failure_config=ray.train.FailureConfig(max_failures=0),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],
+            # Train V2's RunConfig takes both; Ray's annotations resolve ray.train.RunConfig to the
+            # older ray.air class, which has neither a logging_config nor Train V2 callbacks
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             logging_config=ray.train.LoggingConfig(log_level=spec.log_level),
-        ),
+        ),  # type: ignore[call-arg]
     )
     try:
         trainer.fit()
@@ -199,10 +222,19 @@ def _train_worker(job: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=False)
 
     device = str(ray.train.torch.get_device())
-    ds, info = fetch_and_describe(job, device, {PLACEMENT_GROUP_KEY: ray.get_runtime_context().get_placement_group_id()
-                                                or ""})
-    train_and_report(job, ds, info, rank=ctx.get_world_rank(), world_size=ctx.get_world_size(), device=device,
-                     report=report, restored=ray.train.get_checkpoint())
+    ds, info = fetch_and_describe(
+        job, device, {PLACEMENT_GROUP_KEY: ray.get_runtime_context().get_placement_group_id() or ""}
+    )
+    train_and_report(
+        job,
+        ds,
+        info,
+        rank=ctx.get_world_rank(),
+        world_size=ctx.get_world_size(),
+        device=device,
+        report=report,
+        restored=ray.train.get_checkpoint(),
+    )
 
 
 class ReleaseTrainResources(ray.tune.Callback):
@@ -263,14 +295,14 @@ def release_placement_group(pg_id: str) -> bool:
 
 # -- failures in user code ------------------------------------------------------------------------
 
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
 
 def _write_failure(train_storage: str, trial_id: str, reason: str, details: str) -> None:
-    write_bytes(join(train_storage, trial_id, FAILED_FILE),
-                json.dumps({"reason": reason, "details": details}).encode())
+    write_bytes(join(train_storage, trial_id, FAILED_FILE), json.dumps({"reason": reason, "details": details}).encode())
 
 
 def _read_failure(train_storage: str, trial_id: str) -> dict[str, str] | None:
@@ -289,6 +321,7 @@ def clear_failure(train_storage: str, trial_id: str) -> bool:
 
 
 # -- the loop and its reports, shared by both launchers -------------------------------------------
+
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
@@ -318,22 +351,39 @@ def ends_training(r: EpochReport, cfg: TrainConfig) -> bool:
     return r.epoch >= cfg.epochs or r.epoch - r.best_epoch >= cfg.patience
 
 
-def fetch_and_describe(job: dict[str, Any], device: str, extra: dict[str, Any] | None = None
-                       ) -> tuple[Any, dict[str, Any]]:
+def fetch_and_describe(
+    job: dict[str, Any], device: str, extra: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any]]:
     """The trial's dataset from the object store, and what every report says about the trial."""
     entered = time.time()
     ds = fetch_dataset(job["data"])
     now = time.time()
     # where a trial's start-up time goes: starting Train's actors (DDP trials), fetching the data
-    info = {"node": ray.get_runtime_context().get_node_id(), "host": platform.node(), "device": device,
-            "data_zero_copy": bool(in_shared_memory(ds)), "worker_start_seconds": entered - job["trial_start"],
-            "data_fetch_seconds": now - entered, "setup_seconds": now - job["trial_start"],
-            "train_call_time": now, **(extra or {})}  # wall clock, to time a trial from its launch
+    info = {
+        "node": ray.get_runtime_context().get_node_id(),
+        "host": platform.node(),
+        "device": device,
+        "data_zero_copy": bool(in_shared_memory(ds)),
+        "worker_start_seconds": entered - job["trial_start"],
+        "data_fetch_seconds": now - entered,
+        "setup_seconds": now - job["trial_start"],
+        "train_call_time": now,
+        **(extra or {}),
+    }  # wall clock, to time a trial from its launch
     return ds, info
 
 
-def train_and_report(job: dict[str, Any], ds: Any, info: dict[str, Any], *, rank: int, world_size: int,
-                     device: str, report: Report, restored: Any) -> None:
+def train_and_report(
+    job: dict[str, Any],
+    ds: Any,
+    info: dict[str, Any],
+    *,
+    rank: int,
+    world_size: int,
+    device: str,
+    report: Report,
+    restored: Any,
+) -> None:
     """Run train() for one trial and report every epoch; the epoch that ends training is reported
     together with the test metrics, in one report, so that a scheduler (ASHA) acting on it can no
     longer stop the trial between its last epoch and its test evaluation."""
@@ -353,18 +403,35 @@ def train_and_report(job: dict[str, Any], ds: Any, info: dict[str, Any], *, rank
         def reporter(r: EpochReport) -> None:
             if ends_training(r, cfg):
                 return  # reported with the test metrics below
-            metrics = {FINAL_KEY: False, "epoch": r.epoch, "train_loss": r.train_loss,
-                       "best_epoch": r.best_epoch, "epoch_seconds": r.seconds, **info,
-                       "report_seconds": statistics.mean(report_seconds) if report_seconds else 0.0,
-                       **dict.fromkeys(job.get("end_metrics", ()), float("nan")),
-                       **_prefixed("valid", r.best_valid), **_prefixed("epoch_valid", r.valid)}
+            metrics = {
+                FINAL_KEY: False,
+                "epoch": r.epoch,
+                "train_loss": r.train_loss,
+                "best_epoch": r.best_epoch,
+                "epoch_seconds": r.seconds,
+                **info,
+                "report_seconds": statistics.mean(report_seconds) if report_seconds else 0.0,
+                **dict.fromkeys(job.get("end_metrics", ()), float("nan")),
+                **_prefixed("valid", r.best_valid),
+                **_prefixed("epoch_valid", r.valid),
+            }
             t = time.perf_counter()
             report(metrics, r.checkpoint_dir)
             report_seconds.append(time.perf_counter() - t)
 
-        result = train(ds, job["model"], scratch / "run", preset=job["preset"], overrides=job["overrides"],
-                       config=cfg, rank=rank, world_size=world_size, reporter=reporter,
-                       resume_from=resume_from, progress=False)
+        result = train(
+            ds,
+            job["model"],
+            scratch / "run",
+            preset=job["preset"],
+            overrides=job["overrides"],
+            config=cfg,
+            rank=rank,
+            world_size=world_size,
+            reporter=reporter,
+            resume_from=resume_from,
+            progress=False,
+        )
         info["report_seconds"] = statistics.mean(report_seconds) if report_seconds else 0.0
         # the final checkpoint is the run directory without its resumable training state
         shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)

@@ -11,5 +11,6 @@ from glintru.data.synthetic import generate
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("data") / "tiny", n_users=120, n_items=60, avg_length=10,
-                    seed=0, features=False)
+    return generate(
+        tmp_path_factory.mktemp("data") / "tiny", n_users=120, n_items=60, avg_length=10, seed=0, features=False
+    )

@@ -17,7 +17,6 @@ def small(patience: int = 3) -> list[str]:
     return ["--set", "max_length=20", "batch_size=256", f"patience={patience}"]
 
 
-
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -31,5 +30,4 @@ def cli_command(*args: str) -> list[str]:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """tune/search.py in a fresh process (its own embedded Ray unless --address is given)."""
-    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
-                          env=cli_env(), cwd=REPO)
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=REPO)

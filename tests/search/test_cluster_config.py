@@ -20,6 +20,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 from glintru.search import results
 from glintru.search.plan import plan_search
 from glintru.search.spaces import SPACES
+
 from search_helpers import CLI, REPO
 
 try:
@@ -63,6 +64,7 @@ cli = _load_cli()
 
 
 # -- cluster/gpu.yaml -----------------------------------------------------------------------------
+
 
 def _load() -> dict:
     return yaml.safe_load(CONFIG.read_text())
@@ -109,20 +111,27 @@ def test_gpu_yaml_nodes_start_from_the_image_without_installing():
     cfg = _check(_load())
     assert cfg["docker"]["image"] == _image()
     assert not cfg["docker"].get("head_image") and not cfg["docker"].get("worker_image")
-    boot = cfg["initialization_commands"] + cfg["setup_commands"] + cfg["head_setup_commands"] \
+    boot = (
+        cfg["initialization_commands"]
+        + cfg["setup_commands"]
+        + cfg["head_setup_commands"]
         + cfg["worker_setup_commands"]
+    )
     assert not any(re.search(r"\bpip\b|\bconda\b|apt-get", c) for c in boot), boot
 
 
-@pytest.mark.parametrize("breakage, error", [
-    (lambda c: c.update(max_wokers=4), jsonschema.ValidationError),            # misspelt key
-    (lambda c: c.update(max_workers="eight"), jsonschema.ValidationError),     # wrong type
-    (lambda c: c.update(head_node_type="gpu_head"), ValueError),              # no such node type
-    (lambda c: c["available_node_types"]["gpu_worker"].update(min_workers=20), ValueError),  # > max
-    (lambda c: c["available_node_types"]["gpu_worker"].pop("node_config"), jsonschema.ValidationError),
-    (lambda c: c["docker"].update(imgae="x"), jsonschema.ValidationError),    # misspelt docker key
-    (lambda c: c["docker"].pop("container_name"), AssertionError),            # image without a container
-])
+@pytest.mark.parametrize(
+    "breakage, error",
+    [
+        (lambda c: c.update(max_wokers=4), jsonschema.ValidationError),  # misspelt key
+        (lambda c: c.update(max_workers="eight"), jsonschema.ValidationError),  # wrong type
+        (lambda c: c.update(head_node_type="gpu_head"), ValueError),  # no such node type
+        (lambda c: c["available_node_types"]["gpu_worker"].update(min_workers=20), ValueError),  # > max
+        (lambda c: c["available_node_types"]["gpu_worker"].pop("node_config"), jsonschema.ValidationError),
+        (lambda c: c["docker"].update(imgae="x"), jsonschema.ValidationError),  # misspelt docker key
+        (lambda c: c["docker"].pop("container_name"), AssertionError),  # image without a container
+    ],
+)
 def test_broken_copies_are_rejected(breakage, error):
     raw = _load()
     breakage(raw)
@@ -131,6 +140,7 @@ def test_broken_copies_are_rejected(breakage, error):
 
 
 # -- Dockerfile -----------------------------------------------------------------------------------
+
 
 def parse_dockerfile(text: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """(instruction, arguments) pairs with continuation lines joined and comments dropped, and the
@@ -207,16 +217,20 @@ def dockerfile_problems(text: str) -> list[str]:
                 problems.append(f"{needed} is not copied before the package is installed")
 
     python = args.get("PYTHON_VERSION")
-    supported = {c.rsplit(":: ", 1)[1] for c in importlib.metadata.metadata("ray").get_all("Classifier")
-                 if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)}
+    supported = {
+        c.rsplit(":: ", 1)[1]
+        for c in importlib.metadata.metadata("ray").get_all("Classifier")
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
     if python not in supported:
-        problems.append(f"Python {python} is not one Ray {importlib.metadata.version('ray')} supports "
-                        f"({', '.join(sorted(supported))})")
+        problems.append(
+            f"Python {python} is not one Ray {importlib.metadata.version('ray')} supports "
+            f"({', '.join(sorted(supported))})"
+        )
     low = re.fullmatch(r">=\s*3\.(\d+)", PYPROJECT["project"]["requires-python"])
     if python and low and int(python.split(".")[1]) < int(low.group(1)):
         problems.append(f"Python {python} is below the package's requires-python")
-    if python and not any(op == "RUN" and re.search(rf"python{re.escape(python)}(\s|$)", rest)
-                          for op, rest in steps):
+    if python and not any(op == "RUN" and re.search(rf"python{re.escape(python)}(\s|$)", rest) for op, rest in steps):
         problems.append(f"Python {python} is never installed")
     return problems
 
@@ -247,16 +261,19 @@ def test_dockerfile_leaves_the_checkout_where_the_rayjob_runs_it():
     assert _kuberay_script() == f"{workdirs[-1]}/tune/search.py"
 
 
-@pytest.mark.parametrize("edit, problem", [
-    (lambda t: re.sub(r"^FROM .*$", "FROM python:3.12-slim", t, flags=re.MULTILINE), "not an nvidia/cuda runtime"),
-    (lambda t: t.replace("ARG TORCH_VERSION=" + TORCH_PIN, "ARG TORCH_VERSION=2.0.0"), "differs from pyproject"),
-    (lambda t: t.replace("ARG TORCH_CUDA=cu128", "ARG TORCH_CUDA=cu118"), "on a CUDA 12.8 base"),
-    (lambda t: t.replace("--index-url https://download.pytorch.org/whl/${TORCH_CUDA}", ""), "CUDA wheel index"),
-    (lambda t: t.replace('".[tune,analysis]"', '".[tune]"'), "not tune and analysis"),
-    (lambda t: t.replace("ARG PYTHON_VERSION=3.12", "ARG PYTHON_VERSION=3.8"), "not one Ray"),
-    (lambda t: t.replace("COPY pyproject.toml README.md ./", "COPY pyproject.toml ./"), "README.md is not copied"),
-    (_swap_torch_and_package, "before the CUDA torch"),
-])
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda t: re.sub(r"^FROM .*$", "FROM python:3.12-slim", t, flags=re.MULTILINE), "not an nvidia/cuda runtime"),
+        (lambda t: t.replace("ARG TORCH_VERSION=" + TORCH_PIN, "ARG TORCH_VERSION=2.0.0"), "differs from pyproject"),
+        (lambda t: t.replace("ARG TORCH_CUDA=cu128", "ARG TORCH_CUDA=cu118"), "on a CUDA 12.8 base"),
+        (lambda t: t.replace("--index-url https://download.pytorch.org/whl/${TORCH_CUDA}", ""), "CUDA wheel index"),
+        (lambda t: t.replace('".[tune,analysis]"', '".[tune]"'), "not tune and analysis"),
+        (lambda t: t.replace("ARG PYTHON_VERSION=3.12", "ARG PYTHON_VERSION=3.8"), "not one Ray"),
+        (lambda t: t.replace("COPY pyproject.toml README.md ./", "COPY pyproject.toml ./"), "README.md is not copied"),
+        (_swap_torch_and_package, "before the CUDA torch"),
+    ],
+)
 def test_dockerfile_checks_catch_a_wrong_image(edit, problem):
     text = DOCKERFILE.read_text()
     broken = edit(text)
@@ -266,6 +283,7 @@ def test_dockerfile_checks_catch_a_wrong_image(edit, problem):
 
 
 # -- .dockerignore --------------------------------------------------------------------------------
+
 
 def _dockerignore_regex(pattern: str) -> re.Pattern:
     """A .dockerignore pattern (Go filepath.Match plus `**`, rooted at the context) as a regex."""
@@ -297,24 +315,46 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
 
 
 def _dockerignore_patterns() -> list[str]:
-    return [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
-@pytest.mark.parametrize("path", [
-    ".venv/bin/python", ".git/HEAD", "data/synthetic/meta.json", "results/exp/trials.parquet",
-    "runs/run1/metrics.json", "report/table.md", "glintru/__pycache__/train.cpython-312.pyc",
-    "tests/search/__pycache__/x.pyc", "glintru.egg-info/PKG-INFO", "benchmarks/results/overhead.json",
-    ".pytest_cache/v/cache/lastfailed", "runs/best.pt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "data/synthetic/meta.json",
+        "results/exp/trials.parquet",
+        "runs/run1/metrics.json",
+        "report/table.md",
+        "glintru/__pycache__/train.cpython-312.pyc",
+        "tests/search/__pycache__/x.pyc",
+        "glintru.egg-info/PKG-INFO",
+        "benchmarks/results/overhead.json",
+        ".pytest_cache/v/cache/lastfailed",
+        "runs/best.pt",
+    ],
+)
 def test_dockerignore_keeps_environments_data_and_results_out(path):
     assert dockerignored(path, _dockerignore_patterns())
 
 
-@pytest.mark.parametrize("path", [
-    "pyproject.toml", "README.md", "glintru/__init__.py", "glintru/search/runner.py", "tune/search.py",
-    "analysis/report.py", "cluster/gpu.yaml",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "pyproject.toml",
+        "README.md",
+        "glintru/__init__.py",
+        "glintru/search/runner.py",
+        "tune/search.py",
+        "analysis/report.py",
+        "cluster/gpu.yaml",
+    ],
+)
 def test_dockerignore_keeps_what_the_image_needs(path):
     assert not dockerignored(path, _dockerignore_patterns())
 
@@ -327,6 +367,7 @@ def test_dockerignore_matcher_follows_docker_rules():
 
 
 # -- cluster/kuberay.yaml -------------------------------------------------------------------------
+
 
 def _kuberay() -> dict:
     docs = [d for d in yaml.safe_load_all(KUBERAY.read_text()) if d]
@@ -354,7 +395,8 @@ def _image() -> str:
 _IMAGE_REF = re.compile(
     r"(?:(?:[a-zA-Z0-9-]+\.)+[a-zA-Z0-9-]+(?::\d+)?/|localhost(?::\d+)?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r":[\w][\w.-]{0,127}")
+    r":[\w][\w.-]{0,127}"
+)
 
 
 def test_image_name_is_a_valid_reference_tagged_with_the_version_and_cuda():
@@ -460,9 +502,12 @@ def test_kuberay_entrypoint_data_is_on_the_head():
     volume = next((name for name, path in mounts.items() if data.startswith(path.rstrip("/") + "/")), None)
     assert volume, f"--data {data} is on no volume of the head container ({mounts})"
     # an init container fills that volume with the dataset before Ray starts
-    fillers = [c for c in head_pod["spec"].get("initContainers", [])
-               if any(m["name"] == volume for m in c.get("volumeMounts", []))
-               and data in " ".join(c.get("command", []) + c.get("args", []))]
+    fillers = [
+        c
+        for c in head_pod["spec"].get("initContainers", [])
+        if any(m["name"] == volume for m in c.get("volumeMounts", []))
+        and data in " ".join(c.get("command", []) + c.get("args", []))
+    ]
     assert fillers, f"nothing writes {data} into volume {volume!r}"
 
 
@@ -477,6 +522,7 @@ def test_kuberay_entrypoint_passes_the_search_preflight(tiny_data, monkeypatch):
 
 
 # -- job-submit examples (README, cluster/gpu.yaml) -----------------------------------------------
+
 
 def _commands(lines: list[str]) -> list[str]:
     """Shell commands of a code block, continuation lines joined."""
@@ -509,18 +555,19 @@ def _submitted_search(command: str) -> list[str] | None:
     """The tune/search.py arguments of a `ray job submit` command, as the head's shell sees them
     (None for another command); fails on a word that the laptop's shell would tilde-expand."""
     words = shlex.split(command, comments=True)
-    at = next((i for i in range(len(words) - 2) if words[i:i + 3] == ["ray", "job", "submit"]), None)
+    at = next((i for i in range(len(words) - 2) if words[i : i + 3] == ["ray", "job", "submit"]), None)
     if at is None:
         return None
-    entry = words[words.index("--", at) + 1:]
+    entry = words[words.index("--", at) + 1 :]
     for word in entry:
-        assert not re.match(r"~|[A-Za-z_]\w*=~", word), \
+        assert not re.match(r"~|[A-Za-z_]\w*=~", word), (
             f"{word!r} is expanded on the laptop, not on the head: quote it ({command})"
+        )
     # `bash -c 'cd ... && python tune/search.py ...'` runs its script in the head's shell
     if entry[:2] == ["bash", "-c"]:
         entry = shlex.split(entry[2].split("&&")[-1])
     i = next(i for i, w in enumerate(entry) if w.endswith("tune/search.py"))
-    return entry[i + 1:]
+    return entry[i + 1 :]
 
 
 @pytest.mark.parametrize("source", ["README.md", "cluster/gpu.yaml"])

@@ -72,15 +72,43 @@ def _kill_leftovers(pids: list[int]) -> None:
 
 def test_killed_driver_resumes_without_redoing_work(tiny_data, tmp_path):
     exp = tmp_path / "killed"
-    args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=3e-3,1e-3", "--max-epochs", "12",
-            "--max-concurrent", "1", "--num-cpus", "4", "--storage", str(tmp_path), "--name", "killed",
-            *small(patience=12), *MODEL]
-    proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [
+        "--space",
+        "glintru",
+        "--data",
+        str(tiny_data),
+        "--grid",
+        "lr=3e-3,1e-3",
+        "--max-epochs",
+        "12",
+        "--max-concurrent",
+        "1",
+        "--num-cpus",
+        "4",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "killed",
+        *small(patience=12),
+        *MODEL,
+    ]
+    proc = subprocess.Popen(
+        cli_command(*args),
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         # kill once the first trial has finished and the second has a checkpoint
-        _wait(lambda: len(_finished(exp)) == 1 and len(_checkpoints(exp)) == 2
-              and all(_checkpoints(exp).values()), 900, "a finished trial and a checkpointed one", proc)
+        _wait(
+            lambda: len(_finished(exp)) == 1 and len(_checkpoints(exp)) == 2 and all(_checkpoints(exp).values()),
+            900,
+            "a finished trial and a checkpointed one",
+            proc,
+        )
         children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -130,17 +158,38 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
     from ray.cluster_utils import Cluster
 
     # the head trains nothing (no CPUs): every trial's workers run on the two worker nodes
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True,
-                                                                 "dashboard_port": dashboard_port()})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_port": dashboard_port()},
+    )
     workers = {n.node_id: n for n in (cluster.add_node(num_cpus=2) for _ in range(2))}
     cluster.wait_for_nodes()
     exp = tmp_path / "nodes"
     epochs = 10
-    args = ["--space", "glintru", "--data", str(tiny_data), "--grid", "lr=1e-3,2e-3,3e-3,4e-3",
-            "--max-epochs", str(epochs), "--address", cluster.address, "--storage", str(tmp_path),
-            "--name", "nodes", "--max-failures", "3", "--shared-storage", *small(patience=epochs), *MODEL]
-    proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    args = [
+        "--space",
+        "glintru",
+        "--data",
+        str(tiny_data),
+        "--grid",
+        "lr=1e-3,2e-3,3e-3,4e-3",
+        "--max-epochs",
+        str(epochs),
+        "--address",
+        cluster.address,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "nodes",
+        "--max-failures",
+        "3",
+        "--shared-storage",
+        *small(patience=epochs),
+        *MODEL,
+    ]
+    proc = subprocess.Popen(
+        cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         # trials on both nodes at once (two fit on each); then lose a node that runs some of them
         _wait(lambda: len(_unfinished_by_node(exp, "grid")) == 2, 900, "trials training on both nodes", proc)
@@ -197,14 +246,37 @@ def test_concurrency_follows_a_cluster_that_grows(tiny_data, tmp_path):
     first = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     exp = tmp_path / "grow"
-    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "6", "--max-epochs", "40",
-            "--scheduler", "fifo", "--address", cluster.address, "--storage", str(tmp_path), "--name", "grow",
-            "--shared-storage", *small(patience=40), *MODEL]
-    proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    args = [
+        "--space",
+        "glintru",
+        "--data",
+        str(tiny_data),
+        "--num-samples",
+        "6",
+        "--max-epochs",
+        "40",
+        "--scheduler",
+        "fifo",
+        "--address",
+        cluster.address,
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "grow",
+        "--shared-storage",
+        *small(patience=40),
+        *MODEL,
+    ]
+    proc = subprocess.Popen(
+        cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
-        _wait(lambda: (exp / "tune" / "search").is_dir() and len(_reported_epochs(exp, "search")) >= 1, 600,
-              "the first trial's report", proc)
+        _wait(
+            lambda: (exp / "tune" / "search").is_dir() and len(_reported_epochs(exp, "search")) >= 1,
+            600,
+            "the first trial's report",
+            proc,
+        )
         added = cluster.add_node(num_cpus=2)  # the autoscaler's part: a node with room for two trials
         out, _ = proc.communicate(timeout=900)
     finally:

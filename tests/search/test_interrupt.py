@@ -42,11 +42,37 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
     # FIFO and no early stopping: every trial trains all its epochs and has test metrics, and with
     # epochs of well under a second, 30 of them keep a trial running long enough for the signal
     # to strike while it does
-    args = ["--space", "glintru", "--data", str(tiny_data), "--num-samples", "3", "--max-epochs", "30",
-            "--scheduler", "fifo", "--max-concurrent", "1", "--num-cpus", "2", "--storage", storage,
-            "--name", "term", *small(patience=30), *MODEL]
-    proc = subprocess.Popen(cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        "--space",
+        "glintru",
+        "--data",
+        str(tiny_data),
+        "--num-samples",
+        "3",
+        "--max-epochs",
+        "30",
+        "--scheduler",
+        "fifo",
+        "--max-concurrent",
+        "1",
+        "--num-cpus",
+        "2",
+        "--storage",
+        storage,
+        "--name",
+        "term",
+        *small(patience=30),
+        *MODEL,
+    ]
+    proc = subprocess.Popen(
+        cli_command(*args),
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 600
         # once a trial is complete and the next one runs, the scheduler's time limit strikes
@@ -68,8 +94,9 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
     # one clear message with the exact command, and no stack traces from Ray's signal handler
     assert "Traceback" not in err and "*** SIGTERM" not in err and "Stack trace" not in err, err[-3000:]
     command = err.strip().splitlines()[-1].strip()
-    assert command == shlex.join(["python", "tune/search.py", "--resume", "--name", "term", "--storage", storage,
-                                  "--num-cpus", "2"])
+    assert command == shlex.join(
+        ["python", "tune/search.py", "--resume", "--name", "term", "--storage", storage, "--num-cpus", "2"]
+    )
     # every Ray process the search started is gone within 30 s
     _, alive = psutil.wait_procs([psutil.Process(p) for p in started if psutil.pid_exists(p)], timeout=30)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
@@ -78,8 +105,9 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
     kept = _journal_trials(tmp_path / "bucket" / "term" / "optuna.journal")
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in kept) >= 1
     shutil.rmtree(local.parent)
-    resumed = subprocess.run(cli_command(*shlex.split(command)[2:]), env=cli_env(), cwd=REPO,
-                             capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run(
+        cli_command(*shlex.split(command)[2:]), env=cli_env(), cwd=REPO, capture_output=True, text=True, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = _journal_trials(tmp_path / "bucket" / "term" / "optuna.journal")
     completed = [t for t in final if t.state == optuna.trial.TrialState.COMPLETE]
@@ -96,8 +124,9 @@ def test_the_kept_journal_wins_over_a_stale_local_copy(tmp_path):
     local = study.local_journal(exp_dir, "exp")
     shutil.rmtree(local.parent, ignore_errors=True)
     path = study.journal_path(exp_dir, "exp")
-    ot = optuna.create_study(study_name="exp", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(path)))
+    ot = optuna.create_study(
+        study_name="exp", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    )
     ot.enqueue_trial({"x": 1.0})
     trial = ot.ask()
     trial.suggest_float("x", 0, 2)

@@ -24,7 +24,7 @@ PREFIX = "python tune/search.py"
 def _section(title: str) -> str:
     start = README.index(f"\n## {title}")
     end = README.find("\n## ", start + 1)
-    return README[start:end if end > 0 else None]
+    return README[start : end if end > 0 else None]
 
 
 def _code_commands(text: str) -> list[str]:

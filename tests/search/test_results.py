@@ -26,31 +26,72 @@ FloatingPointError: training loss became nan at epoch 2, step 0 (lr=1e9)
 def _run_dir(tmp_path, name: str, n_users: int = 5) -> tuple[str, dict]:
     run = tmp_path / "train" / name / "checkpoint_000"
     run.mkdir(parents=True)
-    users = pd.DataFrame({"user": np.arange(n_users, dtype=np.int32),
-                          **{m: np.linspace(0, 1, n_users) for m in METRICS}})
+    users = pd.DataFrame(
+        {"user": np.arange(n_users, dtype=np.int32), **{m: np.linspace(0, 1, n_users) for m in METRICS}}
+    )
     users.to_parquet(run / results.USERS_FILE, index=False)
-    metrics = {"valid": {m: 0.3 for m in METRICS}, "test": {m: 0.25 for m in METRICS}, "best_epoch": 4,
-               "epochs": 6, "stopped_early": True, "seconds_per_epoch": 1.5, "samples_per_second": 900.0,
-               "infer_ms_per_batch": 3.0, "peak_memory_mb": 120.0, "num_parameters": 5000, "history": []}
+    metrics = {
+        "valid": {m: 0.3 for m in METRICS},
+        "test": {m: 0.25 for m in METRICS},
+        "best_epoch": 4,
+        "epochs": 6,
+        "stopped_early": True,
+        "seconds_per_epoch": 1.5,
+        "samples_per_second": 900.0,
+        "infer_ms_per_batch": 3.0,
+        "peak_memory_mb": 120.0,
+        "num_parameters": 5000,
+        "history": [],
+    }
     (run / results.FINAL_FILE).write_text(json.dumps(metrics))
     return str(run), metrics
 
 
 def _records(tmp_path) -> list[TrialRecord]:
     run_dir, metrics = _run_dir(tmp_path, "t1")
-    report = {"node": "n1", "host": "h", "device": "cpu", "setup_seconds": 2.0, "report_seconds": 0.01,
-              "data_zero_copy": True}
+    report = {
+        "node": "n1",
+        "host": "h",
+        "device": "cpu",
+        "setup_seconds": 2.0,
+        "report_seconds": 0.01,
+        "data_zero_copy": True,
+    }
     return [
-        TrialRecord("t1", "search", "TERMINATED", {"lr": 1e-3, "ablation": "full"},
-                    {"final": True, "epoch": 6, **report}, run_metrics=metrics, run_dir=run_dir),
-        TrialRecord("t2", "search", "TERMINATED", {"lr": 1e-2, "ablation": "no_gru"},
-                    {"final": False, "epoch": 1, "best_epoch": 1, "valid/ndcg@10": 0.1, "valid/recall@10": 0.2,
-                     **report}),
-        TrialRecord("t3", "search", "ERROR", {"lr": 1e9, "ablation": "full"}, {},
-                    error=results.error_reason(TRACE), num_failures=3),
-        TrialRecord("t4", "seeds", "TERMINATED",
-                    {"variant": {"lr": 1e-3, "ablation": "full", "seed": 2, "source_trial": "t1"}},
-                    {"final": True, **report}, run_metrics=metrics, run_dir=run_dir),
+        TrialRecord(
+            "t1",
+            "search",
+            "TERMINATED",
+            {"lr": 1e-3, "ablation": "full"},
+            {"final": True, "epoch": 6, **report},
+            run_metrics=metrics,
+            run_dir=run_dir,
+        ),
+        TrialRecord(
+            "t2",
+            "search",
+            "TERMINATED",
+            {"lr": 1e-2, "ablation": "no_gru"},
+            {"final": False, "epoch": 1, "best_epoch": 1, "valid/ndcg@10": 0.1, "valid/recall@10": 0.2, **report},
+        ),
+        TrialRecord(
+            "t3",
+            "search",
+            "ERROR",
+            {"lr": 1e9, "ablation": "full"},
+            {},
+            error=results.error_reason(TRACE),
+            num_failures=3,
+        ),
+        TrialRecord(
+            "t4",
+            "seeds",
+            "TERMINATED",
+            {"variant": {"lr": 1e-3, "ablation": "full", "seed": 2, "source_trial": "t1"}},
+            {"final": True, **report},
+            run_metrics=metrics,
+            run_dir=run_dir,
+        ),
     ]
 
 
@@ -58,9 +99,28 @@ def test_trials_parquet_schema(tmp_path):
     exp = str(tmp_path / "exp")
     results.write_results(exp, _records(tmp_path), model="glintru", dataset="synthetic", default_seed=0)
     df = results.read_trials(exp)
-    for col in ("trial_id", "status", "config/lr", "config/ablation", "valid/ndcg@10", "test/ndcg@10",
-                "best_epoch", "seed", "model", "dataset", "error", "completed", "node", "device", "run_dir",
-                "seconds_per_epoch", "infer_ms_per_batch", "peak_memory_mb", "phase", "source_trial"):
+    for col in (
+        "trial_id",
+        "status",
+        "config/lr",
+        "config/ablation",
+        "valid/ndcg@10",
+        "test/ndcg@10",
+        "best_epoch",
+        "seed",
+        "model",
+        "dataset",
+        "error",
+        "completed",
+        "node",
+        "device",
+        "run_dir",
+        "seconds_per_epoch",
+        "infer_ms_per_batch",
+        "peak_memory_mb",
+        "phase",
+        "source_trial",
+    ):
         assert col in df.columns, col
     assert list(df["trial_id"]) == ["t1", "t2", "t3", "t4"] and df["trial_id"].is_unique
     assert list(df.columns[:4]) == ["trial_id", "phase", "status", "error"]
@@ -89,17 +149,27 @@ def test_per_user_files_only_for_finished_trials(tmp_path):
 
 def test_one_row_per_trial_when_a_trial_is_seen_twice(tmp_path):
     records = _records(tmp_path)
-    again = TrialRecord("t2", "search", "TERMINATED", {"lr": 1e-2, "ablation": "no_gru"},
-                        {"epoch": 3, "best_epoch": 2, "valid/ndcg@10": 0.15})
-    df = results.trials_frame(results.build_row(r, model="m", dataset="d", default_seed=0)
-                              for r in records + [again])
+    again = TrialRecord(
+        "t2",
+        "search",
+        "TERMINATED",
+        {"lr": 1e-2, "ablation": "no_gru"},
+        {"epoch": 3, "best_epoch": 2, "valid/ndcg@10": 0.15},
+    )
+    df = results.trials_frame(results.build_row(r, model="m", dataset="d", default_seed=0) for r in records + [again])
     assert len(df) == 4 and df.loc[df["trial_id"] == "t2", "valid/ndcg@10"].item() == 0.15
 
 
 def test_selection_uses_validation_only(tmp_path):
-    df = pd.DataFrame({"trial_id": ["a", "b", "c"], "status": ["TERMINATED", "TERMINATED", "ERROR"],
-                       "completed": [True, True, False],
-                       "valid/ndcg@10": [0.2, 0.3, 0.9], "test/ndcg@10": [0.9, 0.1, 0.9]})
+    df = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["TERMINATED", "TERMINATED", "ERROR"],
+            "completed": [True, True, False],
+            "valid/ndcg@10": [0.2, 0.3, 0.9],
+            "test/ndcg@10": [0.9, 0.1, 0.9],
+        }
+    )
     assert list(results.best_rows(df, 2)["trial_id"]) == ["b", "a"]
     with pytest.raises(ValueError, match="validation metric"):
         results.best_rows(df, 1, metric="test/ndcg@10")
@@ -108,14 +178,25 @@ def test_selection_uses_validation_only(tmp_path):
 def test_error_reason():
     assert results.error_reason(None) is None
     assert results.error_reason("Traceback...\nValueError: bad thing\n") == "ValueError: bad thing"
-    assert results.error_reason("ray.exceptions.RayTaskError(TrialError): ray::run_trial() TrialError: "
-                                "ActorDiedError: node lost\n") == "ActorDiedError: node lost"
+    assert (
+        results.error_reason(
+            "ray.exceptions.RayTaskError(TrialError): ray::run_trial() TrialError: ActorDiedError: node lost\n"
+        )
+        == "ActorDiedError: node lost"
+    )
 
 
 def test_experiment_json_round_trip(tmp_path):
     exp = str(tmp_path / "exp")
-    info = {"name": "x", "space": "glintru", "model": "glintru", "dataset": "d", "eval_mode": "full",
-            "metric": "valid/ndcg@10", "phases": {"search": "done"}}
+    info = {
+        "name": "x",
+        "space": "glintru",
+        "model": "glintru",
+        "dataset": "d",
+        "eval_mode": "full",
+        "metric": "valid/ndcg@10",
+        "phases": {"search": "done"},
+    }
     results.write_experiment(exp, info)
     assert results.read_experiment(exp) == info
     assert results.final_run(str(tmp_path / "train"), "absent", {}) == (None, None)
@@ -128,7 +209,8 @@ def test_a_run_is_final_only_if_its_final_report_reached_tune(tmp_path):
     # stopped by ASHA after epoch 1 while its workers went on to finish: the row keeps what Tune saw
     stopped = {"final": False, "epoch": 1, "best_epoch": 1, "valid/ndcg@10": 0.1}
     assert results.final_run(train, "t9", stopped) == (None, None)
-    row = results.build_row(TrialRecord("t9", "search", "TERMINATED", {"lr": 1e-3}, stopped),
-                            model="m", dataset="d", default_seed=0)
+    row = results.build_row(
+        TrialRecord("t9", "search", "TERMINATED", {"lr": 1e-3}, stopped), model="m", dataset="d", default_seed=0
+    )
     assert row["completed"] is False and row["valid/ndcg@10"] == 0.1 and row["epochs"] == 1
     assert "test/ndcg@10" not in row

@@ -16,7 +16,6 @@ def test_users_worker_start_timeout_wins(monkeypatch):
     assert ray_setup.runtime_env()["env_vars"][ray_setup.WORKER_START_TIMEOUT_ENV] == "42"
 
 
-
 def test_dashboard_port_moves_when_the_usual_one_is_taken():
     import socket
 
@@ -45,10 +44,23 @@ def test_local_mode_starts_its_own_ray_beside_a_running_cluster(monkeypatch):
     port = ray_setup.dashboard_port(preferred=0)  # any free port
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--num-cpus=1", f"--port={port}",
-                             "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                             f"--temp-dir={temp_dir}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            "--num-cpus=1",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output = []
         for line in head.stdout:  # --block: the head prints its banner, then waits

@@ -43,60 +43,146 @@ class Case:
 
 
 def _argv(ws: Workspace, case: Case) -> list[str]:
-    base = ["--space", "glintru", "--data", str(ws.data), "--storage", str(ws.storage), "--name", "exp",
-            "--num-cpus", "2"]
+    base = [
+        "--space",
+        "glintru",
+        "--data",
+        str(ws.data),
+        "--storage",
+        str(ws.storage),
+        "--name",
+        "exp",
+        "--num-cpus",
+        "2",
+    ]
     return (base if case.base else []) + case.argv(ws)
 
 
 CASES = [
     # --- --set: keys, types, both forms of the flag, duplicates
-    Case("set-wrong-type-model", lambda ws: ["--set", "kernel_size=abc"], 2,
-         r"--set glintru setting kernel_size='abc' \(str\) is invalid: expected int"),
-    Case("set-wrong-type-training", lambda ws: ["--set", "max_length=20", "lr=fast"], 2,
-         r"--set training setting lr='fast' \(str\) is invalid: expected float"),
-    Case("set-bool-for-float", lambda ws: ["--set", "dropout=true"], 2,
-         r"dropout=True \(bool\) is invalid: expected float"),
-    Case("set-repeated-flag-keeps-every-pair", lambda ws: ["--set", "max_length=20", "--set", "bogus=1"], 2,
-         r"--set bogus: not a setting of glintru \(model keys: .*kernel_size"),
-    Case("set-key-twice", lambda ws: ["--set", "lr=0.1", "--set", "lr=0.2"], 2,
-         r"--set sets 'lr' twice \(0\.1 and 0\.2\); keep one"),
+    Case(
+        "set-wrong-type-model",
+        lambda ws: ["--set", "kernel_size=abc"],
+        2,
+        r"--set glintru setting kernel_size='abc' \(str\) is invalid: expected int",
+    ),
+    Case(
+        "set-wrong-type-training",
+        lambda ws: ["--set", "max_length=20", "lr=fast"],
+        2,
+        r"--set training setting lr='fast' \(str\) is invalid: expected float",
+    ),
+    Case(
+        "set-bool-for-float",
+        lambda ws: ["--set", "dropout=true"],
+        2,
+        r"dropout=True \(bool\) is invalid: expected float",
+    ),
+    Case(
+        "set-repeated-flag-keeps-every-pair",
+        lambda ws: ["--set", "max_length=20", "--set", "bogus=1"],
+        2,
+        r"--set bogus: not a setting of glintru \(model keys: .*kernel_size",
+    ),
+    Case(
+        "set-key-twice",
+        lambda ws: ["--set", "lr=0.1", "--set", "lr=0.2"],
+        2,
+        r"--set sets 'lr' twice \(0\.1 and 0\.2\); keep one",
+    ),
     Case("set-not-a-pair", lambda ws: ["--set", "max_length"], 2, r"--set expects key=value, got 'max_length'"),
-    Case("set-managed-by-the-search", lambda ws: ["--set", "epochs=3"], 2,
-         r"--set epochs=\.\.\. is managed by the search; use --max-epochs"),
-    Case("set-unknown-ablation", lambda ws: ["--set", "ablation=no_everything"], 2,
-         r"--set ablation='no_everything': unknown ablation 'no_everything'"),
+    Case(
+        "set-managed-by-the-search",
+        lambda ws: ["--set", "epochs=3"],
+        2,
+        r"--set epochs=\.\.\. is managed by the search; use --max-epochs",
+    ),
+    Case(
+        "set-unknown-ablation",
+        lambda ws: ["--set", "ablation=no_everything"],
+        2,
+        r"--set ablation='no_everything': unknown ablation 'no_everything'",
+    ),
     # a bad setting is reported before the files are looked at
-    Case("set-checked-before-data",
-         lambda ws: ["--space", "glintru", "--data", str(ws.scratch / "absent"), "--storage", str(ws.storage),
-                     "--set", "kernel_size=abc"], 2, r"kernel_size='abc'", base=False),
+    Case(
+        "set-checked-before-data",
+        lambda ws: [
+            "--space",
+            "glintru",
+            "--data",
+            str(ws.scratch / "absent"),
+            "--storage",
+            str(ws.storage),
+            "--set",
+            "kernel_size=abc",
+        ],
+        2,
+        r"kernel_size='abc'",
+        base=False,
+    ),
     # --- --grid: types, duplicates, values the model refuses
-    Case("grid-wrong-type", lambda ws: ["--grid", "kernel_size=3,a"], 2,
-         r"--grid glintru setting kernel_size='a' \(str\) is invalid: expected int"),
+    Case(
+        "grid-wrong-type",
+        lambda ws: ["--grid", "kernel_size=3,a"],
+        2,
+        r"--grid glintru setting kernel_size='a' \(str\) is invalid: expected int",
+    ),
     Case("grid-key-twice", lambda ws: ["--grid", "lr=1e-3", "--grid", "lr=1e-2"], 2, r"--grid lists 'lr' twice"),
-    Case("grid-managed-by-the-search", lambda ws: ["--grid", "seed=1,2"], 2,
-         r"--grid seed=\.\.\. is managed by the search; use --seed/--seeds"),
-    Case("grid-invalid-combination", lambda ws: ["--grid", "hidden_size=30"], 2,
-         r"configuration \{'hidden_size': 30\} is invalid for glintru: .*divisible"),
-    Case("grid-and-num-samples", lambda ws: ["--grid", "lr=1e-3,1e-2", "--num-samples", "4"], 2,
-         r"--num-samples applies to an Optuna search"),
+    Case(
+        "grid-managed-by-the-search",
+        lambda ws: ["--grid", "seed=1,2"],
+        2,
+        r"--grid seed=\.\.\. is managed by the search; use --seed/--seeds",
+    ),
+    Case(
+        "grid-invalid-combination",
+        lambda ws: ["--grid", "hidden_size=30"],
+        2,
+        r"configuration \{'hidden_size': 30\} is invalid for glintru: .*divisible",
+    ),
+    Case(
+        "grid-and-num-samples",
+        lambda ws: ["--grid", "lr=1e-3,1e-2", "--num-samples", "4"],
+        2,
+        r"--num-samples applies to an Optuna search",
+    ),
     # --- the other flags
     Case("eval-mode-unknown", lambda ws: ["--eval-mode", "pop-3"], 2, r"--eval-mode: .*'pop-3'"),
-    Case("seeds-not-integers", lambda ws: ["--seeds", "0,x"], 2,
-         r"argument --seeds: expects integers separated by commas .*'0,x'"),
-    Case("optuna-storage-not-a-journal", lambda ws: ["--optuna-storage", "study.txt"], 2,
-         r"--optuna-storage must be .* ending in \.journal or \.log; got 'study\.txt'"),
-    Case("cpus-per-trial-beyond-the-machine", lambda ws: ["--cpus-per-trial", "64"], 2,
-         r"--cpus-per-trial 64 exceeds the 2 CPUs"),
-    Case("name-not-a-directory-name", lambda ws: ["--name", "a/b"], 2,
-         r"--name 'a/b' must be a plain directory name"),
+    Case(
+        "seeds-not-integers",
+        lambda ws: ["--seeds", "0,x"],
+        2,
+        r"argument --seeds: expects integers separated by commas .*'0,x'",
+    ),
+    Case(
+        "optuna-storage-not-a-journal",
+        lambda ws: ["--optuna-storage", "study.txt"],
+        2,
+        r"--optuna-storage must be .* ending in \.journal or \.log; got 'study\.txt'",
+    ),
+    Case(
+        "cpus-per-trial-beyond-the-machine",
+        lambda ws: ["--cpus-per-trial", "64"],
+        2,
+        r"--cpus-per-trial 64 exceeds the 2 CPUs",
+    ),
+    Case("name-not-a-directory-name", lambda ws: ["--name", "a/b"], 2, r"--name 'a/b' must be a plain directory name"),
     Case("missing-space", lambda ws: ["--data", str(ws.data)], 2, r"--space is required", base=False),
     # --- files
-    Case("data-missing",
-         lambda ws: ["--space", "glintru", "--data", str(ws.scratch / "absent"), "--storage", str(ws.storage)], 2,
-         r"--data: .*absent: no such dataset directory", base=False),
-    Case("resume-nothing",
-         lambda ws: ["--resume", "--name", "never-ran", "--storage", str(ws.storage)], 2,
-         r"nothing to resume: .*never-ran holds no experiment\.json", base=False),
+    Case(
+        "data-missing",
+        lambda ws: ["--space", "glintru", "--data", str(ws.scratch / "absent"), "--storage", str(ws.storage)],
+        2,
+        r"--data: .*absent: no such dataset directory",
+        base=False,
+    ),
+    Case(
+        "resume-nothing",
+        lambda ws: ["--resume", "--name", "never-ran", "--storage", str(ws.storage)],
+        2,
+        r"nothing to resume: .*never-ran holds no experiment\.json",
+        base=False,
+    ),
 ]
 
 
@@ -118,4 +204,3 @@ def test_bad_search_input(case: Case, tiny_data, tmp_path, capsys):
     for path in [ws.storage, *case.absent(ws)]:
         assert not path.exists(), f"{path} was written"
     assert sorted(tmp_path.rglob("*")) == before, "the row left files behind"
-

@@ -42,21 +42,44 @@ def test_space_list_prints_every_space_with_ranges(capsys):
 
 
 def test_values_parse_as_literals():
-    assert [cli.parse_value(v) for v in ("3", "0.5", "1e-3", "true", "None", "silu", "[1, 2]")] == \
-        [3, 0.5, 1e-3, True, None, "silu", [1, 2]]
-    args = cli.build_parser().parse_args(["--space", "glintru", "--data", "d", "--grid", "lr=1e-3,1e-2",
-                                          "ablation=full,no_gru", "--seeds", "0,1,2", "--set", "max_length=20"])
+    assert [cli.parse_value(v) for v in ("3", "0.5", "1e-3", "true", "None", "silu", "[1, 2]")] == [
+        3,
+        0.5,
+        1e-3,
+        True,
+        None,
+        "silu",
+        [1, 2],
+    ]
+    args = cli.build_parser().parse_args(
+        [
+            "--space",
+            "glintru",
+            "--data",
+            "d",
+            "--grid",
+            "lr=1e-3,1e-2",
+            "ablation=full,no_gru",
+            "--seeds",
+            "0,1,2",
+            "--set",
+            "max_length=20",
+        ]
+    )
     s = cli.settings_from_args(args)
     assert s.grid == {"lr": [1e-3, 1e-2], "ablation": ["full", "no_gru"]}
     assert s.seeds == [0, 1, 2] and s.overrides == {"max_length": 20}
     assert grid_configs(s.grid) == [{"ablation": a, "lr": lr} for a in ("full", "no_gru") for lr in (1e-3, 1e-2)]
 
 
-@pytest.mark.parametrize("flags", [
-    ["--set", "max_length=20", "lr=0.01", "--grid", "kernel_size=3,5", "dropout=0.1,0.2"],
-    ["--set", "max_length=20", "--set", "lr=0.01", "--grid", "kernel_size=3,5", "--grid", "dropout=0.1,0.2"],
-    ["--set", "max_length=20 lr=0.01", "--grid", "kernel_size=3,5 dropout=0.1,0.2"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--set", "max_length=20", "lr=0.01", "--grid", "kernel_size=3,5", "dropout=0.1,0.2"],
+        ["--set", "max_length=20", "--set", "lr=0.01", "--grid", "kernel_size=3,5", "--grid", "dropout=0.1,0.2"],
+        ["--set", "max_length=20 lr=0.01", "--grid", "kernel_size=3,5 dropout=0.1,0.2"],
+    ],
+)
 def test_set_and_grid_keep_every_pair_in_either_form(flags):
     """One flag with several pairs, the flag repeated, or pairs in one quoted word: the same settings."""
     s = cli.settings_from_args(cli.build_parser().parse_args(["--space", "glintru", "--data", "d", *flags]))
@@ -77,27 +100,30 @@ def test_missing_dataset(capsys, tmp_path):
     assert "missing sequences.parquet" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--gpus-per-trial", "1", "--num-gpus", "0"], "needs a GPU, but this machine has none"),
-    (["--cpus-per-trial", "64", "--num-cpus", "4"], "exceeds the 4 CPUs"),
-    (["--gpus-per-trial", "1", "--workers-per-trial", "2", "--address", "auto"], "DDP needs one whole GPU"),
-    (["--gpus-per-trial", "2", "--address", "auto"], "raise --workers-per-trial to 2"),
-    (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
-    (["--num-samples", "0"], "--num-samples must be at least 1"),
-    (["--grace-period", "9", "--max-epochs", "3"], "--grace-period 9 exceeds --max-epochs 3"),
-    (["--eval-mode", "pop"], "--eval-mode"),
-    (["--preset", "netflix"], "unknown --preset 'netflix'"),
-    (["--set", "epochs=3"], "use --max-epochs"),
-    (["--set", "nope=1"], "--set nope: not a setting of glintru"),
-    (["--grid", "bogus=1,2"], "--grid bogus: not a setting of glintru"),
-    (["--grid", "ablation=full,no_everything"], "unknown ablation 'no_everything'"),
-    (["--set", "ablation=no_everything"], "unknown ablation 'no_everything'"),
-    (["--grid", "hidden_size=30"], "not divisible"),
-    (["--grid", "dropout=0.1", "--set", "dropout=0.2"], "both fixed by --set and listed by --grid"),
-    (["--seeds", "0,1", "--top-k", "5", "--num-samples", "3"], "--top-k 5 exceeds --num-samples 3"),
-    (["--retry-errored"], "--retry-errored applies to --resume"),
-    (["--optuna-storage", "study.txt"], "--optuna-storage must be an RDB URL"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gpus-per-trial", "1", "--num-gpus", "0"], "needs a GPU, but this machine has none"),
+        (["--cpus-per-trial", "64", "--num-cpus", "4"], "exceeds the 4 CPUs"),
+        (["--gpus-per-trial", "1", "--workers-per-trial", "2", "--address", "auto"], "DDP needs one whole GPU"),
+        (["--gpus-per-trial", "2", "--address", "auto"], "raise --workers-per-trial to 2"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--grace-period", "9", "--max-epochs", "3"], "--grace-period 9 exceeds --max-epochs 3"),
+        (["--eval-mode", "pop"], "--eval-mode"),
+        (["--preset", "netflix"], "unknown --preset 'netflix'"),
+        (["--set", "epochs=3"], "use --max-epochs"),
+        (["--set", "nope=1"], "--set nope: not a setting of glintru"),
+        (["--grid", "bogus=1,2"], "--grid bogus: not a setting of glintru"),
+        (["--grid", "ablation=full,no_everything"], "unknown ablation 'no_everything'"),
+        (["--set", "ablation=no_everything"], "unknown ablation 'no_everything'"),
+        (["--grid", "hidden_size=30"], "not divisible"),
+        (["--grid", "dropout=0.1", "--set", "dropout=0.2"], "both fixed by --set and listed by --grid"),
+        (["--seeds", "0,1", "--top-k", "5", "--num-samples", "3"], "--top-k 5 exceeds --num-samples 3"),
+        (["--retry-errored"], "--retry-errored applies to --resume"),
+        (["--optuna-storage", "study.txt"], "--optuna-storage must be an RDB URL"),
+    ],
+)
 def test_bad_arguments_fail_before_ray(capsys, tiny_data, tmp_path, args, message):
     err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), *args)
     assert message in err
@@ -108,19 +134,31 @@ def test_set_fixes_a_space_label(tiny_data, tmp_path):
 
     from glintru.search.trainable import TrialSpec, trial_overrides
 
-    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                         overrides={"ablation": "no_conv", "max_length": 20}))
+    plan = plan_search(
+        SearchSettings(
+            space="glintru",
+            data=str(tiny_data),
+            storage=str(tmp_path),
+            overrides={"ablation": "no_conv", "max_length": 20},
+        )
+    )
     # the fixed label leaves the search: Optuna is never asked for it
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = study.ask()
     plan.space.sampler(plan.settings.overrides)(trial)
     assert "ablation" not in trial.params and "kernel_size" in trial.params
     # and every trial trains with the settings it stands for
-    spec = TrialSpec(space="glintru", model="glintru", train_storage=str(tmp_path),
-                     overrides=plan.settings.overrides)
+    spec = TrialSpec(space="glintru", model="glintru", train_storage=str(tmp_path), overrides=plan.settings.overrides)
     settings = trial_overrides(spec, {"lr": 1e-3, "kernel_size": 3})
-    assert settings == {"lr": 1e-3, "kernel_size": 3, "max_length": 20, "use_gru": True,
-                        "use_attention": True, "use_conv": False, "use_gated_mlp": True}
+    assert settings == {
+        "lr": 1e-3,
+        "kernel_size": 3,
+        "max_length": 20,
+        "use_gru": True,
+        "use_attention": True,
+        "use_conv": False,
+        "use_gated_mlp": True,
+    }
 
 
 def test_mlflow_needs_its_package(capsys, tiny_data, tmp_path, monkeypatch):
@@ -131,24 +169,32 @@ def test_mlflow_needs_its_package(capsys, tiny_data, tmp_path, monkeypatch):
 
 def test_existing_and_missing_experiments(capsys, tiny_data, tmp_path):
     (tmp_path / "taken").mkdir()
-    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path),
-                 "--name", "taken")
+    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), "--name", "taken")
     assert "already exists" in err and "--resume --name taken" in err
     err = _error(capsys, "--resume", "--name", "never-ran", "--storage", str(tmp_path))
     assert "nothing to resume" in err
 
 
 def test_a_valid_plan(tiny_data, tmp_path):
-    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                         seeds=[0, 1], num_samples=4, max_epochs=3))
+    plan = plan_search(
+        SearchSettings(
+            space="glintru", data=str(tiny_data), storage=str(tmp_path), seeds=[0, 1], num_samples=4, max_epochs=3
+        )
+    )
     assert plan.phases == ["search", "seeds"] and plan.scheduler == "asha"
     assert plan.exp_dir.startswith(str(tmp_path)) and plan.settings.name.startswith("glintru-synthetic-")
-    grid = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                         grid={"ablation": ["full", "no_gru"]}, seeds=[0, 1]))
+    grid = plan_search(
+        SearchSettings(
+            space="glintru",
+            data=str(tiny_data),
+            storage=str(tmp_path),
+            grid={"ablation": ["full", "no_gru"]},
+            seeds=[0, 1],
+        )
+    )
     assert grid.phases == ["grid"] and grid.scheduler == "fifo"
     # without --gpus-per-trial a trial takes a GPU when the machine has one, and none otherwise
     for gpus, expected in ((0, 0.0), (1, 1.0)):
-        plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                             num_gpus=gpus))
+        plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), num_gpus=gpus))
         assert plan.settings.gpus_per_trial == expected
     assert not ray.is_initialized()

@@ -31,13 +31,18 @@ def local_ray():
     # as the search starts it, with the dashboard (Ray Train's placement-group cleaner needs it);
     # the data probes below live in this test module, so workers import it from here
     paths = f"{REPO}:{REPO / 'tests' / 'search'}"
-    ray.init(num_cpus=4, include_dashboard=True, dashboard_port=dashboard_port(),
-             runtime_env={"env_vars": {"PYTHONPATH": paths}})
+    ray.init(
+        num_cpus=4,
+        include_dashboard=True,
+        dashboard_port=dashboard_port(),
+        runtime_env={"env_vars": {"PYTHONPATH": paths}},
+    )
     yield
     ray.shutdown()
 
 
 # -- the dataset in the object store --------------------------------------------------------------
+
 
 def _location(ds) -> tuple[str, int]:
     """(shared file backing the item ids, their offset in it) as this process maps them."""
@@ -56,9 +61,15 @@ def _probe(shared):
     import os
 
     ds = fetch_dataset(shared)
-    return {"pid": os.getpid(), "shared": in_shared_memory(ds), "location": _location(ds),
-            "sum": int(ds.values.sum()), "n_users": ds.n_users, "lengths": ds.lengths.tolist(),
-            "writeable": ds.values.flags.writeable}
+    return {
+        "pid": os.getpid(),
+        "shared": in_shared_memory(ds),
+        "location": _location(ds),
+        "sum": int(ds.values.sum()),
+        "n_users": ds.n_users,
+        "lengths": ds.lengths.tolist(),
+        "writeable": ds.values.flags.writeable,
+    }
 
 
 def test_workers_read_one_shared_copy(local_ray, tiny_data):
@@ -81,6 +92,7 @@ def test_workers_read_one_shared_copy(local_ray, tiny_data):
 
 # -- releasing the CPUs of stopped trials ---------------------------------------------------------
 
+
 @ray.remote(num_cpus=0)
 class _Owner:
     """Stands in for a Train controller: it creates the workers' placement group, then dies."""
@@ -99,8 +111,12 @@ class _Owner:
 def _held_cpus() -> float:
     from ray.util.placement_group import placement_group_table
 
-    return sum(b.get("CPU", 0) for pg in placement_group_table().values() if pg["state"] == "CREATED"
-               for b in pg["bundles"].values())
+    return sum(
+        b.get("CPU", 0)
+        for pg in placement_group_table().values()
+        if pg["state"] == "CREATED"
+        for b in pg["bundles"].values()
+    )
 
 
 def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
@@ -133,6 +149,7 @@ def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
 
 # -- searches -------------------------------------------------------------------------------------
 
+
 def _assert_trained_once(exp: Path, phase: str, trial_id: str) -> None:
     """A trial that failed in user code: failed.json recorded, every attempt after the first
     replayed it without training, and no epoch reported twice."""
@@ -150,9 +167,18 @@ def _assert_trained_once(exp: Path, phase: str, trial_id: str) -> None:
 @pytest.mark.slow
 def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data, tmp_path):
     # one at a time, so that the second trial gets the first one's process (Tune reuses it)
-    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e-2, 1e9]}, max_epochs=2,
-                              max_failures=2, max_concurrent=1, storage=str(tmp_path), name="direct",
-                              overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    settings = SearchSettings(
+        space="glintru",
+        data=str(tiny_data),
+        grid={"lr": [1e-2, 1e-2, 1e9]},
+        max_epochs=2,
+        max_failures=2,
+        max_concurrent=1,
+        storage=str(tmp_path),
+        name="direct",
+        overrides={**SMALL, "hidden_size": 16, "num_heads": 2},
+        verbose=0,
+    )
     exp = Path(run_search(settings))
     df = results.read_trials(str(exp))
     good, nan = df[df["config/lr"] == 1e-2], df[df["config/lr"] == 1e9].iloc[0]
@@ -162,8 +188,10 @@ def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data
         assert Path(row["run_dir"]).parent == exp / "tune" / "grid" / row["trial_id"]
         assert row["worker_start_seconds"] < 1 and not (exp / "train" / row["trial_id"]).exists()
     # the reused process leaks nothing into the next trial: the same config gives the same metrics
-    pids = {json.loads((exp / "tune" / "grid" / t / "result.json").read_text().splitlines()[0])["pid"]
-            for t in good["trial_id"]}
+    pids = {
+        json.loads((exp / "tune" / "grid" / t / "result.json").read_text().splitlines()[0])["pid"]
+        for t in good["trial_id"]
+    }
     assert len(pids) == 1, "the second trial should have reused the first one's process"
     first, second = good.iloc[0], good.iloc[1]
     for col in ("valid/ndcg@10", "test/ndcg@10", "test/recall@10"):
@@ -176,9 +204,18 @@ def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data
 def test_two_objectives_give_a_pareto_front(local_ray, tiny_data, tmp_path):
     from glintru.search.objectives import parse_objectives
 
-    settings = SearchSettings(space="glintru", data=str(tiny_data), num_samples=4, max_epochs=1,
-                              objective="ndcg@10,infer_ms", sampler="nsga2", storage=str(tmp_path), name="mo",
-                              overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    settings = SearchSettings(
+        space="glintru",
+        data=str(tiny_data),
+        num_samples=4,
+        max_epochs=1,
+        objective="ndcg@10,infer_ms",
+        sampler="nsga2",
+        storage=str(tmp_path),
+        name="mo",
+        overrides={**SMALL, "hidden_size": 16, "num_heads": 2},
+        verbose=0,
+    )
     exp = Path(run_search(settings))
     df = results.read_trials(str(exp))
     front = df[df["pareto"]]
@@ -186,11 +223,16 @@ def test_two_objectives_give_a_pareto_front(local_ray, tiny_data, tmp_path):
     # no trial of the front is dominated by any trial
     for _, a in front.iterrows():
         for _, b in df.iterrows():
-            assert not (b["valid/ndcg@10"] >= a["valid/ndcg@10"] and b["infer_ms_per_batch"] <= a["infer_ms_per_batch"]
-                        and (b["valid/ndcg@10"] > a["valid/ndcg@10"] or b["infer_ms_per_batch"] < a["infer_ms_per_batch"]))
+            assert not (
+                b["valid/ndcg@10"] >= a["valid/ndcg@10"]
+                and b["infer_ms_per_batch"] <= a["infer_ms_per_batch"]
+                and (b["valid/ndcg@10"] > a["valid/ndcg@10"] or b["infer_ms_per_batch"] < a["infer_ms_per_batch"])
+            )
     # Optuna was told both values of every trial
-    study = optuna.load_study(study_name="mo", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="mo",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))),
+    )
     assert [len(t.values) for t in study.trials] == [2] * 4
     assert sorted(round(t.values[1], 6) for t in study.trials) == sorted(round(v, 6) for v in df["infer_ms_per_batch"])
     info = json.loads((exp / "experiment.json").read_text())
@@ -201,9 +243,18 @@ def test_two_objectives_give_a_pareto_front(local_ray, tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
-    settings = SearchSettings(space="glintru", data=str(tiny_data), num_samples=3, max_epochs=2, seeds=[0, 1],
-                              storage=str(tmp_path), name="opt", overrides={**SMALL, "hidden_size": 16},
-                              verbose=0, seed=7)
+    settings = SearchSettings(
+        space="glintru",
+        data=str(tiny_data),
+        num_samples=3,
+        max_epochs=2,
+        seeds=[0, 1],
+        storage=str(tmp_path),
+        name="opt",
+        overrides={**SMALL, "hidden_size": 16},
+        verbose=0,
+        seed=7,
+    )
     exp = Path(run_search(settings))
     assert exp == tmp_path / "opt"
     df = results.read_trials(str(exp))
@@ -224,8 +275,10 @@ def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
         users = pd.read_parquet(exp / "users" / f"{tid}.parquet")
         assert len(users) == 120 and "ndcg@10" in users.columns
     # the Optuna study is on disk for optuna-dashboard, one finished trial per search trial
-    study = optuna.load_study(study_name="opt", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="opt",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna.journal"))),
+    )
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert sorted(t.value for t in study.trials) == sorted(search["valid/ndcg@10"])
     info = json.loads((exp / "experiment.json").read_text())
@@ -236,10 +289,22 @@ def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
 @pytest.mark.slow
 def test_grid_with_ddp_asha_and_a_failing_trial(local_ray, tiny_data, tmp_path):
     # one at a time, so that ASHA sees the good trial first and stops the slow learner at its rung
-    settings = SearchSettings(space="glintru", data=str(tiny_data), grid={"lr": [1e-2, 1e9, 1e-6]},
-                              scheduler="asha", reduction_factor=2, max_epochs=3, max_concurrent=1,
-                              workers_per_trial=2, cpus_per_trial=2, max_failures=1, storage=str(tmp_path),
-                              name="grid", overrides={**SMALL, "hidden_size": 16, "num_heads": 2}, verbose=0)
+    settings = SearchSettings(
+        space="glintru",
+        data=str(tiny_data),
+        grid={"lr": [1e-2, 1e9, 1e-6]},
+        scheduler="asha",
+        reduction_factor=2,
+        max_epochs=3,
+        max_concurrent=1,
+        workers_per_trial=2,
+        cpus_per_trial=2,
+        max_failures=1,
+        storage=str(tmp_path),
+        name="grid",
+        overrides={**SMALL, "hidden_size": 16, "num_heads": 2},
+        verbose=0,
+    )
     exp = Path(run_search(settings))
     # ASHA stopped the slow trial; its Train workers' CPUs are free when the search returns
     assert _held_cpus() == 0
@@ -265,7 +330,6 @@ def test_grid_with_ddp_asha_and_a_failing_trial(local_ray, tiny_data, tmp_path):
 
     # resuming a finished experiment reruns nothing and keeps every row
     before = results.read_trials(str(exp))
-    again = run_search(SearchSettings(space="", data="", storage=str(tmp_path), name="grid", resume=True,
-                                      verbose=0))
+    again = run_search(SearchSettings(space="", data="", storage=str(tmp_path), name="grid", resume=True, verbose=0))
     after = results.read_trials(again)
     pd.testing.assert_frame_equal(before.drop(columns=["num_failures"]), after.drop(columns=["num_failures"]))

@@ -20,28 +20,60 @@ def _stored_experiment(tmp_path, tiny_data, **settings) -> None:
 def test_resume_refuses_each_flag_it_would_ignore(capsys, tmp_path, tiny_data):
     """Tuner.restore takes these from the pickled experiment: silently dropping them misleads."""
     _stored_experiment(tmp_path, tiny_data, max_concurrent=2, gpus_per_trial=0.0)
-    err = _error(capsys, "--resume", "--name", "old", "--storage", str(tmp_path), "--max-concurrent", "3",
-                 "--verbose", "2", "--mlflow", "--cpus-per-trial", "2", "--gpus-per-trial", "0.25")
-    for flag in ("--max-concurrent (the experiment has 2, given 3)", "--verbose", "--mlflow",
-                 "--cpus-per-trial", "--gpus-per-trial"):
+    err = _error(
+        capsys,
+        "--resume",
+        "--name",
+        "old",
+        "--storage",
+        str(tmp_path),
+        "--max-concurrent",
+        "3",
+        "--verbose",
+        "2",
+        "--mlflow",
+        "--cpus-per-trial",
+        "2",
+        "--gpus-per-trial",
+        "0.25",
+    )
+    for flag in (
+        "--max-concurrent (the experiment has 2, given 3)",
+        "--verbose",
+        "--mlflow",
+        "--cpus-per-trial",
+        "--gpus-per-trial",
+    ):
         assert flag in err, flag
     assert "--num-cpus" not in err
 
 
 def test_resume_applies_how_it_reaches_ray(tmp_path, tiny_data):
     _stored_experiment(tmp_path, tiny_data, max_concurrent=2, num_samples=7)
-    s = load_settings_for_resume(SearchSettings(space="", data="", storage=str(tmp_path), name="old", resume=True,
-                                                num_cpus=4, max_concurrent=2, retry_errored=True))
+    s = load_settings_for_resume(
+        SearchSettings(
+            space="",
+            data="",
+            storage=str(tmp_path),
+            name="old",
+            resume=True,
+            num_cpus=4,
+            max_concurrent=2,
+            retry_errored=True,
+        )
+    )
     assert (s.num_cpus, s.max_concurrent, s.num_samples, s.retry_errored) == (4, 2, 7, True)
     assert s.space == "glintru" and s.data == str(tiny_data)
 
 
 def test_a_cluster_refuses_storage_its_nodes_cannot_reach(capsys, tmp_path, tiny_data):
-    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path),
-                 "--address", "auto")
+    err = _error(
+        capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), "--address", "auto"
+    )
     assert "other nodes, which cannot reach it" in err and "s3://" in err and "NFS" in err
-    err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", f"file://{tmp_path}",
-                 "--address", "auto")
+    err = _error(
+        capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", f"file://{tmp_path}", "--address", "auto"
+    )
     assert "cannot reach it" in err
     base = dict(space="glintru", data=str(tiny_data), address="auto")
     settings.check_storage(SearchSettings(**base, storage="s3://bucket/results"), None)
@@ -49,9 +81,7 @@ def test_a_cluster_refuses_storage_its_nodes_cannot_reach(capsys, tmp_path, tiny
 
 
 def test_network_filesystems_are_recognised():
-    mounts = ("/dev/sda1 / ext4 rw 0 0\n"
-              "10.0.0.2:/export /mnt/shared nfs4 rw 0 0\n"
-              "bucket /mnt/gcs fuse.gcsfuse rw 0 0\n")
+    mounts = "/dev/sda1 / ext4 rw 0 0\n10.0.0.2:/export /mnt/shared nfs4 rw 0 0\nbucket /mnt/gcs fuse.gcsfuse rw 0 0\n"
     assert plan.filesystem_type("/mnt/shared/results/x", mounts) == "nfs4"
     assert plan.filesystem_type("/mnt/gcs", mounts) == "fuse.gcsfuse"
     assert plan.filesystem_type("/home/me/results", mounts) == "ext4"
@@ -59,11 +89,17 @@ def test_network_filesystems_are_recognised():
 
 
 def test_objectives_parse_with_their_directions():
-    assert parse_objectives("ndcg@10,infer_ms") == [Objective("ndcg@10", "valid/ndcg@10", "max"),
-                                                    Objective("infer_ms", "infer_ms_per_batch", "min")]
+    assert parse_objectives("ndcg@10,infer_ms") == [
+        Objective("ndcg@10", "valid/ndcg@10", "max"),
+        Objective("infer_ms", "infer_ms_per_batch", "min"),
+    ]
     assert parse_objectives("recall@20:max,memory_mb")[1] == Objective("memory_mb", "peak_memory_mb", "min")
-    for bad, message in (("latency", "unknown objective 'latency'"), ("infer_ms,ndcg@10", "first objective"),
-                         ("ndcg@10:up", "max or min"), ("ndcg@10,ndcg@10", "listed twice")):
+    for bad, message in (
+        ("latency", "unknown objective 'latency'"),
+        ("infer_ms,ndcg@10", "first objective"),
+        ("ndcg@10:up", "max or min"),
+        ("ndcg@10,ndcg@10", "listed twice"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_objectives(bad)
 
@@ -77,24 +113,39 @@ def test_samplers_match_the_number_of_objectives():
         check_sampler("nsga2", 1)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--objective", "ndcg@50"], "evaluate at k in (5, 10, 20)"),
-    (["--objective", "ndcg@10,infer_ms", "--seeds", "0,1"], "Pareto front"),
-    (["--grid", "lr=1e-3", "--sampler", "random"], "--sampler applies to an Optuna search"),
-    (["--objective", "nope"], "--objective: unknown objective"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--objective", "ndcg@50"], "evaluate at k in (5, 10, 20)"),
+        (["--objective", "ndcg@10,infer_ms", "--seeds", "0,1"], "Pareto front"),
+        (["--grid", "lr=1e-3", "--sampler", "random"], "--sampler applies to an Optuna search"),
+        (["--objective", "nope"], "--objective: unknown objective"),
+    ],
+)
 def test_bad_objectives_fail_before_ray(capsys, tiny_data, tmp_path, args, message):
     err = _error(capsys, "--space", "glintru", "--data", str(tiny_data), "--storage", str(tmp_path), *args)
     assert message in err
 
 
 def test_several_objectives_default_to_fifo(tiny_data, tmp_path):
-    plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                         objective="ndcg@10,infer_ms"))
+    plan = plan_search(
+        SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), objective="ndcg@10,infer_ms")
+    )
     assert plan.scheduler == "fifo" and plan.sampler == "tpe" and plan.metric == "valid/ndcg@10"
-    asha = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                         objective="ndcg@10,infer_ms", scheduler="asha", sampler="nsga2"))
+    asha = plan_search(
+        SearchSettings(
+            space="glintru",
+            data=str(tiny_data),
+            storage=str(tmp_path),
+            objective="ndcg@10,infer_ms",
+            scheduler="asha",
+            sampler="nsga2",
+        )
+    )
     assert asha.scheduler == "asha" and asha.sampler == "nsga2"
     with pytest.raises(SearchError):
-        plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                      objective="ndcg@10", sampler="nsga2"))
+        plan_search(
+            SearchSettings(
+                space="glintru", data=str(tiny_data), storage=str(tmp_path), objective="ndcg@10", sampler="nsga2"
+            )
+        )

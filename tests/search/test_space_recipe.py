@@ -43,6 +43,12 @@ def test_a_registered_space_samples_describes_and_trains(meanpool_space_register
     config = space.to_overrides(trial.params | {"hidden_size": 8})
     assert config["hidden_size"] == 8 and 1e-3 <= config["lr"] <= 1e-2
     data = generate(tmp_path / "syn", n_users=50, n_items=20, avg_length=8, seed=0)
-    result = train(data, "meanpool", tmp_path / "run", overrides=config | {"max_length": 8},
-                   config=TrainConfig(epochs=1, batch_size=64, device="cpu", eval_mode="full"), progress=False)
+    result = train(
+        data,
+        "meanpool",
+        tmp_path / "run",
+        overrides=config | {"max_length": 8},
+        config=TrainConfig(epochs=1, batch_size=64, device="cpu", eval_mode="full"),
+        progress=False,
+    )
     assert result.metrics["epochs"] == 1 and 0.0 <= result.metrics["test"]["ndcg@10"] <= 1.0

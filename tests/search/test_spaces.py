@@ -15,8 +15,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _sample(space, n: int, seed: int = 0, fixed=None, tpe: bool = True) -> list[dict]:
-    sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=5) if tpe
-               else optuna.samplers.RandomSampler(seed=seed))
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed, n_startup_trials=5) if tpe else optuna.samplers.RandomSampler(seed=seed)
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     out = []
     for i in range(n):
@@ -72,8 +73,14 @@ def test_ablations_remove_one_component_and_never_both_experts():
 def test_to_overrides_expands_labels_and_drops_bookkeeping():
     space = get_space("glintru")
     out = space.to_overrides({"ablation": "no_attention", "lr": 0.01, "source_trial": "abc", "seed": 2})
-    assert out == {"use_gru": True, "use_attention": False, "use_conv": True, "use_gated_mlp": True,
-                   "lr": 0.01, "seed": 2}
+    assert out == {
+        "use_gru": True,
+        "use_attention": False,
+        "use_conv": True,
+        "use_gated_mlp": True,
+        "lr": 0.01,
+        "seed": 2,
+    }
 
 
 def test_fixed_settings_leave_the_search():

@@ -19,12 +19,26 @@ TINY = {"hidden_size": 16, "num_heads": 2, "num_layers": 1, "max_length": 20, "b
 
 
 def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict) -> list[dict]:
-    job = {"data": None, "model": "glintru", "preset": None, "overrides": {**TINY, **overrides},
-           "train_config": train_config, "threads": 1, "trial_start": 0.0}
+    job = {
+        "data": None,
+        "model": "glintru",
+        "preset": None,
+        "overrides": {**TINY, **overrides},
+        "train_config": train_config,
+        "threads": 1,
+        "trial_start": 0.0,
+    }
     seen: list[dict] = []
-    train_and_report(job, load_dataset(tiny_data), {"node": "n"}, rank=0, world_size=1, device="cpu",
-                     report=lambda metrics, ckpt: seen.append({**metrics, "has_checkpoint": ckpt is not None}),
-                     restored=None)
+    train_and_report(
+        job,
+        load_dataset(tiny_data),
+        {"node": "n"},
+        rank=0,
+        world_size=1,
+        device="cpu",
+        report=lambda metrics, ckpt: seen.append({**metrics, "has_checkpoint": ckpt is not None}),
+        restored=None,
+    )
     return seen
 
 
@@ -79,8 +93,14 @@ def test_the_one_private_ray_api_is_still_there():
 
 def test_seed_reruns_choose_only_trials_that_finished_training():
     # an ASHA-stopped trial is TERMINATED too, and may have the best validation so far
-    df = pd.DataFrame({"trial_id": ["stopped", "done", "failed"], "status": ["TERMINATED", "TERMINATED", "ERROR"],
-                       "completed": [False, True, False], "valid/ndcg@10": [0.9, 0.3, 0.95]})
+    df = pd.DataFrame(
+        {
+            "trial_id": ["stopped", "done", "failed"],
+            "status": ["TERMINATED", "TERMINATED", "ERROR"],
+            "completed": [False, True, False],
+            "valid/ndcg@10": [0.9, 0.3, 0.95],
+        }
+    )
     assert list(results.best_rows(df, 2)["trial_id"]) == ["done"]
 
 
@@ -96,9 +116,14 @@ def test_a_phase_stopped_between_trials_is_unfinished(tiny_data, tmp_path):
     assert count_unfinished(done, expected_trials(plan, "search")) == 2
     running = [*done, results.TrialRecord(trial_id="t2", phase="search", status="RUNNING", config={})]
     assert count_unfinished(running, expected_trials(plan, "search")) == 2
-    errored = [*done, *(results.TrialRecord(trial_id=f"e{i}", phase="search", status="ERROR", config={})
-                        for i in range(2))]
+    errored = [
+        *done,
+        *(results.TrialRecord(trial_id=f"e{i}", phase="search", status="ERROR", config={}) for i in range(2)),
+    ]
     assert count_unfinished(errored, expected_trials(plan, "search")) == 0
-    grid = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path),
-                                      grid={"lr": [1e-3, 1e-2]}, seeds=[0, 1, 2]))
+    grid = plan_search(
+        SearchSettings(
+            space="glintru", data=str(tiny_data), storage=str(tmp_path), grid={"lr": [1e-3, 1e-2]}, seeds=[0, 1, 2]
+        )
+    )
     assert expected_trials(grid, "grid") == 6
