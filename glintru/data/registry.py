@@ -108,6 +108,24 @@ _ICLREC = (
 _TABLE1 = "GLINT-RU paper, Table 1"
 
 
+def _amazon_2014(name: str, category: str, counts: Counts, notes: str) -> DatasetSpec:
+    """A 2014 5-core review file and its product metadata (the paper's Beauty and Video Games)."""
+    return DatasetSpec(
+        name=name,
+        title=f"Amazon {category.replace('_', ' ')} 2014, 5-core",
+        format="amazon-json",
+        files=(
+            RemoteFile(f"{_AMAZON_2014}/reviews_{category}_5.json.gz"),
+            RemoteFile(f"{_AMAZON_2014}/meta_{category}.json.gz", role="items"),
+        ),
+        input=f"reviews_{category}_5.json.gz",
+        items=f"meta_{category}.json.gz",
+        recipe=Recipe(k_core=5),
+        counts=counts,
+        notes=notes,
+    )
+
+
 def _amazon_2018(name: str, category: str, title: str) -> DatasetSpec:
     return DatasetSpec(
         name=name,
@@ -191,37 +209,16 @@ DATASETS: dict[str, DatasetSpec] = {
             checksum_source=_TFDS,
             notes="27,278 movies are listed, 26,744 of them rated.",
         ),
-        DatasetSpec(
-            name="beauty",
-            title="Amazon Beauty 2014, 5-core",
-            format="amazon-json",
-            files=(
-                RemoteFile(f"{_AMAZON_2014}/reviews_Beauty_5.json.gz"),
-                RemoteFile(f"{_AMAZON_2014}/meta_Beauty.json.gz", role="items"),
-            ),
-            input="reviews_Beauty_5.json.gz",
-            items="meta_Beauty.json.gz",
-            recipe=Recipe(k_core=5),
-            counts=Counts(22363, 12101, 198502, _TABLE1),
-            notes=(
-                "Image-based recommendations on styles and substitutes (McAuley et al., SIGIR 2015), "
-                "listed at jmcauley.ucsd.edu/data/amazon. The file is already 5-core; the paper's "
-                "counts equal its reviews, users and items."
-            ),
+        _amazon_2014(
+            "beauty",
+            "Beauty",
+            Counts(22363, 12101, 198502, _TABLE1),
+            "Image-based recommendations on styles and substitutes (McAuley et al., SIGIR 2015), "
+            "listed at jmcauley.ucsd.edu/data/amazon. The file is already 5-core; the paper's "
+            "counts equal its reviews, users and items.",
         ),
-        DatasetSpec(
-            name="video-games",
-            title="Amazon Video Games 2014, 5-core",
-            format="amazon-json",
-            files=(
-                RemoteFile(f"{_AMAZON_2014}/reviews_Video_Games_5.json.gz"),
-                RemoteFile(f"{_AMAZON_2014}/meta_Video_Games.json.gz", role="items"),
-            ),
-            input="reviews_Video_Games_5.json.gz",
-            items="meta_Video_Games.json.gz",
-            recipe=Recipe(k_core=5),
-            counts=Counts(24303, 10672, 231780, _TABLE1),
-            notes="Same release and recipe as beauty.",
+        _amazon_2014(
+            "video-games", "Video_Games", Counts(24303, 10672, 231780, _TABLE1), "Same release and recipe as beauty."
         ),
         _amazon_2018("all-beauty-2018", "All_Beauty", "Amazon All Beauty 2018, 5-core"),
         _amazon_2018("luxury-beauty-2018", "Luxury_Beauty", "Amazon Luxury Beauty 2018, 5-core"),

@@ -21,9 +21,9 @@ from glintru.models.gate_activations import (  # noqa: F401  (the names, defined
 from glintru.models.layers import (
     REFERENCE_NO_ONE_PASS,
     LinearAttention,
-    cross_entropy_all_ids,
     pad_to_length,
     random_padding_row,
+    reference_variant_loss,
 )
 
 # The selective gate's activation modules, keyed by GATE_ACTIVATION_NAMES (gate_activations.py
@@ -438,9 +438,7 @@ class GLINTRU(SequentialRecommender):
     def loss(
         self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     ) -> torch.Tensor:
-        if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
-            return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
-        return super().loss(item_seq, lengths, targets, reduction)
+        return reference_variant_loss(self, item_seq, lengths, targets, reduction)
 
     def one_pass_support(self) -> str | None:
         cfg = self.config

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glintru.models.base import gather_at
+from glintru.models.base import SequentialRecommender, gather_at
 
 
 class LinearAttention(nn.Module):
@@ -159,3 +159,17 @@ def cross_entropy_all_ids(
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     return F.cross_entropy(logits, targets, reduction=reduction)
+
+
+def reference_variant_loss(
+    model: SequentialRecommender,
+    item_seq: torch.Tensor,
+    lengths: torch.Tensor,
+    targets: torch.Tensor,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The training loss of a model with a `variant` setting (GLINT-RU, LinRec): in the reference
+    variant the padding id is a candidate, as in RecBole; otherwise the shared loss."""
+    if getattr(model.config, "variant", None) == "reference":
+        return cross_entropy_all_ids(model(item_seq, lengths), model.item_embeddings(), targets, reduction)
+    return SequentialRecommender.loss(model, item_seq, lengths, targets, reduction)

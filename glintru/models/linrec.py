@@ -29,9 +29,9 @@ from glintru.models.base import ModelConfig, normal_init, padding_mask
 from glintru.models.layers import (
     REFERENCE_NO_ONE_PASS,
     LinearAttention,
-    cross_entropy_all_ids,
     pad_to_length,
     random_padding_row,
+    reference_variant_loss,
 )
 from glintru.models.transformer import TransformerConfig, TransformerLayer, TransformerRecommender
 
@@ -129,9 +129,7 @@ class LinRec(TransformerRecommender):
     def loss(
         self, item_seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     ) -> torch.Tensor:
-        if self.config.variant == "reference":  # the padding id is a candidate, as in RecBole
-            return cross_entropy_all_ids(self(item_seq, lengths), self.item_embeddings(), targets, reduction)
-        return super().loss(item_seq, lengths, targets, reduction)
+        return reference_variant_loss(self, item_seq, lengths, targets, reduction)
 
     def one_pass_support(self) -> str | None:
         cfg = self.config
