@@ -111,6 +111,41 @@ def _paired_ci(d: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(d.mean() - half), float(d.mean() + half)
 
 
+def _over_users(
+    test: str,
+    a_name: str,
+    b_name: str,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    stat: float,
+    p: float,
+    effect: float,
+    effect_name: str,
+    confidence: float,
+) -> Comparison:
+    """A comparison of two aligned per-user vectors, with the paired confidence interval of the mean
+    difference (a point where the difference is constant)."""
+    d = xa - xb
+    lo, hi = (float(d.mean()), float(d.mean())) if _constant(d) else _paired_ci(d, confidence)
+    n = len(xa)
+    return Comparison(
+        test,
+        a_name,
+        b_name,
+        n,
+        n,
+        float(xa.mean()),
+        float(xb.mean()),
+        float(d.mean()),
+        lo,
+        hi,
+        stat,
+        p,
+        effect,
+        effect_name,
+    )
+
+
 def paired_ttest(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidence: float = 0.95) -> Comparison:
     """Two-sided paired t-test over users (the same users on both sides)."""
     xa, xb = align_users(a, b, a_name, b_name)
@@ -128,23 +163,7 @@ def paired_ttest(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidenc
             warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
             res = sps.ttest_rel(xa, xb)
         stat, p, effect = float(res.statistic), float(res.pvalue), float(d.mean() / sd)
-    lo, hi = (float(d.mean()), float(d.mean())) if _constant(d) else _paired_ci(d, confidence)
-    return Comparison(
-        "paired",
-        a_name,
-        b_name,
-        n,
-        n,
-        float(xa.mean()),
-        float(xb.mean()),
-        float(d.mean()),
-        lo,
-        hi,
-        stat,
-        p,
-        effect,
-        "cohen_dz",
-    )
+    return _over_users("paired", a_name, b_name, xa, xb, stat, p, effect, "cohen_dz", confidence)
 
 
 def wilcoxon_test(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confidence: float = 0.95) -> Comparison:
@@ -163,23 +182,7 @@ def wilcoxon_test(a: Any, b: Any, a_name: str = "a", b_name: str = "b", confiden
         ranks = sps.rankdata(np.abs(nz))
         r_plus, r_minus = ranks[nz > 0].sum(), ranks[nz < 0].sum()
         effect = float((r_plus - r_minus) / (r_plus + r_minus))
-    lo, hi = (float(d.mean()), float(d.mean())) if _constant(d) else _paired_ci(d, confidence)
-    return Comparison(
-        "wilcoxon",
-        a_name,
-        b_name,
-        n,
-        n,
-        float(xa.mean()),
-        float(xb.mean()),
-        float(d.mean()),
-        lo,
-        hi,
-        stat,
-        p,
-        effect,
-        "rank_biserial",
-    )
+    return _over_users("wilcoxon", a_name, b_name, xa, xb, stat, p, effect, "rank_biserial", confidence)
 
 
 def welch_ttest(
