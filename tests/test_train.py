@@ -189,9 +189,11 @@ def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_
         "bucketed": dict(one_pass=False),
         "random": dict(one_pass=False, bucketing=False),
     }
+    widths = {}
     for pipeline, over in runs.items():
         res = train(tiny, "glintru", tmp_path / pipeline, overrides=SMALL | over, config=_cfg(epochs=1), progress=False)
         m = res.metrics
+        widths[pipeline] = m["mean_padded_width"]
         assert m["pipeline"] == pipeline and m["history"][0]["pipeline"] == pipeline
         assert json.loads((tmp_path / pipeline / "config.json").read_text())["pipeline"] == pipeline
         assert 1 <= m["mean_padded_width"] <= SMALL["max_length"]
@@ -199,6 +201,8 @@ def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_
         # Every pipeline trains on every target once: n - 3 per user.
         h = m["history"][0]
         assert round(h["samples_per_second"] * h["seconds"]) == int((tiny.lengths - 3).clip(min=0).sum())
+    # sorting by prefix length never widens batches: bucketed pads no more than random batches
+    assert widths["bucketed"] <= widths["random"]
 
 
 def test_one_pass_where_not_exact_is_refused_naming_the_model_and_why(tiny, tmp_path):
