@@ -1,5 +1,6 @@
-"""What a search optimises: one or more objectives (`--objective ndcg@10,infer_ms`), the Optuna
-sampler that proposes trials (`--sampler`), and the Pareto front of the finished trials.
+"""What a search optimises: one or more objectives (`--objective ndcg@10,infer_ms`), which Optuna
+sampler may propose trials for them (`--sampler`; `samplers.py` builds it), and the Pareto front
+of the finished trials.
 
 Accuracy objectives are validation metrics (selection never looks at test); cost objectives are
 measured once per finished run. Pure functions: no Ray.
@@ -11,7 +12,6 @@ import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -83,21 +83,6 @@ def check_sampler(name: str | None, n_objectives: int) -> str:
     if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
         raise ValueError("--sampler cmaes needs the cmaes package: pip install cmaes (or choose another sampler)")
     return name
-
-
-def make_sampler(name: str, seed: int) -> Any:
-    """The Optuna sampler behind --sampler."""
-    import optuna
-
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),  # multi-objective TPE with several
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
-        # CMA-ES samples numbers; categorical choices of the space fall back to random sampling
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-    }
-    return samplers[name]()
 
 
 def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series:

@@ -106,7 +106,7 @@ def _search_alg(plan: Plan) -> Any:
     result, where the costs of a finished run are)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    from glintru.search.objectives import make_sampler
+    from glintru.search.samplers import make_sampler
 
     s = plan.settings
     many = len(plan.objectives) > 1
