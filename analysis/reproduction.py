@@ -2,6 +2,8 @@
 -> mean and spread over seeds under the run's own protocol (e.g. pop100) and, where `glintru evaluate
 --eval-mode full` was run, under full ranking; the paper's numbers; paired t-tests of the reference
 model against each baseline over the same test users; epochs to convergence and seconds per epoch.
+Runs of one model with `variant=reference` (GLINT-RU, LinRec) form a row of their own,
+"GLINT-RU (reference)", named `glintru:reference` for --reference.
 
     python analysis/reproduction.py runs/beauty/* --paper beauty --reference glintru --out docs/beauty.md
 
@@ -29,6 +31,24 @@ from glintru.analysis.stats import holm, paired_ttest
 from glintru.models import MODELS, display_name
 
 METRICS = ("recall@10", "mrr@10", "ndcg@10")
+REFERENCE_VARIANT = "reference"
+
+
+def arm(config: dict[str, Any]) -> str:
+    """The row a run belongs to: its model, or `model:reference` for the reference variant."""
+    variant = config.get("model_config", {}).get("variant")
+    return f"{config['model']}:{variant}" if variant == REFERENCE_VARIANT else config["model"]
+
+
+def arm_name(key: str) -> str:
+    """The display name of a row: "GLINT-RU", "GLINT-RU (reference)"."""
+    model, _, variant = key.partition(":")
+    return display_name(model) + (f" ({variant})" if variant else "")
+
+
+def _arm_order(key: str) -> tuple[int, str]:
+    model = key.partition(":")[0]
+    return (list(MODELS).index(model) if model in MODELS else len(MODELS), key)
 
 
 def read_run(path: Path) -> dict[str, Any]:
@@ -37,7 +57,7 @@ def read_run(path: Path) -> dict[str, Any]:
     metrics = json.loads((path / "metrics.json").read_text())
     run = {
         "path": str(path),
-        "model": config["model"],
+        "model": arm(config),
         "seed": config["train_config"]["seed"],
         "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
         "test": metrics["test"],
@@ -59,7 +79,7 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 0.05) -> dict[str, Any]:
-    models = sorted({r["model"] for r in runs}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)
+    models = sorted({r["model"] for r in runs}, key=_arm_order)
     protocols = {r["protocol"] for r in runs}
     if len(protocols) != 1:
         raise ValueError(f"runs use different evaluation protocols {sorted(protocols)}; compare one at a time")
@@ -126,16 +146,17 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
         wins = sum((p, m, k) in sig for m in summary["models"] if m != ref)
         return "*" if model == ref and (p, k) in beaten and wins == n_base[p] else ""
 
-    head = ["Model", "seeds"] + [f"{k} ({proto})" for k in METRICS]
+    head = ["Model", "seeds"] + [f"{k} ({proto})" for k in METRICS] + [f"valid ndcg@10 ({proto})"]
     if paper:
         head += [f"paper {k}" for k in METRICS]
     head += [f"{k} (full)" for k in METRICS] + ["best epoch", "s/epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, row in summary["models"].items():
-        cells = [display_name(m), str(len(row["seeds"]))]
+        cells = [arm_name(m), str(len(row["seeds"]))]
         cells += [_cell(row.get("test", {}).get(k), mark(m, proto, k)) for k in METRICS]
+        cells.append(_cell(row.get("valid", {}).get("ndcg@10")))
         if paper:
-            pt = TABLE2.get(paper, {}).get(m)
+            pt = TABLE2.get(paper, {}).get(m.partition(":")[0])
             cells += [f"{pt[k]:.4f}" if pt else "-" for k in METRICS]
         cells += [_cell(row.get("full", {}).get(k), mark(m, "full", k)) for k in METRICS]
         be, ep = row["best_epoch"], row["seconds_per_epoch"]
@@ -144,7 +165,7 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
     if summary["tests"]:
         lines += [
             "",
-            f"Paired t-tests over test users, {display_name(ref)} minus each baseline (per-user metrics "
+            f"Paired t-tests over test users, {arm_name(ref)} minus each baseline (per-user metrics "
             "averaged over seeds; p Holm-adjusted within each protocol):",
             "",
             "| protocol | baseline | metric | diff | p | p (Holm) |",
@@ -152,7 +173,7 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
         ]
         for t in summary["tests"]:
             lines.append(
-                f"| {t['protocol']} | {display_name(t['model'])} | {t['metric']} | {t['diff']:+.4f} | "
+                f"| {t['protocol']} | {arm_name(t['model'])} | {t['metric']} | {t['diff']:+.4f} | "
                 f"{t['p']:.2g} | {t['p_holm']:.2g} |"
             )
     return "\n".join(lines) + "\n"
@@ -162,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="glintru train run directories")
     p.add_argument("--paper", choices=sorted(TABLE2), help="add the paper's Table 2 numbers for this dataset")
-    p.add_argument("--reference", default="glintru", help="model tested against every other (default glintru)")
+    p.add_argument(
+        "--reference",
+        default="glintru",
+        help="row tested against every other: a model, or model:reference (default glintru)",
+    )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
     p.add_argument("--json", type=Path, help="also write the numbers as JSON here")

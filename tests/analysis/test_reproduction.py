@@ -93,3 +93,28 @@ def test_paper_tables_cover_every_registered_model_and_dataset():
         assert set(TABLE3[ds]) == set(MODELS) - {"gru4rec"}  # Table 3 has no GRU4Rec row
     assert TABLE2["beauty"]["glintru"] == {"recall@10": 0.4472, "mrr@10": 0.2498, "ndcg@10": 0.2964}
     assert TABLE3["beauty"]["glintru"]["seconds_per_epoch"] == 3.8
+
+
+def test_the_reference_variant_is_a_row_of_its_own_and_can_be_the_reference(tmp_path, capsys):
+    better = {"recall@10": [1, 1] * 50, "mrr@10": [0.5, 0.4] * 50, "ndcg@10": [0.6, 0.5] * 50}
+    worse = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    paths = [
+        write_run(tmp_path / "masked", explicit_trial("glintru", "beauty", 0, better, config={"variant": "masked"})),
+        write_run(tmp_path / "ref", explicit_trial("glintru", "beauty", 0, worse, config={"variant": "reference"})),
+        write_run(tmp_path / "linrec", explicit_trial("linrec", "beauty", 0, worse, config={"variant": "reference"})),
+    ]
+    summary = reproduction.summarise([reproduction.read_run(p) for p in paths], "glintru")
+    assert list(summary["models"]) == ["linrec:reference", "glintru", "glintru:reference"]
+    ndcg = {t["model"]: t["diff"] for t in summary["tests"] if t["metric"] == "ndcg@10" and t["protocol"] == "pop100"}
+    assert ndcg == {"linrec:reference": pytest.approx(0.25), "glintru:reference": pytest.approx(0.25)}
+    text = reproduction.render(summary, "beauty")
+    row = next(line for line in text.splitlines() if line.startswith("| GLINT-RU (reference)"))
+    # the paper's number is the model's, beside either variant; valid NDCG@10 has its own column
+    assert row.startswith("| GLINT-RU (reference) | 1 | 0.5000 | 0.2500 | 0.3000 | 0.3000 | 0.4472 |")
+    assert "| pop100 | LinRec (reference) | ndcg@10 | +0.2500 |" in text
+    # the reference variant as the tested row, by its key
+    out = tmp_path / "t.json"
+    assert reproduction.main([*map(str, paths[1:]), "--reference", "glintru:reference", "--json", str(out)]) == 0
+    tests = json.loads(out.read_text())["tests"]
+    assert {t["model"] for t in tests} == {"linrec:reference"} and all(t["diff"] == 0 for t in tests)
+    assert "GLINT-RU (reference) minus each baseline" in capsys.readouterr().out
