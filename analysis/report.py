@@ -14,6 +14,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glintru.analysis import Results, SignificanceError, collect
+from glintru.analysis.cli import add_selection_arguments, split_list
 from glintru.analysis.collect import parse_conditions
 from glintru.analysis.report import ReportOptions, write_report
 from glintru.analysis.tables import PAPER_METRICS
@@ -28,37 +29,10 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument(
-        "experiments",
-        nargs="+",
-        metavar="EXP_DIR",
-        help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)",
-    )
+    add_selection_arguments(p, test_help="test behind the table's marks; the other two are reported as checks")
     p.add_argument(
         "--out", default="report", help="output directory (default report/); an earlier report there is replaced whole"
     )
-    p.add_argument(
-        "--metric",
-        action="append",
-        metavar="NAME",
-        help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})",
-    )
-    p.add_argument(
-        "--test",
-        choices=("paired", "welch", "wilcoxon"),
-        default="paired",
-        help="test behind the table's marks; the other two are reported as checks",
-    )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
-    p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
-    p.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="COLUMN=VALUE",
-        help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)",
-    )
-    p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
     p.add_argument(
         "--ablation",
         action="append",
@@ -78,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    metrics = [m.strip() for item in (args.metric or [",".join(PAPER_METRICS)]) for m in item.split(",") if m.strip()]
+    metrics = split_list(args.metric) or list(PAPER_METRICS)
     options = ReportOptions(
         metrics=metrics,
         select=args.select,

@@ -14,47 +14,17 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glintru.analysis import SignificanceError, ablation_table, collect, performance_table
+from glintru.analysis.cli import add_selection_arguments, split_list
 from glintru.analysis.collect import parse_conditions
 from glintru.analysis.tables import PAPER_METRICS, frame_layout, render_csv, render_latex, render_markdown
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument(
-        "experiments",
-        nargs="+",
-        metavar="EXP_DIR",
-        help="experiment dirs (trials.parquet) or run dirs (metrics.json); local paths or URIs (s3://...)",
-    )
-    p.add_argument(
-        "--metric",
-        action="append",
-        metavar="NAME",
-        help=f"test metric(s), repeatable or comma-separated (default {','.join(PAPER_METRICS)})",
+    add_selection_arguments(
+        p, test_help="paired t over users (default), Welch t over seeds, or Wilcoxon signed-rank over users"
     )
     p.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    p.add_argument(
-        "--test",
-        choices=("paired", "welch", "wilcoxon"),
-        default="paired",
-        help="paired t over users (default), Welch t over seeds, or Wilcoxon signed-rank over users",
-    )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
-    p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
-    p.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="COLUMN=VALUE",
-        help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)",
-    )
-    p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
     p.add_argument("--models", action="append", metavar="NAMES", help="row order / subset, comma-separated")
     p.add_argument("--datasets", action="append", metavar="NAMES", help="column order / subset, comma-separated")
     p.add_argument(
@@ -69,14 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    metrics = _split(args.metric) or list(PAPER_METRICS)
+    metrics = split_list(args.metric) or list(PAPER_METRICS)
     try:
         results = collect(args.experiments).only(parse_conditions(args.only))
-        common = dict(select=args.select, test=args.test, alpha=args.alpha, datasets=_split(args.datasets))
+        common = dict(select=args.select, test=args.test, alpha=args.alpha, datasets=split_list(args.datasets))
         if args.ablation:
-            table = ablation_table(results, args.ablation, metrics, order=_split(args.models), **common)
+            table = ablation_table(results, args.ablation, metrics, order=split_list(args.models), **common)
         else:
-            table = performance_table(results, metrics, rows=_split(args.models), reference=args.reference, **common)
+            table = performance_table(
+                results, metrics, rows=split_list(args.models), reference=args.reference, **common
+            )
     except (SignificanceError, FileNotFoundError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)

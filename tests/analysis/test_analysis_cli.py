@@ -1,5 +1,6 @@
 """analysis/report.py and analysis/significance.py end to end, as a user runs them from the repo root."""
 
+import argparse
 import importlib.util
 import re
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from conftest import GOLDEN, REPO
 
 from glintru.analysis import collect, performance_table
+from glintru.analysis.cli import add_selection_arguments, split_list
 
 import analysis_fakes as fakes
 
@@ -195,3 +197,29 @@ def test_readme_analysis_section_documents_exactly_the_flags(capsys):
     assert documented["significance"] == _help_flags(script("significance").main, [], capsys)
     assert documented["report"] == _help_flags(script("report").main, [], capsys)
     assert documented["evaluate"] == _help_flags(glintru_main, ["evaluate"], capsys)
+
+
+# -- the flags both scripts share (glintru.analysis.cli) --
+
+
+def test_split_list_flattens_repeated_and_comma_separated_values():
+    assert split_list(None) is None and split_list([]) is None
+    assert split_list(["ndcg@10, mrr@10", "recall@10", " ,"]) == ["ndcg@10", "mrr@10", "recall@10"]
+
+
+def test_both_scripts_parse_the_shared_flags_alike():
+    argv = ["e1", "e2", "--metric", "ndcg@10", "--test", "welch", "--alpha", "0.01", "--only", "config/x=1"]
+    argv += ["--select", "valid/mrr@10", "--reference", "glintru"]
+    shared = ("experiments", "metric", "test", "alpha", "select", "only", "reference")
+    parsed = [vars(script(n).parse_args(argv)) for n in ("report", "significance")]
+    for key in shared:
+        assert parsed[0][key] == parsed[1][key], key
+    assert parsed[0]["experiments"] == ["e1", "e2"] and parsed[0]["alpha"] == 0.01
+
+
+def test_an_unknown_test_is_refused():
+    p = argparse.ArgumentParser()
+    add_selection_arguments(p, test_help="which test")
+    with pytest.raises(SystemExit):
+        p.parse_args(["exp", "--test", "anova"])
+    assert p.parse_args(["exp"]).test == "paired"
