@@ -7,7 +7,9 @@ Runs of one model with `variant=reference` (GLINT-RU, LinRec) form a row of thei
 
     python analysis/reproduction.py runs/beauty/* --paper beauty --reference glintru --out docs/beauty.md
 
-Writes Markdown (stdout or --out) and, with --json, the same numbers as JSON.
+Writes Markdown (stdout or --out) and, with --json, the same numbers as JSON. `--curve 1,5,10` adds
+each row's validation NDCG@10 at those epochs (mean over seeds): runs given the same epoch budget
+compared as they learn.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def read_run(path: Path) -> dict[str, Any]:
         "best_epoch": metrics["best_epoch"],
         "epochs": metrics["epochs"],
         "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "curve": {int(h["epoch"]): h["valid"]["ndcg@10"] for h in metrics.get("history", []) if "valid" in h},
         "users": pd.read_parquet(path / "test_users.parquet").set_index("user"),
     }
     full = path / "eval-full.json"
@@ -93,6 +96,9 @@ def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 
         row["best_epoch"] = _mean_sd([r["best_epoch"] for r in rs])
         row["epochs"] = _mean_sd([r["epochs"] for r in rs])
         row["seconds_per_epoch"] = _mean_sd([r["seconds_per_epoch"] for r in rs])
+        # validation NDCG@10 by epoch, over the epochs every seed reached
+        epochs = set.intersection(*(set(r["curve"]) for r in rs))
+        row["curve"] = {e: float(np.mean([r["curve"][e] for r in rs])) for e in sorted(epochs)}
         by_model[m] = row
     tests: list[dict[str, Any]] = []
     if reference in by_model:
@@ -132,6 +138,16 @@ def _cell(ms: tuple[float, float] | None, mark: str = "") -> str:
         return "-"
     mean, sd = ms
     return f"{mean:.4f}{mark} ± {sd:.4f}" if sd else f"{mean:.4f}{mark}"
+
+
+def render_curve(summary: dict[str, Any], epochs: list[int]) -> str:
+    """Validation NDCG@10 at the given epochs, a row per model ("-" where a run stopped before)."""
+    head = ["Model"] + [f"epoch {e}" for e in epochs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, row in summary["models"].items():
+        cells = [f"{row['curve'][e]:.4f}" if e in row["curve"] else "-" for e in epochs]
+        lines.append("| " + " | ".join([arm_name(m), *cells]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def render(summary: dict[str, Any], paper: str | None) -> str:
@@ -189,9 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         help="row tested against every other: a model, or model:reference (default glintru)",
     )
     p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--curve", metavar="EPOCHS", help="add validation NDCG@10 at these epochs, e.g. 1,4,8,16")
     p.add_argument("--out", type=Path, help="write the Markdown here instead of stdout")
     p.add_argument("--json", type=Path, help="also write the numbers as JSON here")
     args = p.parse_args(argv)
+    try:
+        curve = [int(e) for e in args.curve.split(",")] if args.curve else []
+        if any(e < 1 for e in curve):
+            raise ValueError
+    except ValueError:
+        print(
+            f"error: --curve takes epochs from 1 up, comma-separated (e.g. 1,4,8); got {args.curve!r}", file=sys.stderr
+        )
+        return 2
     try:
         missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
         if missing:
@@ -201,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = render(summary, args.paper)
+    if curve:
+        text += "\nValidation NDCG@10 by epoch (mean over seeds):\n\n" + render_curve(summary, curve)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)

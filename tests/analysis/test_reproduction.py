@@ -118,3 +118,32 @@ def test_the_reference_variant_is_a_row_of_its_own_and_can_be_the_reference(tmp_
     tests = json.loads(out.read_text())["tests"]
     assert {t["model"] for t in tests} == {"linrec:reference"} and all(t["diff"] == 0 for t in tests)
     assert "GLINT-RU (reference) minus each baseline" in capsys.readouterr().out
+
+
+def _with_history(run: Path, valid_by_epoch: list[float]) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["history"] = [{"epoch": e + 1, "valid": {"ndcg@10": v}} for e, v in enumerate(valid_by_epoch)]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_learning_curves_are_averaged_over_seeds_up_to_the_shortest(tmp_path, capsys):
+    same = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    runs = {
+        "g0": ("glintru", 0, [0.1, 0.2, 0.3]),
+        "g1": ("glintru", 1, [0.3, 0.4]),
+        "s0": ("sasrec", 0, [0.05, 0.1, 0.15, 0.2]),
+    }
+    paths = []
+    for name, (model, seed, curve) in runs.items():
+        path = write_run(tmp_path / name, explicit_trial(model, "beauty", seed, same))
+        _with_history(path, curve)
+        paths.append(str(path))
+    out = tmp_path / "t.json"
+    assert reproduction.main([*paths, "--curve", "1,2,4", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| GLINT-RU | 0.2000 | 0.3000 | - |" in text  # epoch 3: seed 1 stopped at 2
+    assert "| SASRec | 0.0500 | 0.1000 | 0.2000 |" in text
+    assert json.loads(out.read_text())["models"]["glintru"]["curve"] == {"1": 0.2, "2": pytest.approx(0.3)}
+    for bad in ("0,4", "a"):
+        assert reproduction.main([*paths, "--curve", bad]) == 2
+        assert f"--curve takes epochs from 1 up, comma-separated (e.g. 1,4,8); got '{bad}'" in capsys.readouterr().err
