@@ -195,7 +195,8 @@ class GLINTRUBlock(nn.Module):
         self.attn = None
         if cfg.use_attention:
             assert cfg.attention_key_norm is not None  # resolved from the variant in __post_init__
-            self.attn = LinearAttention(d, cfg.num_heads, cfg.dropout, key_norm=cfg.attention_key_norm)
+            attn_dropout = cfg.dropout if cfg.attention_dropout is None else cfg.attention_dropout
+            self.attn = LinearAttention(d, cfg.num_heads, attn_dropout, key_norm=cfg.attention_key_norm)
             self.attn_norm = nn.LayerNorm(d, eps=eps)
         self.gru = DenseSelectiveGRU(cfg) if cfg.use_gru else None
         # (attention, GRU) logits; one expert alone takes the whole weight.
@@ -259,9 +260,13 @@ class GLINTRUConfig(ModelConfig):
     """GLINT-RU hyperparameters, and where they follow the paper or its public reference code
     (GLINT-RU.py in szhang-cityu/GLINT-RU, a RecBole model).
 
-    - dropout (Table 5: 0.2 ML-1M, 0.5 Amazon) acts on the item embeddings and the attention
-      output; inner_dropout (0.3 in the reference) in the selective gate, after the mixing
-      linear and after the gated MLP.
+    - dropout (Table 5: 0.2 ML-1M, 0.5 Amazon) acts on the item embeddings and, unless
+      attention_dropout is set, on the attention output; inner_dropout (0.3 in the reference) in
+      the selective gate, after the mixing linear and after the gated MLP.
+    - attention_dropout: the attention output's own rate, None (default) for `dropout`. The
+      reference reads it from `hidden_dropout_prob` (0.2 in its run.py, which also sets n_heads
+      4 at d=64): `--set attention_dropout=0.2 num_heads=4` with variant="reference" is the
+      reference's configuration on Amazon.
     - num_layers: stacked blocks. Table 5 lists 2 for every model, but the text ("only requiring
       a single layer"), Table 3's timings (equal to Table 7's L=1 row) and the reference use one
       GLINT-RU layer, so the presets use 1. The reference has no layer count at all: its model
@@ -323,6 +328,7 @@ class GLINTRUConfig(ModelConfig):
     kernel_size: int = 3
     num_heads: int = 8
     inner_dropout: float = 0.3
+    attention_dropout: float | None = None
     gate_activation: str = "silu"
     use_gru: bool = True
     use_attention: bool = True
@@ -375,6 +381,8 @@ class GLINTRUConfig(ModelConfig):
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.inner_dropout < 1.0:
             raise ValueError(f"inner_dropout must lie in [0, 1); got {self.inner_dropout}")
+        if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must lie in [0, 1); got {self.attention_dropout}")
         if self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be positive; got {self.layer_norm_eps}")
 

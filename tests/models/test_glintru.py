@@ -224,6 +224,7 @@ def test_mixing_weights_softmax_and_trainable():
         (dict(attention_key_norm="rows"), "unknown attention_key_norm 'rows'"),
         (dict(variant="recbole"), "unknown variant 'recbole'; choose one of masked, reference"),
         (dict(inner_dropout=1.0), "inner_dropout must lie in"),
+        (dict(attention_dropout=1.0), r"attention_dropout must lie in \[0, 1\); got 1.0"),
         (dict(kernel_size=0), "kernel_size, gru_num_layers and num_heads must be positive"),
         (dict(dropout=-0.1), "dropout must lie in"),
         (dict(kernel_sizes=3), "has no field"),
@@ -536,3 +537,20 @@ def test_reference_variant_refuses_one_pass():
     with pytest.raises(ValueError, match="one-pass training refused for GLINTRU"):
         model.prefix_outputs(*short_batch())
     assert make_model(max_length=L_REF).one_pass_support() is None
+
+
+def test_the_attention_output_takes_its_own_dropout_when_given():
+    def attention_dropout(model):
+        return model.blocks[0].attn.dropout.p
+
+    assert attention_dropout(make_model(dropout=0.5)) == 0.5  # default: the shared rate
+    model = make_model(dropout=0.5, attention_dropout=0.0).train()
+    assert attention_dropout(model) == 0.0
+    # the attention output is then deterministic in training mode, the embeddings' dropout is not
+    x = torch.randn(3, 7, D)
+    lengths = torch.tensor([7, 4, 1])
+    mask = torch.arange(7)[None, :] < lengths[:, None]
+    attn = model.blocks[0].attn
+    torch.testing.assert_close(attn(x, mask), attn(x, mask))
+    emb = model.emb_dropout(torch.ones(1000))
+    assert emb.eq(0).any() and emb.ne(0).any()
