@@ -3,7 +3,9 @@
 --eval-mode full` was run, under full ranking; the paper's numbers; paired t-tests of the reference
 model against each baseline over the same test users; epochs to convergence and seconds per epoch.
 Runs of one model with `variant=reference` (GLINT-RU, LinRec) form a row of their own,
-"GLINT-RU (reference)", named `glintru:reference` for --reference.
+"GLINT-RU (reference)", named `glintru:reference` for --reference; so do runs of one model and
+variant whose model settings differ, named by the settings that differ ("GLINT-RU (num_layers=2)",
+`glintru:num_layers=2`).
 
     python analysis/reproduction.py runs/beauty/* --paper beauty --reference glintru --out docs/beauty.md
 
@@ -42,10 +44,28 @@ def arm(config: dict[str, Any]) -> str:
     return f"{config['model']}:{variant}" if variant == REFERENCE_VARIANT else config["model"]
 
 
+def label_arms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Split a model's runs into rows by the model settings that differ between them (seeds are
+    never a model setting): each such run's key gains `name=value` for every differing setting."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(r["model"], []).append(r)
+    for key, group in groups.items():
+        configs = [r["model_config"] for r in group]
+        names = sorted({k for c in configs for k in c})
+        differ = [k for k in names if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+        if not differ:
+            continue
+        for r in group:
+            parts = ",".join(f"{k}={r['model_config'].get(k)}" for k in differ)
+            r["model"] = f"{key},{parts}" if ":" in key else f"{key}:{parts}"
+    return runs
+
+
 def arm_name(key: str) -> str:
     """The display name of a row: "GLINT-RU", "GLINT-RU (reference)"."""
     model, _, variant = key.partition(":")
-    return display_name(model) + (f" ({variant})" if variant else "")
+    return display_name(model) + (f" ({variant.replace(',', ', ')})" if variant else "")
 
 
 def _arm_order(key: str) -> tuple[int, str]:
@@ -60,6 +80,7 @@ def read_run(path: Path) -> dict[str, Any]:
     run = {
         "path": str(path),
         "model": arm(config),
+        "model_config": config.get("model_config", {}),
         "seed": config["train_config"]["seed"],
         "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
         "test": metrics["test"],
@@ -222,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
         if missing:
             raise FileNotFoundError(f"not finished run directories (no metrics.json): {', '.join(missing)}")
-        summary = summarise([read_run(r) for r in args.runs], args.reference, args.alpha)
+        summary = summarise(label_arms([read_run(r) for r in args.runs]), args.reference, args.alpha)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -147,3 +147,32 @@ def test_learning_curves_are_averaged_over_seeds_up_to_the_shortest(tmp_path, ca
     for bad in ("0,4", "a"):
         assert reproduction.main([*paths, "--curve", bad]) == 2
         assert f"--curve takes epochs from 1 up, comma-separated (e.g. 1,4,8); got '{bad}'" in capsys.readouterr().err
+
+
+def test_runs_of_one_model_with_other_settings_are_rows_named_by_what_differs(tmp_path):
+    same = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    configs = [
+        ("a", 0, {"num_layers": 1, "dropout": 0.5}),
+        ("b", 1, {"num_layers": 1, "dropout": 0.5}),  # another seed of the same row
+        ("c", 0, {"num_layers": 2, "dropout": 0.5}),
+        ("d", 0, {"num_layers": 2, "dropout": 0.5, "variant": "reference"}),
+        ("e", 0, {"num_layers": 1, "dropout": 0.2, "variant": "reference"}),
+    ]
+    paths = [
+        write_run(tmp_path / name, explicit_trial("glintru", "beauty", seed, same, config=config))
+        for name, seed, config in configs
+    ]
+    runs = reproduction.label_arms([reproduction.read_run(p) for p in paths])
+    assert [r["model"] for r in runs] == [
+        "glintru:num_layers=1",
+        "glintru:num_layers=1",
+        "glintru:num_layers=2",
+        "glintru:reference,dropout=0.5,num_layers=2",
+        "glintru:reference,dropout=0.2,num_layers=1",
+    ]
+    summary = reproduction.summarise(runs, "glintru:num_layers=1")
+    assert summary["models"]["glintru:num_layers=1"]["seeds"] == [0, 1]
+    assert {t["model"] for t in summary["tests"]} == {r["model"] for r in runs[2:]}
+    text = reproduction.render(summary, None)
+    assert "| GLINT-RU (reference, dropout=0.2, num_layers=1) | 1 |" in text
+    assert "| GLINT-RU (num_layers=1) | 2 |" in text
