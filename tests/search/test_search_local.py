@@ -119,6 +119,19 @@ def _held_cpus() -> float:
     )
 
 
+def _wait_until_dead(actor, seconds: float = 30) -> None:
+    """ray.kill only asks for the kill: a call sent right after it may still be served. Wait
+    until calls fail."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            ray.get(actor.ping.remote(), timeout=seconds)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the actor still answered {seconds} s after ray.kill")
+
+
 def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
     from types import SimpleNamespace
 
@@ -126,19 +139,21 @@ def test_driver_releases_the_train_workers_of_an_ended_trial(local_ray):
 
     owner = _Owner.remote()
     pg_id = ray.get(owner.reserve.remote(2))
-    ray.kill(owner)
-    with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(owner.ping.remote())
-    # the group outlives its creator, holding its CPUs
-    assert _held_cpus() == 2
-    callback = ReleaseTrainResources()
-    trial = SimpleNamespace(last_result={"epoch": 1, PLACEMENT_GROUP_KEY: pg_id})
-    callback.on_trial_complete(iteration=1, trials=[trial], trial=trial)
-    assert callback.released == [pg_id]
-    deadline = time.time() + 30
-    while _held_cpus() and time.time() < deadline:
-        time.sleep(0.2)
-    assert _held_cpus() == 0
+    try:
+        ray.kill(owner)
+        _wait_until_dead(owner)
+        # the group outlives its creator, holding its CPUs
+        assert _held_cpus() == 2
+        callback = ReleaseTrainResources()
+        trial = SimpleNamespace(last_result={"epoch": 1, PLACEMENT_GROUP_KEY: pg_id})
+        callback.on_trial_complete(iteration=1, trials=[trial], trial=trial)
+        assert callback.released == [pg_id]
+        deadline = time.time() + 30
+        while _held_cpus() and time.time() < deadline:
+            time.sleep(0.2)
+        assert _held_cpus() == 0
+    finally:
+        release_placement_group(pg_id)  # never leave the CPUs held for the tests after this one
     # already removed, never reported, or unknown: nothing to do
     assert release_placement_group(pg_id) is False
     callback.on_trial_error(iteration=2, trials=[], trial=SimpleNamespace(last_result={}))
