@@ -184,10 +184,18 @@ def test_cuda_bf16_run_learns(tiny, tmp_path):
 
 
 def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_path):
+    from glintru.data.batches import BatchLoader
+    from glintru.data.sequences import SequenceLoader
+
     runs = {
         "one-pass": dict(),
         "bucketed": dict(one_pass=False),
         "random": dict(one_pass=False, bucketing=False),
+    }
+    loaders = {
+        "one-pass": lambda: SequenceLoader(tiny, SMALL["max_length"], 128, seed=0),
+        "bucketed": lambda: BatchLoader(tiny, SMALL["max_length"], 128, seed=0, bucketing=True),
+        "random": lambda: BatchLoader(tiny, SMALL["max_length"], 128, seed=0, bucketing=False),
     }
     widths = {}
     for pipeline, over in runs.items():
@@ -196,7 +204,11 @@ def test_pipeline_is_recorded_and_one_pass_is_the_default_where_exact(tiny, tmp_
         widths[pipeline] = m["mean_padded_width"]
         assert m["pipeline"] == pipeline and m["history"][0]["pipeline"] == pipeline
         assert json.loads((tmp_path / pipeline / "config.json").read_text())["pipeline"] == pipeline
-        assert 1 <= m["mean_padded_width"] <= SMALL["max_length"]
+        # the recorded width is the mean width of the epoch's batches, replayed from the same loader
+        loader = loaders[pipeline]()
+        loader.set_epoch(1)
+        batch_widths = [batch.item_seq.size(1) for batch in loader]
+        assert m["mean_padded_width"] == pytest.approx(sum(batch_widths) / len(batch_widths))
         assert m["history"][0]["steps"] >= 1
         # Every pipeline trains on every target once: n - 3 per user.
         h = m["history"][0]
