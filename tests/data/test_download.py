@@ -38,7 +38,7 @@ class FileServer:
         self.failures = 0  # answer the next requests with 503
         self.cut = 0
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        self.sent = 0  # body bytes written
+        self.sent = 0  # body bytes handed to the socket
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,9 +75,11 @@ class FileServer:
                 if owner.drops > 0:
                     owner.drops -= 1
                     body = body[: owner.cut]
+                # Counted before writing: the client may read the last byte (and the test go on to
+                # check the count) before this thread runs another line after the write.
+                owner.sent += len(body)
                 self.wfile.write(body)
                 self.wfile.flush()
-                owner.sent += len(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
