@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from a source checkout
@@ -204,40 +205,9 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
         overrides = parse_settings(args.overrides, "--set")
     except ValueError as e:
         raise SearchError(str(e)) from None
-    return SearchSettings(
-        space=args.space or "",
-        data=args.data or "",
-        num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
-        scheduler=args.scheduler,
-        grid=grid,
-        seeds=args.seeds,
-        top_k=args.top_k,
-        seed=args.seed,
-        gpus_per_trial=args.gpus_per_trial,
-        workers_per_trial=args.workers_per_trial,
-        cpus_per_trial=args.cpus_per_trial,
-        address=args.address,
-        storage=args.storage,
-        name=args.name,
-        resume=args.resume,
-        retry_errored=args.retry_errored,
-        eval_mode=args.eval_mode,
-        preset=args.preset,
-        overrides=overrides,
-        grace_period=args.grace_period,
-        reduction_factor=args.reduction_factor,
-        max_failures=args.max_failures,
-        max_concurrent=args.max_concurrent,
-        num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus,
-        mlflow=args.mlflow,
-        optuna_storage=args.optuna_storage,
-        verbose=args.verbose,
-        objective=args.objective,
-        sampler=args.sampler,
-        shared_storage=args.shared_storage,
-    )
+    parsed = {"space": args.space or "", "data": args.data or "", "grid": grid, "overrides": overrides}
+    # Every other field is the flag of the same name: a field without a flag fails here, loudly.
+    return SearchSettings(**{f.name: parsed.get(f.name, getattr(args, f.name)) for f in fields(SearchSettings)})
 
 
 def main(argv: list[str] | None = None) -> int:

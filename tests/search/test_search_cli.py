@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -70,6 +71,77 @@ def test_values_parse_as_literals():
     assert s.grid == {"lr": [1e-3, 1e-2], "ablation": ["full", "no_gru"]}
     assert s.seeds == [0, 1, 2] and s.overrides == {"max_length": 20}
     assert grid_configs(s.grid) == [{"ablation": a, "lr": lr} for a in ("full", "no_gru") for lr in (1e-3, 1e-2)]
+
+
+def test_every_setting_takes_its_flag():
+    """Each SearchSettings field is read from the flag of its name: flags given non-default values
+    all arrive (a field added without a flag, or mapped to the wrong one, fails here)."""
+    given = {
+        "--num-samples": "7",
+        "--max-epochs": "9",
+        "--scheduler": "fifo",
+        "--seeds": "4,5",
+        "--top-k": "2",
+        "--seed": "3",
+        "--gpus-per-trial": "0.5",
+        "--workers-per-trial": "2",
+        "--cpus-per-trial": "1.5",
+        "--address": "auto",
+        "--storage": "/mnt/exp",
+        "--name": "n1",
+        "--eval-mode": "pop100",
+        "--preset": "beauty",
+        "--grace-period": "2",
+        "--reduction-factor": "4",
+        "--max-failures": "1",
+        "--max-concurrent": "3",
+        "--num-cpus": "6",
+        "--num-gpus": "1",
+        "--mlflow": "file:/tmp/ml",
+        "--optuna-storage": "sqlite:///o.db",
+        "--verbose": "2",
+        "--objective": "ndcg@10,infer_ms",
+        "--sampler": "nsga2",
+    }
+    argv = ["--space", "glintru", "--data", "d", "--grid", "lr=1e-3", "--set", "dropout=0.1"]
+    argv += [x for pair in given.items() for x in pair] + ["--resume", "--retry-errored", "--shared-storage"]
+    s = cli.settings_from_args(cli.build_parser().parse_args(argv))
+    expected = {
+        "space": "glintru",
+        "data": "d",
+        "num_samples": 7,
+        "max_epochs": 9,
+        "scheduler": "fifo",
+        "grid": {"lr": [1e-3]},
+        "seeds": [4, 5],
+        "top_k": 2,
+        "seed": 3,
+        "gpus_per_trial": 0.5,
+        "workers_per_trial": 2,
+        "cpus_per_trial": 1.5,
+        "address": "auto",
+        "storage": "/mnt/exp",
+        "name": "n1",
+        "resume": True,
+        "retry_errored": True,
+        "eval_mode": "pop100",
+        "preset": "beauty",
+        "overrides": {"dropout": 0.1},
+        "grace_period": 2,
+        "reduction_factor": 4,
+        "max_failures": 1,
+        "max_concurrent": 3,
+        "num_cpus": 6,
+        "num_gpus": 1,
+        "mlflow": "file:/tmp/ml",
+        "optuna_storage": "sqlite:///o.db",
+        "verbose": 2,
+        "objective": "ndcg@10,infer_ms",
+        "sampler": "nsga2",
+        "shared_storage": True,
+    }
+    assert s.to_dict() == expected
+    assert {f.name for f in dataclasses.fields(s)} == set(expected)  # no field left out of this test
 
 
 @pytest.mark.parametrize(
