@@ -31,3 +31,18 @@ def cli_command(*args: str) -> list[str]:
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """tune/search.py in a fresh process (its own embedded Ray unless --address is given)."""
     return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(), cwd=REPO)
+
+
+def start_cli(*args: str, separate_stderr: bool = False, new_session: bool = False) -> subprocess.Popen:
+    """tune/search.py started in the background, its output in text pipes (stderr folded into stdout
+    unless `separate_stderr`); `new_session` puts it in its own process group, so that a test can
+    signal the search and every process it started."""
+    return subprocess.Popen(
+        cli_command(*args),
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
+        text=True,
+        start_new_session=new_session,
+    )

@@ -17,7 +17,7 @@ import pytest
 from glintru.search import results
 from glintru.search.ray_setup import dashboard_port
 
-from search_helpers import REPO, cli_command, cli_env, run_cli, small
+from search_helpers import run_cli, small, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -92,15 +92,7 @@ def test_killed_driver_resumes_without_redoing_work(tiny_data, tmp_path):
         *small(patience=12),
         *MODEL,
     ]
-    proc = subprocess.Popen(
-        cli_command(*args),
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*args, new_session=True)
     try:
         # kill once the first trial has finished and the second has a checkpoint
         _wait(
@@ -187,9 +179,7 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
         *small(patience=epochs),
         *MODEL,
     ]
-    proc = subprocess.Popen(
-        cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = start_cli(*args)
     try:
         # trials on both nodes at once (two fit on each); then lose a node that runs some of them
         _wait(lambda: len(_unfinished_by_node(exp, "grid")) == 2, 900, "trials training on both nodes", proc)
@@ -267,9 +257,7 @@ def test_concurrency_follows_a_cluster_that_grows(tiny_data, tmp_path):
         *small(patience=40),
         *MODEL,
     ]
-    proc = subprocess.Popen(
-        cli_command(*args), env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = start_cli(*args)
     try:
         _wait(
             lambda: (exp / "tune" / "search").is_dir() and len(_reported_epochs(exp, "search")) >= 1,

@@ -17,7 +17,7 @@ import pytest
 
 from glintru.search import results, study
 
-from search_helpers import REPO, cli_command, cli_env, small
+from search_helpers import REPO, cli_command, cli_env, small, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -64,15 +64,7 @@ def test_sigterm_saves_the_search_and_a_resume_elsewhere_continues_its_study(tin
         *small(patience=30),
         *MODEL,
     ]
-    proc = subprocess.Popen(
-        cli_command(*args),
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*args, separate_stderr=True, new_session=True)
     try:
         deadline = time.time() + 600
         # once a trial is complete and the next one runs, the scheduler's time limit strikes
