@@ -12,7 +12,6 @@ valid dataset plus a fresh scratch directory per row.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +190,6 @@ def test_bad_search_input(case: Case, tiny_data, tmp_path, capsys):
     ws = Workspace(data=tiny_data, scratch=tmp_path)
     before = sorted(tmp_path.rglob("*"))
     assert not ray.is_initialized()
-    start = time.perf_counter()
     try:
         code = cli.main(_argv(ws, case))
     except SystemExit as e:  # argparse
@@ -200,7 +198,6 @@ def test_bad_search_input(case: Case, tiny_data, tmp_path, capsys):
     assert code == case.code, err
     assert re.search(case.message, err), f"{case.message!r} not in:\n{err}"
     assert not ray.is_initialized(), "Ray started before the mistake was caught"
-    assert time.perf_counter() - start < 60
     for path in [ws.storage, *case.absent(ws)]:
         assert not path.exists(), f"{path} was written"
     assert sorted(tmp_path.rglob("*")) == before, "the row left files behind"
