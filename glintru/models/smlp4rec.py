@@ -45,10 +45,17 @@ class MixingMLP(nn.Module):
 
     Bias-free as in the public SMLP4Rec code; for the sequence axis this also means a zeroed
     (padding) position contributes exactly nothing.
+
+    zero_tail: the axis may arrive shorter than n, holding its first m positions of which the
+    missing n - m are zeros. The first m input columns of fc1 and output rows of fc2 then give
+    exactly the first m outputs of the full mix (the zeros add nothing to any hidden unit), at
+    m/n of its cost. Only the sequence axis, whose padding is zeroed, is built with it.
     """
 
-    def __init__(self, n: int, expansion: int, dropout: float):
+    def __init__(self, n: int, expansion: int, dropout: float, zero_tail: bool = False):
         super().__init__()
+        self.n = n
+        self.zero_tail = zero_tail
         self.fc1 = nn.Linear(n, expansion * n, bias=False)
         self.fc2 = nn.Linear(expansion * n, n, bias=False)
         self.dropout = nn.Dropout(dropout)
@@ -57,11 +64,14 @@ class MixingMLP(nn.Module):
         dim = dim % x.dim()
         if dim == x.dim() - 1:
             return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
+        m = x.size(dim)
+        if m != self.n and not (self.zero_tail and m < self.n):
+            raise ValueError(f"mixing axis of size {m}; this mixer takes {self.n}")
         # An inner axis: multiply by the weights from the left over [..., n, rest] rather than
         # transposing the axis last and back (half the time for the feature axis).
         y = x.reshape(*x.shape[: dim + 1], -1)
-        y = self.dropout(F.gelu(torch.matmul(self.fc1.weight, y)))
-        y = self.dropout(torch.matmul(self.fc2.weight, y))
+        y = self.dropout(F.gelu(torch.matmul(self.fc1.weight[:, :m], y)))
+        y = self.dropout(torch.matmul(self.fc2.weight[:m], y))
         return y.view(x.shape)
 
 
@@ -76,7 +86,7 @@ class SMLPLayer(nn.Module):
     def __init__(self, n_slots: int, max_length: int, d: int, expansion: int, dropout: float):
         super().__init__()
         self.norm = nn.LayerNorm(d)
-        self.sequence = MixingMLP(max_length, expansion, dropout)
+        self.sequence = MixingMLP(max_length, expansion, dropout, zero_tail=True)
         self.channel = MixingMLP(d, expansion, dropout)
         self.feature = MixingMLP(n_slots, expansion, dropout)
 
@@ -118,11 +128,16 @@ class SMLP4Rec(SequentialRecommender):
 
     Choices where the paper and its public code leave room:
     - Fixed length. The sequence mixer's weights are tied to absolute positions
-      0..max_length-1, so the input is re-laid out left-aligned at exactly max_length (the last
-      max_length real items, zeros after) and padding is zeroed before every sequence mix. The
-      result is then independent of how much padding the batch carried; item k of a history
-      always sits at position k. The mixer is bidirectional within the history, which only
-      ever holds items before the target.
+      0..max_length-1, so the input is re-laid out left-aligned (the last max_length real items
+      from position 0, zeros after) and padding is zeroed before every sequence mix: item k of a
+      history always sits at position k, and the result is independent of how much padding the
+      batch carried. The layout is max_length wide in the model's definition; it is computed
+      only as wide as the batch (min(max_length, batch width)), since the positions beyond hold
+      zeros that change no real position (see MixingMLP's zero_tail), so a length-bucketed
+      batch of short histories costs its own width, not max_length. With dropout on, a narrower
+      layout draws its masks over fewer positions (the same distribution, another random
+      stream). The mixer is bidirectional within the history, which only ever holds items
+      before the target.
     - Residual. The public code replaces x by the sum of the three mixers; we add the sum to x
       (as MLP-Mixer and MLP4Rec do), which keeps stacked layers trainable.
     - Layers. The public code applies one layer's weights num_layers times; each layer here has
@@ -166,11 +181,13 @@ class SMLP4Rec(SequentialRecommender):
         normal_init(self)  # the public SMLP4Rec code's init (its Linear layers have no bias)
 
     def _left_aligned(self, item_seq: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, max_length] holding each row's last max_length real items from position 0."""
+        """[B, W] holding each row's last max_length real items from position 0, zeros after;
+        W = min(max_length, batch width), the first W columns of the max_length-wide layout."""
         M = self.config.max_length
+        W = min(M, item_seq.size(1))
         lengths = lengths.clamp(min=1)
         start = (lengths - M).clamp(min=0)
-        idx = start.unsqueeze(1) + torch.arange(M, device=item_seq.device)
+        idx = start.unsqueeze(1) + torch.arange(W, device=item_seq.device)
         seq = item_seq.gather(1, idx.clamp(max=item_seq.size(1) - 1))
         seq = seq.masked_fill(idx >= lengths.unsqueeze(1), 0)
         return seq, lengths.clamp(max=M)

@@ -60,6 +60,41 @@ def test_padding_invariance(train_mode, width):
     torch.testing.assert_close(m(base, lengths), m(padded, lengths))
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_narrow_batch_trains_as_the_full_width_layout(layers):
+    """A batch narrower than max_length is laid out only as wide as itself; the loss and every
+    gradient equal those of the same batch padded to max_length (the full layout)."""
+    base, lengths = histories(13, lengths=(1, 4, 9, 13))
+    full = torch.nn.functional.pad(base, (0, 30 - 13))
+    targets = torch.tensor([3, 17, 5, 20])
+    results = []
+    for seq in (base, full):
+        m = model(num_layers=layers).train()
+        loss = m.loss(seq, lengths, targets)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    (narrow_loss, narrow_grads), (full_loss, full_grads) = results
+    torch.testing.assert_close(narrow_loss, full_loss)
+    assert narrow_grads.keys() == full_grads.keys()
+    for name in full_grads:
+        torch.testing.assert_close(narrow_grads[name], full_grads[name], msg=name)
+    # the sequence weights of positions beyond the batch get no gradient: they never saw an item
+    seq_in = full_grads["layers.0.sequence.fc1.weight"]
+    assert seq_in[:, 13:].abs().sum() == 0 and seq_in[:, :13].abs().sum() > 0
+
+
+def test_mixers_refuse_an_axis_of_the_wrong_size():
+    layer = model().layers[0]
+    x = torch.randn(2, 3, 30, 16)
+    with pytest.raises(ValueError, match="mixing axis of size 4; this mixer takes 3"):
+        layer.feature(torch.randn(2, 4, 30, 16), dim=1)  # only the sequence axis may be shorter
+    with pytest.raises(ValueError, match="mixing axis of size 31; this mixer takes 30"):
+        layer.sequence(torch.randn(2, 3, 31, 16), dim=2)
+    narrow = layer.sequence(x[:, :, :12], dim=2)
+    zero_tail = torch.cat([x[:, :, :12], torch.zeros(2, 3, 18, 16)], dim=2)
+    torch.testing.assert_close(narrow, layer.sequence(zero_tail, dim=2)[:, :, :12])
+
+
 def test_histories_longer_than_max_length_keep_their_last_items():
     m = model(max_length=10).eval()
     seq, lengths = histories(20, lengths=(20, 13))
