@@ -60,6 +60,7 @@ def _trainable(plan: Plan, shared: Any) -> Any:
         gpus_per_worker=gpus / s.workers_per_trial,
         log_level="INFO" if s.verbose >= 2 else "WARNING",
         end_metrics=tuple(o.metric for o in plan.objectives if o.k is None),
+        objective_metrics=tuple(o.metric for o in plan.objectives),
     )
     return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), trial_resources(s))
 

@@ -76,6 +76,19 @@ class TrialSpec:
     # objectives known only once a run ends (infer_ms_per_batch): every epoch reports them as NaN,
     # since Tune requires each searched metric in every report
     end_metrics: tuple[str, ...] = ()
+    # the searched metrics (valid/ndcg@10, infer_ms_per_batch): first in every report, so that
+    # Tune's progress table, which shows a trial's first few numeric metrics, shows them
+    objective_metrics: tuple[str, ...] = ()
+
+
+def console_first(metrics: dict[str, Any], objectives: tuple[str, ...]) -> dict[str, Any]:
+    """`metrics` reordered for Tune's progress table: epoch, training loss, each objective and, for
+    a validation metric, its test value (in the final report), then everything else as it was."""
+    lead = ["epoch", "train_loss"]
+    for name in objectives:
+        lead += [name, "test/" + name.removeprefix("valid/")] if name.startswith("valid/") else [name]
+    head = {k: metrics[k] for k in lead if k in metrics}
+    return {**head, **{k: v for k, v in metrics.items() if k not in head}}
 
 
 def trial_overrides(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +114,7 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
         "threads": max(1, int(spec.cpus_per_worker)),
         "trial_start": trial_start,
         "end_metrics": spec.end_metrics,
+        "objective_metrics": spec.objective_metrics,
     }
     if spec.workers == 1:
         _run_in_trial(job, spec, trial_id)
@@ -395,7 +409,7 @@ def train_and_report(
             local = scratch / "restored"
             restored.to_directory(str(local))
             if (local / FINAL_FILE).exists():  # finished before the retry: report it again
-                _report_final(local, rank, info, report)
+                _report_final(local, rank, info, report, job.get("objective_metrics", ()))
                 return
             resume_from = local
         report_seconds: list[float] = []
@@ -416,7 +430,7 @@ def train_and_report(
                 **_prefixed("epoch_valid", r.valid),
             }
             t = time.perf_counter()
-            report(metrics, r.checkpoint_dir)
+            report(console_first(metrics, job.get("objective_metrics", ())), r.checkpoint_dir)
             report_seconds.append(time.perf_counter() - t)
 
         result = train(
@@ -435,14 +449,16 @@ def train_and_report(
         info["report_seconds"] = statistics.mean(report_seconds) if report_seconds else 0.0
         # the final checkpoint is the run directory without its resumable training state
         shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)
-        _report_final(result.out_dir, rank, info, report)
+        _report_final(result.out_dir, rank, info, report, job.get("objective_metrics", ()))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _report_final(run_dir: Path, rank: int, info: dict[str, Any], report: Report) -> None:
+def _report_final(
+    run_dir: Path, rank: int, info: dict[str, Any], report: Report, objectives: tuple[str, ...] = ()
+) -> None:
     if rank != 0:
         report({}, None)  # every rank must report the same number of times
         return
     run_metrics = json.loads((run_dir / FINAL_FILE).read_text())
-    report({**info, **final_metrics(run_metrics)}, run_dir)
+    report(console_first({**info, **final_metrics(run_metrics)}, objectives), run_dir)

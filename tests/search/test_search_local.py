@@ -208,6 +208,10 @@ def test_single_worker_trials_train_in_their_tune_trainable(local_ray, tiny_data
         for t in good["trial_id"]
     }
     assert len(pids) == 1, "the second trial should have reused the first one's process"
+    # Tune keeps the order of a report, whose first numeric metrics its progress table shows
+    lines = (exp / "tune" / "grid" / good["trial_id"].iloc[0] / "result.json").read_text().splitlines()
+    assert list(json.loads(lines[0]))[:3] == ["epoch", "train_loss", "valid/ndcg@10"]
+    assert list(json.loads(lines[-1]))[:3] == ["epoch", "valid/ndcg@10", "test/ndcg@10"]
     first, second = good.iloc[0], good.iloc[1]
     for col in ("valid/ndcg@10", "test/ndcg@10", "test/recall@10"):
         assert first[col] == second[col], col

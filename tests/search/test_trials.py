@@ -13,12 +13,12 @@ from glintru.search import results
 from glintru.search.phases import trial_resources
 from glintru.search.ray_setup import HEAD_RESOURCE
 from glintru.search.settings import SearchSettings
-from glintru.search.trainable import describe_failure, placement_group_from_hex, train_and_report
+from glintru.search.trainable import console_first, describe_failure, placement_group_from_hex, train_and_report
 
 TINY = {"hidden_size": 16, "num_heads": 2, "num_layers": 1, "max_length": 20, "batch_size": 256}
 
 
-def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict) -> list[dict]:
+def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict, **job_fields) -> list[dict]:
     job = {
         "data": None,
         "model": "glintru",
@@ -27,6 +27,7 @@ def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict) -> list[d
         "train_config": train_config,
         "threads": 1,
         "trial_start": 0.0,
+        **job_fields,
     }
     seen: list[dict] = []
     train_and_report(
@@ -49,6 +50,29 @@ def test_the_last_epoch_is_reported_with_the_test_metrics(tiny_data, tmp_path):
     assert [(r["epoch"], r["final"]) for r in seen] == [(1, False), (2, False), (3, True)]
     final = seen[-1]
     assert final["has_checkpoint"] and final["test/ndcg@10"] >= 0 and final["valid/ndcg@10"] > 0
+
+
+def test_the_searched_metrics_lead_every_report():
+    """Tune's progress table shows a trial's first four numeric metrics: the searched ones come
+    first (with their test value at the end), not the start-up timings."""
+    metrics = {"final": True, "setup_seconds": 0.1, "valid/hit@5": 0.3, "test/ndcg@10": 0.2, "epoch": 3}
+    metrics |= {"infer_ms_per_batch": 9.0, "valid/ndcg@10": 0.25, "node": "n"}
+    ordered = console_first(metrics, ("valid/ndcg@10", "infer_ms_per_batch"))
+    assert ordered == metrics  # the same items
+    assert list(ordered) == [
+        "epoch", "valid/ndcg@10", "test/ndcg@10", "infer_ms_per_batch",
+        "final", "setup_seconds", "valid/hit@5", "node",
+    ]  # fmt: skip
+
+
+def test_reports_of_a_trial_start_with_its_objective(tiny_data, tmp_path):
+    seen = _reports(
+        tiny_data, tmp_path, {"epochs": 2, "patience": 10, "eval_mode": "full"}, {}, objective_metrics=("valid/mrr@10",)
+    )
+    assert [list(r)[:3] for r in seen] == [
+        ["epoch", "train_loss", "valid/mrr@10"],
+        ["epoch", "valid/mrr@10", "test/mrr@10"],
+    ]
 
 
 def test_a_patience_stop_is_reported_with_the_test_metrics(tiny_data, tmp_path):
