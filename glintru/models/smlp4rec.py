@@ -54,7 +54,6 @@ class MixingMLP(nn.Module):
 
     def __init__(self, n: int, expansion: int, dropout: float, zero_tail: bool = False):
         super().__init__()
-        self.n = n
         self.zero_tail = zero_tail
         self.fc1 = nn.Linear(n, expansion * n, bias=False)
         self.fc2 = nn.Linear(expansion * n, n, bias=False)
@@ -64,9 +63,9 @@ class MixingMLP(nn.Module):
         dim = dim % x.dim()
         if dim == x.dim() - 1:
             return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
-        m = x.size(dim)
-        if m != self.n and not (self.zero_tail and m < self.n):
-            raise ValueError(f"mixing axis of size {m}; this mixer takes {self.n}")
+        m, n = x.size(dim), self.fc1.in_features
+        if m != n and not (self.zero_tail and m < n):
+            raise ValueError(f"mixing axis of size {m}; this mixer takes {n}")
         # An inner axis: multiply by the weights from the left over [..., n, rest] rather than
         # transposing the axis last and back (half the time for the feature axis).
         y = x.reshape(*x.shape[: dim + 1], -1)

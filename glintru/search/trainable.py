@@ -402,6 +402,11 @@ def train_and_report(
     together with the test metrics, in one report, so that a scheduler (ASHA) acting on it can no
     longer stop the trial between its last epoch and its test evaluation."""
     cfg = dataclasses.replace(resolved_train_config(job), device=device, num_threads=job["threads"])
+    objectives = job.get("objective_metrics", ())
+
+    def send(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:  # every report leaves here
+        report(console_first(metrics, objectives), checkpoint_dir)
+
     scratch = Path(tempfile.mkdtemp(prefix="glintru-trial-"))
     try:
         resume_from = None
@@ -409,7 +414,7 @@ def train_and_report(
             local = scratch / "restored"
             restored.to_directory(str(local))
             if (local / FINAL_FILE).exists():  # finished before the retry: report it again
-                _report_final(local, rank, info, report, job.get("objective_metrics", ()))
+                _report_final(local, rank, info, send)
                 return
             resume_from = local
         report_seconds: list[float] = []
@@ -430,7 +435,7 @@ def train_and_report(
                 **_prefixed("epoch_valid", r.valid),
             }
             t = time.perf_counter()
-            report(console_first(metrics, job.get("objective_metrics", ())), r.checkpoint_dir)
+            send(metrics, r.checkpoint_dir)
             report_seconds.append(time.perf_counter() - t)
 
         result = train(
@@ -449,16 +454,14 @@ def train_and_report(
         info["report_seconds"] = statistics.mean(report_seconds) if report_seconds else 0.0
         # the final checkpoint is the run directory without its resumable training state
         shutil.rmtree(result.out_dir / "checkpoint", ignore_errors=True)
-        _report_final(result.out_dir, rank, info, report, job.get("objective_metrics", ()))
+        _report_final(result.out_dir, rank, info, send)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _report_final(
-    run_dir: Path, rank: int, info: dict[str, Any], report: Report, objectives: tuple[str, ...] = ()
-) -> None:
+def _report_final(run_dir: Path, rank: int, info: dict[str, Any], report: Report) -> None:
     if rank != 0:
         report({}, None)  # every rank must report the same number of times
         return
     run_metrics = json.loads((run_dir / FINAL_FILE).read_text())
-    report(console_first({**info, **final_metrics(run_metrics)}, objectives), run_dir)
+    report({**info, **final_metrics(run_metrics)}, run_dir)
