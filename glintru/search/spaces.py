@@ -66,8 +66,12 @@ def _heads(trial: Any) -> None:
 
 
 def glintru_space(trial: Any) -> None:
-    """GLINT-RU: kernel size, width, depth, dropout, lr, gate activation, component ablations."""
-    _common(trial)
+    """GLINT-RU: kernel size, width, depth, dropouts, lr, weight decay, gate activation, ablations."""
+    # a lightweight model: the paper's widths are 64 and 128 and its depth one layer; deeper
+    # stacks are a study of their own (a --grid over num_layers), not a search axis
+    _common(trial, hidden=(32, 64, 128), layers=(1, 2))
+    trial.suggest_float("attention_dropout", 0.0, 0.5, step=0.05)
+    trial.suggest_categorical("weight_decay", [0.0, 1e-6, 1e-5, 1e-4])
     trial.suggest_int("kernel_size", 1, 9, step=2)
     trial.suggest_categorical("gate_activation", list(GATE_ACTIVATIONS))
     trial.suggest_categorical("ablation", list(ABLATIONS))

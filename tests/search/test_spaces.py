@@ -52,7 +52,20 @@ def test_sampled_configs_resolve(name):
 
 def test_glintru_space_covers_the_paper_axes():
     names = {p.name: p for p in get_space("glintru").describe()}
-    assert {"kernel_size", "hidden_size", "num_layers", "dropout", "lr", "gate_activation", "ablation"} <= set(names)
+    assert {
+        "kernel_size",
+        "hidden_size",
+        "num_layers",
+        "dropout",
+        "attention_dropout",
+        "lr",
+        "weight_decay",
+        "gate_activation",
+        "ablation",
+    } == set(names)
+    assert names["hidden_size"].choices == (32, 64, 128)
+    assert (names["num_layers"].low, names["num_layers"].high) == (1, 2)
+    assert 0.0 in names["weight_decay"].choices
     assert set(names["gate_activation"].choices) == {"silu", "relu", "sigmoid", "elu"}  # Table 6's rows
     assert set(names["ablation"].choices) == set(ABLATIONS)
 
