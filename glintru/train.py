@@ -175,9 +175,11 @@ def seed_everything(seed: int) -> None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     import glintru
+    from glintru.provenance import source_revision
 
     env: dict[str, Any] = {
         "glintru": glintru.__version__,
+        "code": source_revision(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,

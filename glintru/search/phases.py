@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import glintru
+from glintru.provenance import source_revision
 from glintru.search import results, study
 from glintru.search.plan import Plan, resume_command
 from glintru.search.ray_setup import HEAD_RESOURCE
@@ -319,6 +320,7 @@ def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
         "phases": phase_status,
         "settings": s.to_dict(),
         "versions": {"glintru": glintru.__version__, "ray": ray.__version__, "python": sys.version.split()[0]},
+        "code": source_revision(),
     }
 
 
