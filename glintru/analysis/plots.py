@@ -179,6 +179,26 @@ def optimisation_history(trials: pd.DataFrame, metric: str = "valid/ndcg@10", ma
     return fig
 
 
+def time_to_quality_plot(curves: dict[str, pd.DataFrame], metric: str = "valid/ndcg@10") -> Figure:
+    """The best `metric` found so far by each search (glintru.analysis.timeline.time_to_quality),
+    against the trial-seconds it had spent (left) and against wall time (right)."""
+    curves = {name: c for name, c in curves.items() if not c.empty}
+    if not curves:
+        raise ValueError(f"no search reported {metric}")
+    fig, axes = _figure(2, width=5.0, height=3.6)
+    for name, curve in curves.items():
+        for ax, x, scale in ((axes[0], "trial_seconds", 3600.0), (axes[1], "wall_seconds", 3600.0)):
+            ax.step(curve[x] / scale, curve["best"], where="post", label=name)
+    axes[0].set_xlabel("cumulative trial time (h)")
+    axes[1].set_xlabel("wall time (h)")
+    for ax in axes:
+        ax.set_ylabel(f"best {value_label(metric)} so far")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.suptitle("Time to quality")
+    return fig
+
+
 def pareto_plot(trials: pd.DataFrame, y: str, x: str, maximize_y: bool = True, minimize_x: bool = True) -> Figure:
     """A two-objective search: every finished trial by its two objectives (x: typically a cost such
     as infer_ms_per_batch, y: a validation metric), the Pareto-optimal ones (column `pareto` of
