@@ -305,6 +305,29 @@ def _search_cost_section(doc: _Doc, results: Results, out: Path) -> None:
         )
 
 
+def _study_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path) -> None:
+    """A grid over one of the paper's studied settings (glintru.search.studies): its study table,
+    tested against the full model's value, with the paper's figures beside it."""
+    from glintru.analysis.studies import study_table
+    from glintru.search.studies import study_of_grid
+
+    for name, exp in results.experiments.items():
+        study = study_of_grid(exp.meta.get("settings", {}).get("grid") or {})
+        if exp.kind != "experiment" or study is None:
+            continue
+        doc.h(2, f"Study: {study.title} ({name})")
+        try:
+            table = study_table(results.only({"experiment": name}), study, opts.metrics)
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            doc.p(f"Not tabulated: {e}")
+            continue
+        stem = f"study_{study.name}_{_safe(name)}"
+        (out / "tables" / f"{stem}.json").write_text(json.dumps(table.to_json(), indent=2) + "\n")
+        (out / "tables" / f"{stem}.md").write_text(table.to_markdown())
+        doc.p(f"The paper: {study.claim}.")
+        doc.table(table.layout())
+
+
 def _pareto_figure(doc: _Doc, objectives: list[dict], trials: pd.DataFrame, name: str, out: Path) -> None:
     """A search over two or more objectives (experiment.json `objectives`): its front on the first two."""
     if len(objectives) < 2:
@@ -382,6 +405,7 @@ def write_report(results: Results, out_dir: str | Path, options: ReportOptions |
     _figures_section(doc, results, opts, out)
     _search_section(doc, results, opts, out)
     _search_cost_section(doc, results, out)
+    _study_section(doc, results, opts, out)
     paths = {"markdown": out / "report.md", "html": out / "report.html"}
     paths["markdown"].write_text(doc.markdown())
     paths["html"].write_text(doc.html(opts.title))

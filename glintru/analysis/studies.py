@@ -1,0 +1,144 @@
+"""The table of one study (glintru.search.studies): a row per value of its setting with the test
+metrics' mean and sd over seeds, the paired t-test over users against the full model's value
+(Holm-adjusted over the rows), training seconds per epoch, inference time and the paper's figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from glintru.analysis.collect import Results, tested
+from glintru.analysis.stats import SignificanceError, holm, paired_ttest
+from glintru.analysis.tables import PAPER_METRICS, Layout, frame_layout, metric_name, render_markdown, value_name
+from glintru.search.studies import Study
+
+COST_COLUMNS = ("seconds_per_epoch", "infer_ms_per_batch", "peak_memory_mb")
+
+
+@dataclass
+class StudyTable:
+    study: Study
+    frame: pd.DataFrame  # one row per value, in the study's order
+    metrics: tuple[str, ...]
+    dataset: str
+
+    def display(self) -> pd.DataFrame:
+        """The table as printed: mean ± sd, a `*` where the row differs from the reference with
+        Holm-adjusted p < 0.05 (paired over users), the paper's figure beside each metric."""
+        f = self.frame
+        out = pd.DataFrame({self.study.key: [value_name(v) for v in f["value"]], "seeds": f["seeds"]})
+        for m in self.metrics:
+            marks = np.where(f[f"p_holm/{m}"] < 0.05, "*", "")
+            out[f"test {metric_name(m)}"] = [
+                f"{mean:.4f}{mark} ± {sd:.4f}" if not np.isnan(sd) else f"{mean:.4f}{mark}"
+                for mean, sd, mark in zip(f[f"test/{m}"], f[f"sd/{m}"], marks)
+            ]
+            if self.study.paper:
+                out[f"paper {metric_name(m)}"] = [_num(v, 4) for v in f[f"paper/{m}"]]
+        main = self.metrics[-1]
+        out[f"diff {metric_name(main)}"] = [_num(v, 4, signed=True) for v in f[f"diff/{main}"]]
+        out["p (Holm)"] = [_p(v) for v in f[f"p_holm/{main}"]]
+        out[f"valid {metric_name(main)}"] = [_num(v, 4) for v in f[f"valid/{main}"]]
+        out["best epoch"] = [_num(v, 1) for v in f["best_epoch"]]
+        out["s/epoch"] = [_num(v, 1) for v in f["seconds_per_epoch"]]
+        out["infer ms"] = [_num(v, 1) for v in f["infer_ms_per_batch"]]
+        out["peak MB"] = [_num(v, 0) for v in f["peak_memory_mb"]]
+        return out
+
+    def caption(self) -> str:
+        return (
+            f"{self.study.title} on {self.dataset}: test metrics, mean ± sd over seeds; * differs from "
+            f"{self.study.key}={value_name(self.study.reference)} (paired t-test over users, per-user metrics "
+            f"averaged over seeds, Holm-adjusted over the rows, p < 0.05). Paper: {self.study.paper_source or 'no figures'}."
+        )
+
+    def layout(self) -> Layout:
+        return frame_layout(self.display(), caption=self.caption())
+
+    def to_markdown(self) -> str:
+        return render_markdown(self.layout())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study.name,
+            "key": self.study.key,
+            "reference": self.study.reference,
+            "dataset": self.dataset,
+            "paper_source": self.study.paper_source,
+            "claim": self.study.claim,
+            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
+        }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _num(v: Any, digits: int, signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _p(v: float) -> str:
+    return "-" if np.isnan(v) else (f"{v:.2g}" if v < 0.001 else f"{v:.3f}")
+
+
+def _user_means(results: Results, trials: pd.DataFrame, metric: str) -> pd.Series:
+    """Per-user test `metric` averaged over the trials (seeds) of one row."""
+    frames = [results.users(t).set_index("user")[metric] for t in trials.to_dict("records")]
+    return pd.concat(frames, axis=1).mean(axis=1)
+
+
+def study_table(results: Results, study: Study, metrics: Sequence[str] = PAPER_METRICS) -> StudyTable:
+    """The study's table from the tested trials of its grid; ValueError when the trials hold no value
+    of its setting, more than one dataset, or no trial of the reference value."""
+    column = f"config/{study.key}"
+    t = tested(results.trials)
+    if column not in t.columns or t[column].dropna().empty:
+        raise ValueError(f"no tested trial sets {study.key}: is this the {study.name} study's experiment?")
+    datasets = t["dataset"].dropna().unique()
+    if len(datasets) != 1:
+        raise ValueError(
+            f"a study table compares runs of one dataset; these trials hold {', '.join(map(str, datasets))}"
+        )
+    present = set(t[column].dropna().tolist())
+    values = [v for v in study.values if v in present] + sorted(present - set(study.values), key=str)
+    if study.reference not in present:
+        raise ValueError(f"no tested trial of the reference {study.key}={study.reference!r} to test the others against")
+    groups = {v: t[t[column] == v] for v in values}
+    ref_users = {m: _user_means(results, groups[study.reference], m) for m in metrics}
+    rows = []
+    for v, g in groups.items():
+        row: dict[str, Any] = {"value": v, "seeds": int(g["seed"].nunique()) if "seed" in g else len(g)}
+        for m in metrics:
+            row[f"test/{m}"] = float(g[f"test/{m}"].mean())
+            row[f"sd/{m}"] = float(g[f"test/{m}"].std(ddof=1)) if len(g) > 1 else np.nan
+            row[f"valid/{m}"] = float(g[f"valid/{m}"].mean()) if f"valid/{m}" in g else np.nan
+            row[f"paper/{m}"] = study.paper.get(v, {}).get(m, np.nan)
+            if v == study.reference:
+                row[f"diff/{m}"], row[f"p/{m}"] = 0.0, np.nan
+                continue
+            try:
+                c = paired_ttest(_user_means(results, g, m), ref_users[m], str(v), str(study.reference))
+                row[f"diff/{m}"], row[f"p/{m}"] = c.diff, c.p
+            except SignificanceError:
+                row[f"diff/{m}"], row[f"p/{m}"] = row[f"test/{m}"] - float(ref_users[m].mean()), np.nan
+        for col in ("best_epoch", "epochs", *COST_COLUMNS):
+            row[col] = float(pd.to_numeric(g[col], errors="coerce").mean()) if col in g else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for m in metrics:
+        frame[f"p_holm/{m}"] = holm(frame[f"p/{m}"].tolist())
+    return StudyTable(study, frame, tuple(metrics), str(datasets[0]))
+
+
+__all__ = ["StudyTable", "study_table"]

@@ -1,0 +1,109 @@
+"""The paper's studies as one command: each a grid over one setting, resumed by the same command."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from glintru.models.gate_activations import PAPER_GATE_ACTIVATIONS
+from glintru.search.spaces import ABLATIONS
+from glintru.search.studies import STUDIES, StudyRun, get_study, study_of_grid, study_settings
+
+from search_helpers import REPO, cli_env
+
+STUDY_CLI = REPO / "tune" / "study.py"
+TINY = ["--set", "hidden_size=16", "num_heads=2", "max_length=20", "batch_size=256"]
+
+
+def test_each_study_varies_one_setting_and_tests_against_the_full_model():
+    assert set(STUDIES) == {"activations", "ablations", "kernel", "layers"}
+    assert get_study("activations").values == PAPER_GATE_ACTIVATIONS
+    assert get_study("ablations").values == tuple(ABLATIONS)
+    for s in STUDIES.values():
+        assert s.reference in s.values
+        assert set(s.paper) <= set(s.values)
+    # Table 6 and Table 9 of the paper, Amazon Beauty
+    assert get_study("activations").paper["relu"]["ndcg@10"] == 0.2770
+    assert get_study("ablations").paper["no_gru"]["ndcg@10"] == 0.2755
+    with pytest.raises(ValueError, match="unknown study 'depth'; choose one of activations, ablations"):
+        get_study("depth")
+
+
+def test_a_grid_over_a_studied_setting_is_recognised():
+    assert study_of_grid({"kernel_size": [1, 3]}).name == "kernel"
+    assert study_of_grid({"kernel_size": [1, 3], "lr": [0.1]}) is None
+    assert study_of_grid({"lr": [0.1]}) is None
+
+
+def test_study_settings_fix_the_full_model_and_one_budget():
+    run = StudyRun(get_study("kernel"), data="d", preset="beauty", seeds=(0, 1), max_epochs=30)
+    s = study_settings(run, "beauty-seq", resume=False)
+    assert s.grid == {"kernel_size": [1, 3, 5, 7, 9]}
+    assert s.overrides == {"ablation": "full"}
+    assert (s.seeds, s.max_epochs, s.name, s.preset) == ([0, 1], 30, "study-kernel-beauty-seq", "beauty")
+    ablations = study_settings(StudyRun(get_study("ablations"), data="d"), "x", resume=True)
+    assert "ablation" not in ablations.overrides and ablations.resume
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        (StudyRun(get_study("kernel"), data="d", values=(1, 4)), r"kernel: 4 not among its values 1, 3, 5, 7, 9"),
+        (StudyRun(get_study("kernel"), data="d", values=(1, 5)), "must include the reference 3"),
+        (
+            StudyRun(get_study("kernel"), data="d", overrides={"kernel_size": 5}),
+            "--set kernel_size is what the kernel study varies",
+        ),
+    ],
+)
+def test_study_settings_refuse_what_would_break_the_study(run, message):
+    with pytest.raises(ValueError, match=message):
+        study_settings(run, "x", resume=False)
+
+
+def _study(*args):
+    return subprocess.run(
+        [sys.executable, str(STUDY_CLI), *args], capture_output=True, text=True, timeout=600, env=cli_env(), cwd=REPO
+    )
+
+
+def test_list_prints_every_study():
+    out = _study("list")
+    assert out.returncode == 0
+    for name in STUDIES:
+        assert out.stdout.count(f"{name}:") == 1
+
+
+@pytest.mark.slow
+def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
+    args = ["kernel", "--data", str(tiny_data), "--values", "1,3", "--seeds", "0,1", "--max-epochs", "2"]
+    args += ["--storage", str(tmp_path), "--num-cpus", "4", *TINY]
+    first = _study(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    exp = tmp_path / "study-kernel-synthetic"
+    assert first.stdout.strip().splitlines()[-1] == str(exp)
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert sorted(zip(trials["config/kernel_size"], trials["seed"])) == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    assert set(trials["config/ablation"]) == {"full"}
+    table = json.loads((exp / "report" / "tables" / "study_kernel_study-kernel-synthetic.json").read_text())
+    assert [r["value"] for r in table["rows"]] == [1, 3]
+    assert table["rows"][1]["diff/ndcg@10"] == 0.0
+    assert table["rows"][0]["test/ndcg@10"] == pytest.approx(
+        trials.loc[trials["config/kernel_size"] == 1, "test/ndcg@10"].mean()
+    )
+    assert "## Study: Kernel size" in (exp / "report" / "report.md").read_text()
+    # the same command again: nothing is trained, the table is the same
+    again = _study(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "phase grid: starting" not in again.stderr
+    assert pd.read_parquet(exp / "trials.parquet")["trial_id"].tolist() == trials["trial_id"].tolist()
+    # another budget for a finished study is refused, not silently tabulated
+    changed = _study(*[a if a != "2" else "3" for a in args])
+    assert changed.returncode == 2
+    assert "--max-epochs (the experiment has 2, given 3)" in changed.stderr
+    # another experiment under the study's name is never taken for it
+    other = _study("layers", *args[1:])
+    assert other.returncode == 2
+    assert "error: " in other.stderr and "not the layers study" in other.stderr
