@@ -11,7 +11,7 @@ EPOCHS ?= 5
 SEARCH_ARGS ?= --set hidden_size=64 num_layers=1 batch_size=512
 PYTEST_ARGS ?=
 
-.PHONY: install data search lint test bench clean
+.PHONY: install data search study lint test bench clean
 
 # torch as pinned in pyproject.toml; TORCH_INDEX picks its build, e.g. the CPU-only wheels:
 #   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -35,6 +35,14 @@ data: $(DATA)/meta.json
 search: $(STAMP) $(DATA)/meta.json
 	$(BIN)/python tune/search.py --space $(SPACE) --data $(DATA) --num-samples $(SAMPLES) \
 		--max-epochs $(EPOCHS) --scheduler asha --eval-mode pop100 --cpus-per-trial 1 $(SEARCH_ARGS)
+
+# one of the paper's studies (tune/study.py list): `make study STUDY=activations DATA=data/beauty PRESET=beauty`;
+# the same command resumes an interrupted study
+STUDY ?= activations
+PRESET ?=
+STUDY_ARGS ?=
+study: $(STAMP)
+	$(BIN)/python tune/study.py $(STUDY) --data $(DATA) $(if $(PRESET),--preset $(PRESET)) $(STUDY_ARGS)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
