@@ -30,11 +30,11 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 import pandas as pd
 
-from glintru.analysis.paper import TABLE2
+from glintru.analysis.paper import PAPER_METRICS, TABLE2
 from glintru.analysis.stats import holm, paired_ttest
 from glintru.models import MODELS, display_name
 
-METRICS = ("recall@10", "mrr@10", "ndcg@10")
+METRICS = PAPER_METRICS
 REFERENCE_VARIANT = "reference"
 
 

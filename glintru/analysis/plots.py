@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from glintru.analysis.collect import FINISHED, select_best
+from glintru.analysis.paper import PAPER_METRICS
 from glintru.analysis.tables import MODEL_ORDER, dataset_name, metric_name, model_name, ordered
 
 PARAM_LABELS = {
@@ -34,7 +35,7 @@ COST_LABELS = {
     "seconds_per_epoch": "training (s/epoch)",
     "peak_memory_mb": "peak memory (MB)",
 }
-PAPER_TEST_METRICS = ("test/recall@10", "test/mrr@10", "test/ndcg@10")
+PAPER_TEST_METRICS = tuple(f"test/{m}" for m in PAPER_METRICS)
 TRIAL_ORDER_COLUMNS = ("trial_number", "start_time", "timestamp")
 
 
