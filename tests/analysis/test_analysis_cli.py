@@ -14,6 +14,7 @@ from glintru.analysis import collect, performance_table
 from glintru.analysis.cli import add_selection_arguments, split_list
 
 import analysis_fakes as fakes
+from doc_pages import pages
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -28,7 +29,10 @@ def script(name: str):
     return module
 
 
-def test_report_end_to_end(golden_exp, search_exp, tmp_path):
+def test_report_end_to_end(golden_exp, tmp_path):
+    # the seeds phase reruns GLINT-RU with the baselines' seeds, so that a test over users pairs
+    # every side on the same negatives
+    search_exp = fakes.search_like(tmp_path / "search", seeds=(0, 1))
     out = tmp_path / "report"
     proc = run(
         "analysis/report.py",
@@ -56,7 +60,7 @@ def test_report_end_to_end(golden_exp, search_exp, tmp_path):
         assert heading in md
     assert "## Search: golden" not in md  # one configuration per model is no search
     assert "Wilcoxon signed-rank test over users as a check" in md
-    assert "Welch's t-test over seeds as a check" in md  # the seeds phase gives GLINT-RU 3 seeds
+    assert "Welch's t-test over seeds as a check" in md  # the seeds phase gives GLINT-RU 2 seeds
     figures = [line[line.index("(") + 1 : -1] for line in md.splitlines() if line.startswith("![")]
     assert "figures/history_search.png" in figures and "figures/metric_vs_kernel_size_beauty.png" in figures
     for fig in figures:
@@ -174,25 +178,28 @@ def _help_flags(main, argv, capsys) -> set[str]:
     return set(re.findall(r"^  (--[a-z][a-z-]*)", capsys.readouterr().out, re.MULTILINE)) - {"--help"}
 
 
-def test_readme_analysis_section_documents_exactly_the_flags(capsys):
-    """Every flag of significance.py, report.py and glintru evaluate is in the README's Analysis
-    section, in its own paragraph, and no flag that does not exist is."""
+def test_the_docs_document_exactly_the_analysis_flags(capsys):
+    """Every flag of significance.py, report.py and glintru evaluate is in its own paragraph of the
+    README or a docs/ page (docs/ANALYSIS.md, docs/TRAINING.md), and no flag that does not exist is."""
     from glintru.cli import main as glintru_main
 
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Analysis") :]
-    section = section[: section.index("\n## ", 3)]
     starts = {
         "significance": "`significance.py` prints",
         "report": "`report.py` writes",
         "evaluate": "`glintru evaluate` re-evaluates",
         "notebooks": "Notebooks:",
     }
-    positions = sorted((section.index(marker), name) for name, marker in starts.items())
-    blocks = {
-        name: section[pos : (positions[i + 1][0] if i + 1 < len(positions) else None)]
-        for i, (pos, name) in enumerate(positions)
-    }
+    blocks = {}
+    for text in pages().values():
+        for name, marker in starts.items():
+            if marker not in text:
+                continue
+            assert name not in blocks, f"{marker!r} begins a paragraph on two pages"
+            pos = text.index(marker)
+            # the block ends at the next block of the same page or at its section's end
+            ends = [text.find(m, pos + 1) for m in starts.values()] + [text.find("\n## ", pos)]
+            blocks[name] = text[pos : min([e for e in ends if e > pos], default=len(text))]
+    assert set(blocks) == set(starts)
     documented = {name: set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) for name, text in blocks.items()}
     assert documented["significance"] == _help_flags(script("significance").main, [], capsys)
     assert documented["report"] == _help_flags(script("report").main, [], capsys)

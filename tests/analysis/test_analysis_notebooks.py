@@ -17,6 +17,7 @@ from glintru.analysis import experiment_paths
 from glintru.analysis.tables import model_name
 
 import analysis_fakes as fakes
+from doc_pages import pages
 
 NOTEBOOKS = ("ttests", "search_report")
 
@@ -87,10 +88,12 @@ def test_search_report_notebook_runs(kernel_for_this_python, search_exp, monkeyp
 
 
 def readme_notebook_command() -> str:
-    """The notebook command line exactly as README.md shows it (an indented code line)."""
+    """The notebook command line exactly as the README or a docs/ page shows it (an indented code
+    line; docs/ANALYSIS.md)."""
     lines = [
         line.strip()
-        for line in (REPO / "README.md").read_text().splitlines()
+        for text in pages().values()
+        for line in text.splitlines()
         if line.startswith("    ") and "jupyter execute analysis/" in line
     ]
     assert len(lines) == 1, lines

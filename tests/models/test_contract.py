@@ -1,5 +1,12 @@
-"""The contract every registered model keeps (DESIGN.md, "Contracts that hold everywhere"), run over
-the registry: a model added to glintru.models.MODELS is covered here by that entry alone.
+"""The contract every registered model keeps, run over the registry: a model added to
+glintru.models.MODELS is covered here by that entry alone (CONTRIBUTING.md, "Add a model").
+
+The contract: item 0 is padding and real items are 1..n_items; `forward(item_seq [B, L], lengths
+[B]) -> [B, d]` is the representation after the last real item, and scores are
+`rep @ item_embeddings().T` (`item_embeddings()` is [n_items + 1, d], the padding column scores
+-inf); padding never changes a result; the same seed gives the same weights and outputs; the state
+dict and the config's dict rebuild the model; where one pass is declared exact, position t of one
+pass equals the forward of the prefix ending at t; a few Adam steps learn a next-item pattern.
 
 Each check builds the model by name from its spec's `small` settings (d=16, max_length 40, every
 dropout at 0 unless a check sets it) and without item side features. Options of a model (RecBole

@@ -1,6 +1,7 @@
 """The cluster files, offline: cluster/gpu.yaml against Ray's own cluster-config schema, the
 Dockerfile and .dockerignore, cluster/kuberay.yaml (a KubeRay RayJob whose entrypoint must be a
-tune/search.py command line that the search accepts), and the job-submit examples of the README."""
+tune/search.py command line that the search accepts), and the job-submit examples of the README and
+the docs/ pages."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from glintru.search import results
 from glintru.search.plan import plan_search
 from glintru.search.spaces import SPACES
 
+from doc_pages import pages
 from search_helpers import CLI, REPO
 
 try:
@@ -32,7 +34,6 @@ CONFIG = REPO / "cluster" / "gpu.yaml"
 KUBERAY = REPO / "cluster" / "kuberay.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-README = REPO / "README.md"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 # The custom resource that only the head node offers; the search's trial drivers ask for a share of
@@ -521,7 +522,7 @@ def test_kuberay_entrypoint_passes_the_search_preflight(tiny_data, monkeypatch):
     assert plan.exp_dir.startswith(args.storage.rstrip("/") + "/")
 
 
-# -- job-submit examples (README, cluster/gpu.yaml) -----------------------------------------------
+# -- job-submit examples (README and docs/, cluster/gpu.yaml) -------------------------------------
 
 
 def _commands(lines: list[str]) -> list[str]:
@@ -536,10 +537,13 @@ def _commands(lines: list[str]) -> list[str]:
     return [c.strip() for c in out if c.strip()]
 
 
-def _readme_cluster_commands() -> list[str]:
-    text = README.read_text()
-    section = text.split("## Running on a GPU cluster", 1)[1].split("\n## ", 1)[0]
-    return _commands([line[4:] for line in section.splitlines() if line.startswith("    ")])
+def _docs_commands() -> list[str]:
+    """The code-block commands of README.md and every docs/*.md page."""
+    return [
+        command
+        for text in pages().values()
+        for command in _commands([line[4:] for line in text.splitlines() if line.startswith("    ")])
+    ]
 
 
 def _gpu_yaml_comment_commands() -> list[str]:
@@ -570,9 +574,9 @@ def _submitted_search(command: str) -> list[str] | None:
     return entry[i + 1 :]
 
 
-@pytest.mark.parametrize("source", ["README.md", "cluster/gpu.yaml"])
+@pytest.mark.parametrize("source", ["docs", "cluster/gpu.yaml"])
 def test_job_submit_examples_expand_paths_on_the_head_and_parse(source):
-    commands = _readme_cluster_commands() if source == "README.md" else _gpu_yaml_comment_commands()
+    commands = _docs_commands() if source == "docs" else _gpu_yaml_comment_commands()
     submits = [c for c in commands if re.search(r"\bray job submit\b", c)]
     assert submits, f"no `ray job submit` example in {source}"
     for command in submits:

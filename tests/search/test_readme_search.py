@@ -1,6 +1,6 @@
-"""The README's search commands as written: each parses with the real argument parser and passes
-the settings checks, `--set` keeps every pair in both of its forms, and every flag the search
-section documents exists."""
+"""The search commands of the README and the docs/ pages as written: each parses with the real
+argument parser and passes the settings checks, `--set` keeps every pair in both of its forms, and
+docs/SEARCH.md documents exactly the flags the search has."""
 
 from __future__ import annotations
 
@@ -15,38 +15,12 @@ from glintru.search.plan import plan_search
 from glintru.search.settings import validate_settings
 from glintru.settings import split_pairs
 
-from search_helpers import REPO
+from doc_pages import code_commands, examples, pages
 
-README = (REPO / "README.md").read_text()
 PREFIX = "python tune/search.py"
-
-
-def _section(title: str) -> str:
-    start = README.index(f"\n## {title}")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end > 0 else None]
-
-
-def _code_commands(text: str) -> list[str]:
-    """Commands of the indented code blocks, continuation lines joined, comments dropped, and a
-    `for m in a b; do ... $m ...` loop unrolled."""
-    joined = re.sub(r"\\\n\s*", "", text)
-    commands, loop = [], None
-    for line in joined.splitlines():
-        if not line.startswith("    "):
-            continue
-        stripped = line.strip()
-        if match := re.match(r"for (\w+) in ([^;]+); do", stripped):
-            loop = (match.group(1), match.group(2).split())
-            continue
-        if not stripped.startswith(PREFIX):
-            continue
-        command = stripped.split("  #", 1)[0].strip()
-        if loop and f"${loop[0]}" in command:
-            commands += [command.replace(f"${loop[0]}", value) for value in loop[1]]
-        else:
-            commands.append(command)
-    return commands
+SEARCH_PAGE = pages()["docs/SEARCH.md"]
+COMMANDS = [command for _, command in examples(PREFIX)]
+SEARCH_COMMANDS = [c for c in code_commands(SEARCH_PAGE) if c.startswith(PREFIX)]
 
 
 def _args(command: str) -> list[str]:
@@ -55,12 +29,9 @@ def _args(command: str) -> list[str]:
     return words[2:]
 
 
-COMMANDS = _code_commands(README)
-
-
-def test_the_readme_shows_search_commands():
+def test_the_docs_show_search_commands():
     assert len(COMMANDS) >= 4, COMMANDS
-    assert any("--set" in c for c in _code_commands(_section("Hyperparameter search")))
+    assert any("--set" in c for c in SEARCH_COMMANDS)
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if "--space list" not in c])
@@ -71,9 +42,9 @@ def test_readme_search_command_passes_the_settings_checks(command):
     assert not ray.is_initialized()
 
 
-@pytest.mark.parametrize("command", [c for c in _code_commands(_section("Hyperparameter search")) if "--set" in c])
+@pytest.mark.parametrize("command", [c for c in SEARCH_COMMANDS if "--set" in c])
 def test_readme_set_example_keeps_every_pair(command, tiny_data, tmp_path):
-    """The search section's `--set` example, with both forms of the flag, as written: every pair
+    """The search page's `--set` example, with both forms of the flag, as written: every pair
     reaches the settings, and the whole plan passes (the dataset swapped for a tiny local one)."""
     args = _args(command)
     set_words, after_set = [], False
@@ -92,8 +63,7 @@ def test_readme_set_example_keeps_every_pair(command, tiny_data, tmp_path):
 
 
 def test_every_documented_search_flag_exists():
-    documented = set(re.findall(r"`(--[a-z][a-z-]*)", _section("Hyperparameter search")))
-    documented |= set(re.findall(r"\| `(--[a-z][a-z-]*)", _section("Hyperparameter search")))
+    documented = set(re.findall(r"`(--[a-z][a-z-]*)", SEARCH_PAGE))
     known = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", cli.build_parser().format_help()))
     assert documented - known == set()
     # and every flag of the parser is documented

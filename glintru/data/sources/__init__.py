@@ -77,7 +77,7 @@ class SourceFormat:
     """
 
     name: str
-    files: str  # what the user passes, for `--help` and the README
+    files: str  # what the user passes, for `--help` and docs/DATA.md
     read: Callable[[Path, dict[str, str] | None], pd.DataFrame]
     read_items: Callable[[str | Path, Iterable[str] | None, str | None], ItemFeatures]
     takes_columns: bool = False
