@@ -14,10 +14,11 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glintru.analysis import Results, SignificanceError, collect
-from glintru.analysis.cli import add_selection_arguments, split_list
+from glintru.analysis.cli import add_selection_arguments, split_list, warnings_on_stderr
 from glintru.analysis.collect import parse_conditions
 from glintru.analysis.report import ReportOptions, write_report
 from glintru.analysis.tables import PAPER_METRICS
+from glintru.outputs import REPORT, check_output, locked, mark, replace_dir
 
 
 def positive_int(text: str) -> int:
@@ -65,15 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     try:
-        check_out(out)
-        results = collect(args.experiments).only(parse_conditions(args.only))
+        check_out(out, args.experiments)
+        with warnings_on_stderr():
+            results = collect(args.experiments).only(parse_conditions(args.only))
         for column in args.ablation:  # a typo here would otherwise only show as a note inside the report
             if column not in results.trials.columns:
                 raise ValueError(
                     f"--ablation {column}: no such column in the trials; config columns: "
                     f"{', '.join(c for c in results.trials.columns if c.startswith('config/'))}"
                 )
-        paths = write_report_atomically(results, out, options)
+        paths = write_report_atomically(results, out, options, args.experiments)
     except (SignificanceError, FileNotFoundError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
@@ -86,40 +88,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def check_out(out: Path) -> None:
-    """Refuse, before any work, an --out that is a file or a directory that is not an earlier report."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
-        raise ValueError(
-            f"--out {out}: a non-empty directory that holds no earlier report (no report.json); "
-            "choose another --out or empty it"
-        )
+def check_out(out: Path, experiments: list[str]) -> Path:
+    """Refuse, before any work, an --out that is a file, one of the experiments read or a folder
+    holding one, or a directory that is not an earlier report (glintru.outputs); returns it resolved."""
+    inputs = [("experiment", e) for e in experiments if "://" not in e]
+    return check_output(out, REPORT, inputs=inputs, replace=True)
 
 
-def write_report_atomically(results: Results, out: Path, options: ReportOptions) -> dict[str, Path]:
-    """Write the report in a temporary sibling and swap it for --out when complete, so a failure
-    halfway leaves --out as it was (an earlier report is replaced whole, never mixed with the new one)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        paths = write_report(results, tmp, options)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            old.rmdir()
-            out.rename(old)
+def write_report_atomically(
+    results: Results, out: Path, options: ReportOptions, experiments: list[str]
+) -> dict[str, Path]:
+    """Write the report in a temporary sibling and swap it for --out when complete, under the lock of
+    --out, so a failure halfway leaves --out as it was (an earlier report is replaced whole, never
+    mixed with the new one)."""
+    with locked(out):
+        real = check_out(out, experiments)  # again: another command may have written it meanwhile
+        tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=real.parent))
         try:
-            tmp.rename(out)
+            paths = write_report(results, tmp, options)
+            mark(tmp, REPORT)
+            replace_dir(tmp, real)
         except BaseException:
-            if old is not None:
-                old.rename(out)
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {key: out / path.relative_to(tmp) for key, path in paths.items()}
 
 

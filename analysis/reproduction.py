@@ -30,6 +30,15 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 import pandas as pd
 
+from glintru.analysis.cli import warnings_on_stderr
+from glintru.analysis.comparability import (
+    DATASET_NAME,
+    SOURCE,
+    check_comparable,
+    check_negatives,
+    run_basis,
+    warn_unknown,
+)
 from glintru.analysis.paper import PAPER_METRICS, TABLE2
 from glintru.analysis.stats import holm, paired_ttest
 from glintru.models import MODELS, display_name
@@ -77,12 +86,18 @@ def read_run(path: Path) -> dict[str, Any]:
     """One run's model, seed, metrics (own protocol and full ranking) and per-user frames."""
     config = json.loads((path / "config.json").read_text())
     metrics = json.loads((path / "metrics.json").read_text())
+    dataset = config.get("dataset", {})
+
+    def basis(source: str, record: dict[str, Any], fingerprint: Any) -> dict[str, Any]:
+        own = {SOURCE: source, "experiment": str(path), DATASET_NAME: dataset.get("name")}
+        return {**own, **run_basis(record, config["train_config"], fingerprint)}
+
     run = {
         "path": str(path),
         "model": arm(config),
         "model_config": config.get("model_config", {}),
         "seed": config["train_config"]["seed"],
-        "protocol": metrics.get("eval_mode", config["train_config"]["eval_mode"]),
+        "basis": basis(str(path), metrics, dataset.get("fingerprint")),
         "test": metrics["test"],
         "valid": metrics["valid"],
         "best_epoch": metrics["best_epoch"],
@@ -91,9 +106,13 @@ def read_run(path: Path) -> dict[str, Any]:
         "curve": {int(h["epoch"]): h["valid"]["ndcg@10"] for h in metrics.get("history", []) if "valid" in h},
         "users": pd.read_parquet(path / "test_users.parquet").set_index("user"),
     }
+    run["protocol"] = run["basis"]["eval_mode"]
     full = path / "eval-full.json"
     if full.exists():
-        run["full"] = json.loads(full.read_text())["test"]
+        evaluation = json.loads(full.read_text())
+        run["full"] = evaluation["test"]
+        # an evaluation that records no fingerprint (an earlier version's) may have read other data
+        run["full_basis"] = basis(str(full), evaluation, None)
         run["full_users"] = pd.read_parquet(path / "eval-full-test_users.parquet").set_index("user")
     return run
 
@@ -104,9 +123,14 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 0.05) -> dict[str, Any]:
     models = sorted({r["model"] for r in runs}, key=_arm_order)
+    own = pd.DataFrame([r["basis"] for r in runs])
+    full = pd.DataFrame([r["full_basis"] for r in runs if "full_basis" in r])
+    check_comparable(own)
+    if not full.empty:
+        check_comparable(full)
+    check_comparable(pd.concat([own, full], ignore_index=True), ["dataset_fingerprint"])
+    warn_unknown(own, {p: p for p in own["experiment"]})
     protocols = {r["protocol"] for r in runs}
-    if len(protocols) != 1:
-        raise ValueError(f"runs use different evaluation protocols {sorted(protocols)}; compare one at a time")
     by_model: dict[str, Any] = {}
     for m in models:
         rs = [r for r in runs if r["model"] == m]
@@ -133,6 +157,14 @@ def summarise(runs: list[dict[str, Any]], reference: str | None, alpha: float = 
                 if m == reference:
                     continue
                 other = [r for r in runs if r["model"] == m]
+                if frame == "users":  # full ranking draws no negatives
+                    check_negatives(
+                        pd.DataFrame([r["basis"] for r in ref]),
+                        pd.DataFrame([r["basis"] for r in other]),
+                        arm_name(reference),
+                        arm_name(m),
+                        "give both rows the same seeds, or leave out the runs of the seeds one row lacks",
+                    )
                 other_users = sum(r[frame] for r in other) / len(other)
                 for k in METRICS:
                     c = paired_ttest(ref_users[k], other_users[k], reference, m)
@@ -243,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
         if missing:
             raise FileNotFoundError(f"not finished run directories (no metrics.json): {', '.join(missing)}")
-        summary = summarise(label_arms([read_run(r) for r in args.runs]), args.reference, args.alpha)
+        with warnings_on_stderr():
+            summary = summarise(label_arms([read_run(r) for r in args.runs]), args.reference, args.alpha)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glintru.analysis import SignificanceError, ablation_table, collect, performance_table
-from glintru.analysis.cli import add_selection_arguments, split_list
+from glintru.analysis.cli import add_selection_arguments, split_list, warnings_on_stderr
 from glintru.analysis.collect import parse_conditions
 from glintru.analysis.tables import PAPER_METRICS, frame_layout, render_csv, render_latex, render_markdown
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     metrics = split_list(args.metric) or list(PAPER_METRICS)
     try:
-        results = collect(args.experiments).only(parse_conditions(args.only))
+        with warnings_on_stderr():
+            results = collect(args.experiments).only(parse_conditions(args.only))
         common = dict(select=args.select, test=args.test, alpha=args.alpha, datasets=split_list(args.datasets))
         if args.ablation:
             table = ablation_table(results, args.ablation, metrics, order=split_list(args.models), **common)

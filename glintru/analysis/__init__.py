@@ -12,6 +12,7 @@ from glintru.analysis.collect import (
     select_best,
     tested,
 )
+from glintru.analysis.comparability import ComparabilityError
 from glintru.analysis.stats import (
     Comparison,
     SignificanceError,
@@ -42,6 +43,7 @@ __all__ = [
     "config_columns",
     "metric_columns",
     "Comparison",
+    "ComparabilityError",
     "SignificanceError",
     "compare",
     "holm",

@@ -4,6 +4,10 @@ experiments, which metrics, which test, and which trials choose each configurati
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 
 from glintru.analysis.tables import PAPER_METRICS
 
@@ -26,7 +30,12 @@ def add_selection_arguments(p: argparse.ArgumentParser, test_help: str) -> None:
     )
     p.add_argument("--test", choices=TESTS, default="paired", help=test_help)
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm-Bonferroni")
-    p.add_argument("--select", default="valid/ndcg@10", help="validation column that chooses each configuration")
+    p.add_argument(
+        "--select",
+        metavar="COLUMN",
+        help="validation column that chooses each configuration (default: the one the experiments and runs "
+        "record they selected on, e.g. valid/ndcg@10)",
+    )
     p.add_argument(
         "--only",
         action="append",
@@ -35,6 +44,20 @@ def add_selection_arguments(p: argparse.ArgumentParser, test_help: str) -> None:
         help="keep trials with this value, e.g. config/ablation=full (trials without the column stay)",
     )
     p.add_argument("--reference", metavar="MODEL", help="show Improv. only where this model (e.g. glintru) is best")
+
+
+@contextlib.contextmanager
+def warnings_on_stderr() -> Iterator[None]:
+    """The library's warnings (e.g. an input without a dataset fingerprint) as `warning: ...` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("glintru")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def split_list(values: list[str] | None) -> list[str] | None:

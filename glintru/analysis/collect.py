@@ -16,9 +16,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from glintru.analysis.comparability import SOURCE, fill_basis, run_basis, tell_apart
+
 FINISHED = "TERMINATED"
 EFFICIENCY_COLUMNS = ("seconds_per_epoch", "infer_ms_per_batch", "peak_memory_mb")
 REQUIRED_TRIAL_COLUMNS = ("trial_id", "model", "dataset")
+# what chose the best epochs and configurations of runs and experiments that do not record it
+UNRECORDED_SELECTION = "valid/ndcg@10"
 # Train-config fields of a plain run that are hyperparameters (the rest is bookkeeping).
 RUN_TRAIN_PARAMS = ("lr", "batch_size", "weight_decay")
 
@@ -101,7 +105,10 @@ def _trials_of_experiment(exp: Experiment) -> pd.DataFrame:
     if "seed" not in trials.columns:
         trials["seed"] = trials["config/seed"] if "config/seed" in trials.columns else np.nan
     trials["users_path"] = [posixpath.join(exp.root, "users", f"{t}.parquet") for t in trials["trial_id"]]
-    return trials
+    if trials.empty:
+        raise ValueError(f"{exp.uri}: {path} holds no trials, so there is nothing to tabulate")
+    trials[SOURCE] = [f"{exp.uri} trial {t}" for t in trials["trial_id"]]
+    return fill_basis(trials, exp.meta.get("dataset_fingerprint"), exp.meta.get("eval_mode"))
 
 
 def _flat_config(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -125,8 +132,11 @@ def _trials_of_run(exp: Experiment) -> pd.DataFrame:
         "trial_id": posixpath.basename(exp.root),
         "status": FINISHED,
         "error": None,
+        "completed": True,  # metrics.json is written once the test split is evaluated
         "model": config.get("model"),
         "dataset": dataset.get("name") or config.get("preset") or posixpath.basename(str(dataset.get("path", ""))),
+        SOURCE: exp.uri,
+        **run_basis(metrics, train_config, dataset.get("fingerprint")),
         "seed": train_config.get("seed", np.nan),
         "best_epoch": metrics.get("best_epoch"),
         "epochs": metrics.get("epochs"),
@@ -141,6 +151,13 @@ def _trials_of_run(exp: Experiment) -> pd.DataFrame:
     row["run_dir"] = exp.uri
     row["users_path"] = posixpath.join(exp.root, "test_users.parquet")
     return pd.DataFrame([row])
+
+
+def _selection_of(exp: Experiment) -> str:
+    if exp.kind == "experiment":
+        return str(exp.meta.get("metric") or UNRECORDED_SELECTION)
+    select = exp.meta["config"].get("train_config", {}).get("select_metric")
+    return f"valid/{select}" if select else UNRECORDED_SELECTION
 
 
 def open_experiment(uri: str, filesystem: Any = None) -> Experiment:
@@ -171,6 +188,16 @@ class Results:
 
     def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["status"] == FINISHED]
+
+    def selection_metric(self) -> str:
+        """The validation column that chose the best epochs and configurations of the inputs, as they
+        record it (experiment.json `metric`, a run's train_config `select_metric`); ValueError naming
+        them where they differ, since a table chooses on one column."""
+        chosen = {name: _selection_of(self.experiments[name]) for name in dict.fromkeys(self.trials["experiment"])}
+        if len(set(chosen.values())) > 1:
+            listed = "; ".join(f"{self.experiments[n].uri}: {m}" for n, m in chosen.items())
+            raise ValueError(f"the inputs chose on different validation metrics ({listed}); name one with --select")
+        return next(iter(chosen.values()), UNRECORDED_SELECTION)
 
     def users(self, trial: pd.Series | dict[str, Any]) -> pd.DataFrame:
         """Per-user test metrics of one trial row: `user` plus one column per metric."""
@@ -249,6 +276,7 @@ def collect(uris: str | os.PathLike | Iterable[str | os.PathLike], filesystem: A
     if not frames:
         raise ValueError("no experiment directories given")
     trials = pd.concat(frames, ignore_index=True, sort=False)
+    trials = tell_apart(trials, {name: exp.uri for name, exp in experiments.items()})
     return Results(trials=trials, experiments=experiments)
 
 

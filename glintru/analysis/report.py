@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ COST_SWEEPS = ("config/kernel_size", "config/max_length")
 @dataclass
 class ReportOptions:
     metrics: Sequence[str] = PAPER_METRICS
-    select: str = "valid/ndcg@10"
+    select: str | None = None  # None: the column the inputs record they selected on
     test: str = "paired"
     alpha: float = 0.05
     reference: str | None = None
@@ -210,6 +210,7 @@ def _varies(trials: pd.DataFrame, column: str) -> bool:
 
 
 def _figures_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path) -> None:
+    select = opts.select or results.selection_metric()
     trials = results.finished()
     metrics = [f"test/{m}" for m in opts.metrics]
     made = False
@@ -222,28 +223,29 @@ def _figures_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path
                 name = param.removeprefix("config/")
                 try:
                     fig = (
-                        metric_vs_param(t, param, metrics, opts.select)
+                        metric_vs_param(t, param, metrics, select)
                         if kind == "metric"
-                        else cost_vs_param(t, param, select=opts.select)
+                        else cost_vs_param(t, param, select=select)
                     )
                 except ValueError:
                     continue
                 if not made:
                     doc.h(2, "Parameter analysis")
                     made = True
-                stem = f"{kind}_vs_{name}_{ds}"
+                stem = f"{kind}_vs_{name}_{_safe(str(ds))}"  # a told-apart name holds spaces and parentheses
                 save_figure(fig, out / "figures", stem)
                 doc.image(f"figures/{stem}.png", f"{kind} vs {name} on {dataset_name(ds)}")
 
 
 def _search_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path) -> None:
+    select = opts.select or results.selection_metric()
     for name, exp in results.experiments.items():
         t = results.trials[results.trials["experiment"] == name]
         if exp.kind != "experiment" or not _is_search(t):
             continue
-        metric = str(exp.meta.get("metric", opts.select))
+        metric = str(exp.meta.get("metric", select))
         if metric not in t.columns:
-            metric = opts.select
+            metric = select
         doc.h(2, f"Search: {name}")
         finished = int((t["status"] == "TERMINATED").sum())
         doc.p(f"{len(t)} trials, {finished} finished, {len(t) - finished} not finished; objective {metric}.")
@@ -360,6 +362,7 @@ def _safe(name: str) -> str:
 def write_report(results: Results, out_dir: str | Path, options: ReportOptions | None = None) -> dict[str, Path]:
     """Write report.md, report.html, tables/ and figures/ under out_dir; returns the two report paths."""
     opts = options or ReportOptions()
+    opts = replace(opts, select=opts.select or results.selection_metric())
     if opts.test not in TEST_NAMES:
         raise ValueError(f"unknown test {opts.test!r}; choose one of {', '.join(TEST_NAMES)}")
     out = Path(out_dir)

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glintru.analysis.collect import Results, _plain, select_best, tested
+from glintru.analysis.collect import FINISHED, Results, _plain, select_best, tested
+from glintru.analysis.comparability import check_columns, check_negatives, check_one_data_per_name
+from glintru.analysis.paper import PAPER_METRICS
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, compare, comparisons_frame
 from glintru.models import MODELS, display_name
 from glintru.models.gate_activations import GATE_ACTIVATION_LABELS
@@ -29,7 +31,6 @@ MODEL_ORDER = list(MODEL_NAMES)
 DATASET_NAMES = {"ml-1m": "ML-1M", "beauty": "Amazon Beauty", "video-games": "Amazon Video Games"}
 DATASET_ORDER = list(DATASET_NAMES)
 METRIC_NAMES = {"recall": "Recall", "hit": "Hit", "mrr": "MRR", "ndcg": "NDCG", "precision": "Precision"}
-PAPER_METRICS = ("recall@10", "mrr@10", "ndcg@10")
 # Row names, in the paper's order, of the ablation tables over the GLINT-RU search space's labels.
 ABLATION_LABELS = {
     "config/ablation": {
@@ -54,7 +55,9 @@ def model_name(key: Any) -> str:
 
 
 def dataset_name(key: Any) -> str:
-    return DATASET_NAMES.get(str(key), str(key))
+    """'beauty' -> 'Amazon Beauty'; a name told apart by its fingerprint keeps it: 'Amazon Beauty (3f2a1b2c)'."""
+    name, sep, rest = str(key).partition(" (")
+    return DATASET_NAMES.get(name, name) + sep + rest
 
 
 def metric_name(key: str) -> str:
@@ -91,6 +94,47 @@ def known_keys(given: Sequence[Any], present: Sequence[Any], what: str) -> list[
             f"no {what} {', '.join(map(repr, unknown))} in the trials; they have {', '.join(sorted(by_text)) or 'none'}"
         )
     return [by_text[str(_plain(k))] for k in given]
+
+
+def _why_untested(trials: pd.DataFrame, select: str) -> str:
+    """What became of an input's trials, none of which can be tabulated."""
+    status = trials["status"].fillna("unknown")
+    parts = [f"{n} {s}" for s, n in status[status != FINISHED].value_counts().items()]
+    finished = trials[status == FINISHED]
+    if "completed" in finished.columns:
+        stopped = int((~finished["completed"].fillna(False).astype(bool)).sum())
+        if stopped:
+            parts.append(f"{stopped} stopped before the end of training, so never tested")
+    if select in trials.columns:
+        left = tested(finished)
+        unscored = int(left[select].isna().sum())
+        if unscored:
+            parts.append(f"{unscored} without {select}")
+    return f"none of its {len(trials)} trial(s) was trained to its end, tested and scored ({', '.join(parts)})"
+
+
+def account_for_inputs(
+    results: Results, trials: pd.DataFrame, shown: pd.DataFrame, select: str, row: str, rows: Any, datasets: Any
+) -> list[str]:
+    """Every input behind `trials` is in the table (`shown`), or said not to be: an input that holds
+    nothing to tabulate is an error naming it and why; one whose configurations lost the selection
+    to another input's gets a note. Inputs left out by the caller's rows or datasets are not noted."""
+    notes = []
+    present = set(shown["experiment"])
+    for name in dict.fromkeys(trials["experiment"]):
+        own = trials[trials["experiment"] == name]
+        uri = results.experiments[name].uri if name in results.experiments else name
+        candidates = tested(own)
+        candidates = candidates[candidates[select].notna()] if select in candidates.columns else candidates.iloc[:0]
+        if candidates.empty:
+            raise ValueError(f"{uri}: nothing to tabulate: {_why_untested(own, select)}")
+        wanted = candidates[row].isin(list(rows)) & candidates["dataset"].isin(list(datasets))
+        if name not in present and wanted.any():
+            notes.append(
+                f"Not shown: {uri} (the configuration chosen on {select} for each of its models and "
+                f"datasets is another input's)."
+            )
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +401,7 @@ class PerformanceTable(_Renderable):
     note: str = ""
     digits: int = 4
     caption: str = ""
+    omitted: list[str] = field(default_factory=list)  # inputs the selection passed over, said so
 
     def layout(self) -> Layout:
         datasets = list(dict.fromkeys(d for d, _ in self.means.columns))
@@ -405,6 +450,7 @@ class PerformanceTable(_Renderable):
             notes.append(f"Significance not tested: {self.note}")
         if self.show_improv:
             notes.append("Improv.: relative improvement of the best over the second best.")
+        notes += self.omitted
         title = f"{self.caption} on {dataset_name(datasets[0])}." if single else f"{self.caption}."
         return Layout(columns=columns, rows=rows, groups=groups, rules=rules, caption=title, notes=notes)
 
@@ -453,7 +499,7 @@ def performance_table(
     metrics: Sequence[str] = PAPER_METRICS,
     *,
     row: str = "model",
-    select: str = "valid/ndcg@10",
+    select: str | None = None,
     test: str | None = "paired",
     alpha: float = 0.05,
     rows: Sequence[Any] | None = None,
@@ -468,7 +514,8 @@ def performance_table(
 ) -> PerformanceTable:
     """Table 2: rows (models by default) x datasets x metrics, with significance marks.
 
-    A cell is the mean over seeds of `test/<metric>` for the configuration chosen on `select`.
+    A cell is the mean over seeds of `test/<metric>` for the configuration chosen on `select` (by
+    default the column the inputs record they selected on: Results.selection_metric).
     Per (dataset, metric) column the best row is compared with every other row by `test`
     ("paired": t-test over users, "welch": over seeds, "wilcoxon": signed-rank over users,
     None: no tests); all comparisons of the table form one Holm-Bonferroni family, and the best
@@ -480,12 +527,15 @@ def performance_table(
         raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TEST_NAMES)} or None")
     if not 0.0 < alpha < 1.0:  # alpha=5 would star everything, alpha=0 nothing, both silently
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    trials = results.finished()
-    if where is not None:
-        trials = trials[where(trials)]
+    select = select or results.selection_metric()
+    every = results.trials if where is None else results.trials[where(results.trials)]
+    trials = every[every["status"] == FINISHED]
     for m in metrics:
         if f"test/{m}" not in trials.columns:
             raise KeyError(f"no column test/{m} in the trials")
+    check_columns(trials)
+    if test is not None and strict:
+        check_one_data_per_name(trials)
     chosen = select_best(trials, select, by=(row, "dataset"))
     if chosen.empty:
         raise ValueError(f"no finished trials with {select} to tabulate")
@@ -506,6 +556,8 @@ def performance_table(
                 f"reference {reference!r} is not a row of the table; rows: {', '.join(str(k) for k in row_keys)}"
             )
         reference = known_keys([reference], row_keys, what)[0]
+    shown = chosen[chosen[row].isin(row_keys) & chosen["dataset"].isin(ds_keys)]
+    omitted = account_for_inputs(results, every, shown, select, row, row_keys, ds_keys)
     columns = pd.MultiIndex.from_tuples([(d, m) for d in ds_keys for m in metrics], names=["dataset", "metric"])
     means = pd.DataFrame(np.nan, index=row_keys, columns=columns)
     stds, seeds = means.copy(), pd.DataFrame(0, index=row_keys, columns=columns)
@@ -540,7 +592,21 @@ def performance_table(
     improvement.index = columns
     header = row_header or ("Model" if row == "model" else row.removeprefix("config/"))
     return PerformanceTable(
-        means, stds, seeds, ranks, star, improvement, comps, test, alpha, header, names, improv, note, caption=caption
+        means,
+        stds,
+        seeds,
+        ranks,
+        star,
+        improvement,
+        comps,
+        test,
+        alpha,
+        header,
+        names,
+        improv,
+        note,
+        caption=caption,
+        omitted=omitted,
     )
 
 
@@ -577,6 +643,7 @@ def _compare_best(
                 else:
                     a = users_of(best, ds, m, a_name)
                     b = users_of(other, ds, m, b_name)
+                    check_negatives(cells[(best, ds)], cells[(other, ds)], a_name, b_name)
                 comparisons.append(compare(test, a, b, a_name, b_name))
                 keys.append({"dataset": ds, "metric": m, "best": best, "other": other})
     return comparisons_frame(comparisons, keys)
@@ -644,6 +711,7 @@ class EfficiencyTable(_Renderable):
     devices: list[str]
     row_names: dict[Any, str] = field(default_factory=dict)
     caption: str = "Efficiency comparison."
+    omitted: list[str] = field(default_factory=list)  # inputs the selection passed over, said so
 
     def layout(self) -> Layout:
         costs = [c for c in COSTS if c[0] in self.values.columns]
@@ -676,6 +744,7 @@ class EfficiencyTable(_Renderable):
         ]
         if self.devices:
             notes.append(f"Measured on: {', '.join(self.devices)}.")
+        notes += self.omitted
         return Layout(columns=columns, rows=rows, rules=rules, n_label_columns=2, caption=self.caption, notes=notes)
 
 
@@ -683,7 +752,7 @@ def efficiency_table(
     results: Results,
     *,
     row: str = "model",
-    select: str = "valid/ndcg@10",
+    select: str | None = None,
     rows: Sequence[Any] | None = None,
     datasets: Sequence[str] | None = None,
     reference: Any = None,
@@ -692,8 +761,11 @@ def efficiency_table(
     """Table 3 from the efficiency columns of the chosen configurations (mean over seeds).
 
     With `reference` (e.g. "glintru") an Improv. cell is shown only where that row is the best,
-    as in the paper; without it, wherever a best and second best exist.
+    as in the paper; without it, wherever a best and second best exist. `select` as in
+    performance_table.
     """
+    select = select or results.selection_metric()
+    check_columns(results.finished())
     chosen = select_best(results.finished(), select, by=(row, "dataset"))
     cols = [c[0] for c in COSTS if c[0] in chosen.columns]
     if not cols:
@@ -701,6 +773,7 @@ def efficiency_table(
     row_keys = list(rows) if rows is not None else ordered(chosen[row].tolist(), MODEL_ORDER if row == "model" else [])
     ds_keys = list(datasets) if datasets is not None else ordered(chosen["dataset"].tolist(), DATASET_ORDER)
     chosen = chosen[chosen[row].isin(row_keys) & chosen["dataset"].isin(ds_keys)]
+    omitted = account_for_inputs(results, results.trials, chosen, select, row, row_keys, ds_keys)
     values = chosen.groupby(["dataset", row], sort=False)[cols].mean()
     values = values.reindex(
         pd.MultiIndex.from_tuples(
@@ -724,4 +797,4 @@ def efficiency_table(
     devices = sorted(str(d) for d in chosen["device"].dropna().unique()) if "device" in chosen.columns else []
     names = {k: model_name(k) for k in row_keys}
     names.update(row_names or {})
-    return EfficiencyTable(values, ranks, improv, devices, names)
+    return EfficiencyTable(values, ranks, improv, devices, names, omitted=omitted)

@@ -10,7 +10,9 @@ Directory layout (schema version 1)::
                            feat_<name>:list<int32> per item side feature (token ids, 0 = none)
     DIR/meta.json          schema_version, name, source (format, files with sha256), params,
                            stats (users, items, interactions, avg_length, sparsity),
-                           features ({name: vocabulary size incl. 0})
+                           features ({name: vocabulary size incl. 0}),
+                           fingerprint (SHA-256 of the tables' contents, glintru.data.fingerprint)
+    DIR/.glintru.json      the marker that says it is a prepared dataset (glintru.outputs)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from glintru.data.fingerprint import FINGERPRINT_KEY, table_fingerprint
+from glintru.outputs import DATASET, check_output, locked, mark, replace_dir
+
 SCHEMA_VERSION = 1
 SEQUENCES_FILE = "sequences.parquet"
 ITEMS_FILE = "items.parquet"
 META_FILE = "meta.json"
 MIN_SEQUENCE_LENGTH = 3  # leave-one-out needs one train, one validation and one test item
+
+
+# the columns load_dataset requires, with their types (items.parquet adds feat_<name> per feature)
+SEQUENCE_COLUMNS = {"user": pa.int32(), "original_id": pa.string(), "items": pa.list_(pa.int32())}
+ITEM_COLUMNS = {"item": pa.int32(), "original_id": pa.string(), "popularity": pa.int64()}
+CHANGED = "the dataset was changed or damaged since it was prepared; prepare it again"
 
 
 class DatasetError(ValueError):
@@ -94,6 +105,19 @@ class PreparedDataset:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets).astype(np.int64)
+
+    @property
+    def stats(self) -> dict[str, float | int]:
+        """The Table 1 statistics of what the tables hold (meta.json keeps those of the preparation)."""
+        return compute_stats(self.lengths, self.n_items)
+
+    @property
+    def fingerprint(self) -> str:
+        """The content hash of the tables (glintru.data.fingerprint): meta.json's, else hashed once."""
+        if FINGERPRINT_KEY not in self._cache:
+            recorded = self.meta.get(FINGERPRINT_KEY)
+            self._cache[FINGERPRINT_KEY] = recorded or table_fingerprint(self.sequences, self.items)
+        return self._cache[FINGERPRINT_KEY]
 
     @property
     def popularity(self) -> np.ndarray:
@@ -190,11 +214,12 @@ def write_prepared(
     params: dict[str, Any],
     features: dict[str, tuple[list[list[int]], int]] | None = None,
     overwrite: bool = False,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
 ) -> Path:
-    """Write a prepared dataset atomically: into a temporary sibling, renamed when complete."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another --out or remove it first")
+    """Write a prepared dataset atomically: into a temporary sibling, renamed when complete, under
+    the output's lock. `overwrite` replaces only a prepared dataset, never one of `inputs` ({flag: path},
+    the files it was made from) or a folder holding them (glintru.outputs)."""
+    check_prepared_out(out_dir, overwrite, inputs)
     short = [i for i, s in enumerate(sequences) if len(s) < MIN_SEQUENCE_LENGTH]
     if short:
         raise DatasetError(
@@ -210,19 +235,33 @@ def write_prepared(
         "params": params,
         "stats": compute_stats(lengths, len(item_ids)),
         "features": {k: int(v[1]) for k, v in (features or {}).items()},
+        FINGERPRINT_KEY: table_fingerprint(seq_table, item_table),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        pq.write_table(seq_table, tmp / SEQUENCES_FILE)
-        pq.write_table(item_table, tmp / ITEMS_FILE)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with locked(out_dir):
+        real = check_prepared_out(out_dir, overwrite, inputs)  # again: another command may have written it
+        tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=real.parent))
+        try:
+            pq.write_table(seq_table, tmp / SEQUENCES_FILE, write_page_checksum=True)
+            pq.write_table(item_table, tmp / ITEMS_FILE, write_page_checksum=True)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            mark(tmp, DATASET)
+            replace_dir(tmp, real)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return Path(out_dir)
+
+
+def check_prepared_out(
+    out_dir: str | os.PathLike, overwrite: bool, inputs: Mapping[str, str | os.PathLike | None] | None = None
+) -> Path:
+    """The resolved output directory of a prepared dataset, once it may be written: new, empty, or
+    (with `overwrite`) a prepared dataset that is none of `inputs` nor holds one of them."""
+    out = check_output(out_dir, DATASET, inputs=inputs or {}, replace=overwrite)
+    if out.exists() and os.listdir(out) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already exists; choose another --out or pass --overwrite to replace the dataset there"
+        )
     return out
 
 
@@ -240,13 +279,93 @@ def load_dataset(path: str | os.PathLike) -> PreparedDataset:
         raise DatasetError(
             f"{p / META_FILE} line {e.lineno}: invalid JSON ({e.msg}); prepare the dataset again"
         ) from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{p / META_FILE}: not UTF-8 text (byte {e.start}); {CHANGED}") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{p / META_FILE}: expected a JSON object, got {type(meta).__name__}; {CHANGED}")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(
             f"{p}: schema version {meta.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again"
         )
-    seqs = pq.read_table(p / SEQUENCES_FILE, memory_map=True)
-    items = pq.read_table(p / ITEMS_FILE, memory_map=True)
-    return from_tables(seqs, items, meta, path=p)
+    ds = from_tables(_read_table(p / SEQUENCES_FILE), _read_table(p / ITEMS_FILE), meta, path=p)
+    check_dataset(ds, p)
+    if FINGERPRINT_KEY not in meta:  # prepared before fingerprints were recorded: hashed here, in memory
+        meta[FINGERPRINT_KEY] = table_fingerprint(ds.sequences, ds.items)
+    return ds
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        # page checksums (written by write_prepared) turn a damaged page into an error instead of
+        # other ids decoded from it
+        return pq.read_table(path, memory_map=True, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as e:
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DatasetError(f"{path}: not a readable Parquet file ({problem}); {CHANGED}") from None
+
+
+def check_dataset(ds: PreparedDataset, path: Path) -> None:
+    """DatasetError unless the tables of the dataset directory `path` agree with each other and with
+    meta.json: columns and types, users 0..n-1 with at least MIN_SEQUENCE_LENGTH items, item ids
+    1..n_items, popularity, feature tokens and the counts in stats. Vectorised over loaded arrays."""
+    seq_file, item_file, meta_file = path / SEQUENCES_FILE, path / ITEMS_FILE, path / META_FILE
+
+    def wrong(file: Path, problem: str) -> DatasetError:
+        return DatasetError(f"{file}: {problem}; {CHANGED}")
+
+    features = ds.meta.get("features", {})
+    if not isinstance(features, dict) or not all(isinstance(v, int) and v >= 1 for v in features.values()):
+        raise wrong(meta_file, f"features must map names to vocabulary sizes, got {features!r}")
+    columns = {f"feat_{name}": pa.list_(pa.int32()) for name in features}
+    for file, table, expected in (
+        (seq_file, ds.sequences, SEQUENCE_COLUMNS),
+        (item_file, ds.items, {**ITEM_COLUMNS, **columns}),
+    ):
+        for name, kind in expected.items():
+            if name not in table.column_names:
+                raise wrong(file, f"no column {name!r} (columns: {', '.join(table.column_names)})")
+            if table.schema.field(name).type != kind:
+                raise wrong(file, f"column {name!r} is {table.schema.field(name).type}, expected {kind}")
+            if table.column(name).null_count:
+                raise wrong(file, f"column {name!r} has empty (null) entries")
+    n_users, n_items = ds.n_users, ds.n_items
+    if not np.array_equal(ds.sequences.column("user").to_numpy(), np.arange(n_users)):
+        raise wrong(seq_file, f"column 'user' is not 0..{n_users - 1} in row order")
+    if not np.array_equal(ds.items.column("item").to_numpy(), np.arange(n_items + 1)):
+        raise wrong(item_file, f"column 'item' is not 0..{n_items} in row order")
+    items_list = ds._list_array()
+    if items_list.values.null_count:
+        raise wrong(seq_file, "column 'items' holds empty (null) item ids")
+    values, lengths = ds.values, ds.lengths
+    if lengths.size and lengths.min() < MIN_SEQUENCE_LENGTH:
+        user = int(np.argmin(lengths))
+        raise wrong(seq_file, f"user {user} has {lengths[user]} items, fewer than {MIN_SEQUENCE_LENGTH}")
+    outside = np.flatnonzero((values < 1) | (values > n_items))
+    if outside.size:
+        user = int(np.searchsorted(ds.offsets, outside[0], side="right")) - 1
+        raise wrong(
+            seq_file,
+            f"user {user} holds item id {values[outside[0]]}, outside 1..{n_items} ({item_file.name} has {n_items} items)",
+        )
+    popularity = np.bincount(values, minlength=n_items + 1)
+    popularity[0] = 0
+    if not np.array_equal(ds.popularity, popularity):
+        item = int(np.flatnonzero(ds.popularity != popularity)[0])
+        raise wrong(
+            item_file,
+            f"popularity of item {item} is {ds.popularity[item]}, but {seq_file.name} holds it {popularity[item]} times",
+        )
+    for name, vocab in features.items():
+        tokens = ds.items.column(f"feat_{name}").combine_chunks().values.to_numpy(zero_copy_only=False)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab):
+            raise wrong(item_file, f"feature {name!r} has tokens outside 0..{vocab - 1} (its vocabulary in meta.json)")
+    stats = ds.meta.get("stats")
+    if not isinstance(stats, dict):
+        raise wrong(meta_file, "no 'stats' object")
+    held = {"users": (n_users, seq_file), "items": (n_items, item_file), "interactions": (ds.n_interactions, seq_file)}
+    for key, (count, file) in held.items():
+        if stats.get(key) != count:
+            raise wrong(meta_file, f"stats.{key} is {stats.get(key)!r}, but {file.name} holds {count:,}")
 
 
 def from_tables(

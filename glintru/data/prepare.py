@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from glintru.data import sources
-from glintru.data.dataset import MIN_SEQUENCE_LENGTH, write_prepared
+from glintru.data.dataset import MIN_SEQUENCE_LENGTH, check_prepared_out, write_prepared
 
 DUPLICATE_POLICIES = ("first", "last", "keep")
 TIE_BREAK = "timestamp, then original row order"
@@ -218,9 +218,8 @@ def prepare(
     For MovieLens without `items_path`, a movies.dat/movies.csv/u.item beside the ratings file is
     used for the genre, year and title features. Everything that can fail (reading, parsing,
     filtering) happens before anything is written."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another --out or remove it first")
+    inputs = {"--input": input_path, "--items": items_path}
+    check_prepared_out(out_dir, overwrite, inputs)  # before the reading, which may take minutes
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"unknown duplicate policy {duplicates!r}; choose one of {', '.join(DUPLICATE_POLICIES)}")
     mapping = sources.parse_columns(columns)
@@ -251,7 +250,7 @@ def prepare(
         "feature_coverage": coverage,
     }
     return write_prepared(
-        out,
+        out_dir,
         prepared.sequences,
         prepared.user_ids,
         prepared.item_ids,
@@ -260,6 +259,7 @@ def prepare(
         params=params,
         features=features or None,
         overwrite=overwrite,
+        inputs=inputs,
     )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glintru.data.dataset import MIN_SEQUENCE_LENGTH, write_prepared
+from glintru.data.dataset import MIN_SEQUENCE_LENGTH, check_prepared_out, write_prepared
 from glintru.data.sources import make_table
 
 
@@ -263,6 +263,7 @@ def generate(
     """Write a synthetic prepared dataset with exactly n_users users and ids 1..n_items (items the
     generator never drew keep popularity 0), plus a `category` feature (the item's latent cluster)."""
     cfg = SyntheticConfig(n_users=n_users, n_items=n_items, avg_length=avg_length, seed=seed, **options)
+    check_prepared_out(out_dir, overwrite)  # before the simulation, which may take a while
     log = simulate(cfg)
     sequences = np.split(log.values, log.offsets[1:-1])
     feats = None

@@ -3,10 +3,15 @@
 Per-user metrics come from simulated ranks of the test item among 101 candidates (pop100-like):
 a user's latent score is model strength - user difficulty + trial noise, so models differ by a
 known amount on the same users, and every metric is consistent with one rank per user.
+
+Runs and experiments record what their results rest on as glintru writes it (the dataset's
+fingerprint, derived here from its name unless a trial sets its own, the split, the protocol and
+the negatives' seed); `legacy=True` writes them as glintru did before it recorded any of that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +49,26 @@ class FakeTrial:
     efficiency: dict[str, float] = field(default_factory=dict)
     phase: str = "search"
     completed: bool = True  # False: stopped early by ASHA, so never tested
+    eval_mode: str = "pop100"
+    fingerprint: str | None = None  # None: fake_fingerprint(dataset), one per dataset name
 
     @property
     def test(self) -> dict[str, float]:
         return {c: float(self.users[c].mean()) for c in self.users.columns if c != "user"}
+
+    def basis(self) -> dict[str, Any]:
+        """What metrics.json and trials.parquet record beside the results."""
+        return {
+            "dataset_fingerprint": self.fingerprint or fake_fingerprint(self.dataset),
+            "split": "leave-one-out",
+            "eval_mode": self.eval_mode,
+            "negative_seed": None if self.eval_mode == "full" else self.seed,
+        }
+
+
+def fake_fingerprint(dataset: str) -> str:
+    """A stand-in for a prepared dataset's content fingerprint: one per name."""
+    return hashlib.sha256(f"fake dataset {dataset}".encode()).hexdigest()
 
 
 def ranks_to_metrics(ranks: np.ndarray, ks: Sequence[int] = KS) -> pd.DataFrame:
@@ -119,7 +140,7 @@ def explicit_trial(
     return t
 
 
-def trials_frame(trials: Sequence[FakeTrial], prefix: str = "trial") -> pd.DataFrame:
+def trials_frame(trials: Sequence[FakeTrial], prefix: str = "trial", legacy: bool = False) -> pd.DataFrame:
     rows = []
     for i, t in enumerate(trials):
         finished = t.status == "TERMINATED"
@@ -132,6 +153,7 @@ def trials_frame(trials: Sequence[FakeTrial], prefix: str = "trial") -> pd.DataF
             "completed": tested,
             "model": t.model,
             "dataset": t.dataset,
+            **({} if legacy else t.basis()),
             "seed": t.seed,
             "best_epoch": 7 + i % 5,
             "epochs": 12 + i % 5,
@@ -151,12 +173,13 @@ def write_experiment(
     name: str | None = None,
     metric: str = "valid/ndcg@10",
     skip_users: Sequence[int] = (),
+    legacy: bool = False,
 ) -> Path:
     """EXP_DIR/{experiment.json, trials.parquet, users/<trial_id>.parquet} as the search writes them."""
     path = Path(path)
     (path / "users").mkdir(parents=True, exist_ok=True)
     name = name or path.name
-    frame = trials_frame(trials, prefix=name)
+    frame = trials_frame(trials, prefix=name, legacy=legacy)
     frame.to_parquet(path / "trials.parquet", index=False)
     for i, (t, trial_id) in enumerate(zip(trials, frame["trial_id"])):
         if t.status == "TERMINATED" and t.completed and i not in skip_users:
@@ -166,15 +189,18 @@ def write_experiment(
         "space": sorted({t.model for t in trials})[0],
         "model": sorted({t.model for t in trials}),
         "dataset": sorted({t.dataset for t in trials}),
-        "eval_mode": "pop100",
+        "eval_mode": trials[0].eval_mode if trials else "pop100",
         "metric": metric,
         "num_samples": len(trials),
     }
+    fingerprints = {t.basis()["dataset_fingerprint"] for t in trials}
+    if not legacy and len(fingerprints) == 1:  # a real search has one dataset
+        meta["dataset_fingerprint"] = fingerprints.pop()
     (path / "experiment.json").write_text(json.dumps(meta, indent=2))
     return path
 
 
-def write_run(path: Path, trial: FakeTrial) -> Path:
+def write_run(path: Path, trial: FakeTrial, legacy: bool = False) -> Path:
     """A `glintru train` run directory (config.json, metrics.json, test_users.parquet, env.json)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -191,10 +217,13 @@ def write_run(path: Path, trial: FakeTrial) -> Path:
             "weight_decay": 0.0,
             "seed": trial.seed,
             "device": "cpu",
-            "eval_mode": "pop100",
+            "eval_mode": trial.eval_mode,
         },
         "dataset": {"path": f"/data/{trial.dataset}", "name": trial.dataset, "stats": {}},
     }
+    basis = {} if legacy else trial.basis()
+    if not legacy:
+        config["dataset"]["fingerprint"] = basis["dataset_fingerprint"]
     metrics = {
         "valid": trial.valid,
         "test": trial.test,
@@ -203,6 +232,7 @@ def write_run(path: Path, trial: FakeTrial) -> Path:
         **trial.efficiency,
         "samples_per_second": 1000.0,
         "history": [],
+        **basis,
     }
     (path / "config.json").write_text(json.dumps(config))
     (path / "metrics.json").write_text(json.dumps(metrics))

@@ -167,3 +167,19 @@ def test_experiment_json_is_read(golden_exp):
     assert meta["metric"] == "valid/ndcg@10"
     assert json.loads((Path(golden_exp) / "experiment.json").read_text())["eval_mode"] == "pop100"
     assert np.all(collect(golden_exp).trials["status"] == "TERMINATED")
+
+
+def test_the_selection_metric_is_the_one_the_inputs_recorded(tmp_path):
+    trial = fakes.make_trials({"glintru": 0.5}, {"beauty": 40}, seeds=(0,))[0]
+    old = fakes.write_run(tmp_path / "old", trial)  # written before runs recorded select_metric
+    new = fakes.write_run(tmp_path / "new", trial)
+    config = json.loads((new / "config.json").read_text())
+    config["train_config"]["select_metric"] = "recall@20"
+    (new / "config.json").write_text(json.dumps(config))
+    exp = fakes.write_experiment(tmp_path / "exp", [trial], metric="valid/recall@20")
+    assert collect([str(old)]).selection_metric() == "valid/ndcg@10"
+    assert collect([str(new), str(exp)]).selection_metric() == "valid/recall@20"
+    with pytest.raises(
+        ValueError, match=r"different validation metrics \(.*old: valid/ndcg@10; .*new: valid/recall@20\)"
+    ):
+        collect([str(old), str(new)]).selection_metric()

@@ -221,3 +221,15 @@ def test_efficiency_table_values(golden_exp):
     assert table.ranks.at[("ml-1m", "gru4rec"), "infer_ms_per_batch"] == 2
     assert table.improv.at["ml-1m", "infer_ms_per_batch"] == pytest.approx((33 - 30) / 33 * 100)
     assert table.devices == ["cpu"]
+
+
+def test_tables_choose_on_the_metric_the_experiment_selected_by(tmp_path):
+    # config a is the better one by validation NDCG@10, b by Recall@20, which the search optimised
+    a = fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": [0.5, 0.5], "recall@20": [0.6, 0.6]}, config={"lr": 1})
+    b = fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": [0.4, 0.4], "recall@20": [0.7, 0.7]}, config={"lr": 2})
+    results = collect(fakes.write_experiment(tmp_path / "exp", [a, b], metric="valid/recall@20"))
+    table = performance_table(results, ["ndcg@10"], test=None)
+    assert table.means.loc["glintru", ("beauty", "ndcg@10")] == pytest.approx(0.4)
+    assert efficiency_table(results).values.shape[0] == 1
+    by_ndcg = performance_table(results, ["ndcg@10"], select="valid/ndcg@10", test=None)
+    assert by_ndcg.means.loc["glintru", ("beauty", "ndcg@10")] == pytest.approx(0.5)

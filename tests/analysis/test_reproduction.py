@@ -12,7 +12,7 @@ import pytest
 
 from glintru.analysis.paper import TABLE2, TABLE3
 
-from analysis_fakes import explicit_trial, make_trials, write_run
+from analysis_fakes import explicit_trial, fake_fingerprint, make_trials, write_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "analysis" / "reproduction.py"
 spec = importlib.util.spec_from_file_location("reproduction", SCRIPT)
@@ -74,11 +74,15 @@ def test_no_mark_when_the_reference_does_not_win(tmp_path):
 
 def test_mixed_protocols_and_unfinished_runs_are_refused(runs, tmp_path, capsys):
     _, paths = runs
-    cfg = json.loads((paths[0] / "config.json").read_text())
-    cfg["train_config"]["eval_mode"] = "full"
-    (paths[0] / "config.json").write_text(json.dumps(cfg))
+    metrics = json.loads((paths[0] / "metrics.json").read_text())
+    metrics.update(eval_mode="full", negative_seed=None)
+    (paths[0] / "metrics.json").write_text(json.dumps(metrics))
     assert reproduction.main([str(p) for p in paths]) == 2
-    assert "different evaluation protocols ['full', 'pop100']" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"error: {paths[0]} (protocol full) and {paths[1]} (protocol pop100, negative seed 1) were evaluated "
+        "under different protocols; compare runs of one protocol (glintru evaluate --run RUN --eval-mode MODE "
+        "evaluates a run under another)\n"
+    )
     (tmp_path / "half").mkdir()
     assert reproduction.main([str(paths[1]), str(tmp_path / "half")]) == 2
     err = capsys.readouterr().err
@@ -135,7 +139,9 @@ def test_learning_curves_are_averaged_over_seeds_up_to_the_shortest(tmp_path, ca
     }
     paths = []
     for name, (model, seed, curve) in runs.items():
-        path = write_run(tmp_path / name, explicit_trial(model, "beauty", seed, same))
+        trial = explicit_trial(model, "beauty", seed, same)
+        trial.eval_mode = "full"  # no negatives: the rows' seeds need not match for the paired test
+        path = write_run(tmp_path / name, trial)
         _with_history(path, curve)
         paths.append(str(path))
     out = tmp_path / "t.json"
@@ -158,10 +164,10 @@ def test_runs_of_one_model_with_other_settings_are_rows_named_by_what_differs(tm
         ("d", 0, {"num_layers": 2, "dropout": 0.5, "variant": "reference"}),
         ("e", 0, {"num_layers": 1, "dropout": 0.2, "variant": "reference"}),
     ]
-    paths = [
-        write_run(tmp_path / name, explicit_trial("glintru", "beauty", seed, same, config=config))
-        for name, seed, config in configs
-    ]
+    trials = [explicit_trial("glintru", "beauty", seed, same, config=config) for _, seed, config in configs]
+    for t in trials:
+        t.eval_mode = "full"  # no negatives: the rows' seeds need not match for the paired test
+    paths = [write_run(tmp_path / name, t) for (name, _, _), t in zip(configs, trials)]
     runs = reproduction.label_arms([reproduction.read_run(p) for p in paths])
     assert [r["model"] for r in runs] == [
         "glintru:num_layers=1",
@@ -176,3 +182,65 @@ def test_runs_of_one_model_with_other_settings_are_rows_named_by_what_differs(tm
     text = reproduction.render(summary, None)
     assert "| GLINT-RU (reference, dropout=0.2, num_layers=1) | 1 |" in text
     assert "| GLINT-RU (num_layers=1) | 2 |" in text
+
+
+def _two_runs(tmp_path, **kwargs):
+    """GLINT-RU and SASRec on "beauty", the same users; kwargs set fields of the SASRec trial."""
+    values = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    glint, sas = explicit_trial("glintru", "beauty", 0, values), explicit_trial("sasrec", "beauty", 0, values)
+    for key, value in kwargs.items():
+        setattr(sas, key, value)
+    return write_run(tmp_path / "glintru", glint), write_run(tmp_path / "sasrec", sas)
+
+
+def test_runs_of_different_data_under_one_name_are_refused(tmp_path, capsys):
+    a, b = _two_runs(tmp_path, fingerprint="91c0" + "0" * 60)
+    assert reproduction.main([str(a), str(b)]) == 2
+    ours = fake_fingerprint("beauty")[:8]
+    assert capsys.readouterr().err == (
+        f"error: {a} (dataset beauty fingerprint {ours}) and {b} (dataset beauty fingerprint 91c00000) "
+        "were trained on different data; compare runs of one dataset\n"
+    )
+
+
+def test_other_negatives_are_refused_for_the_paired_test(tmp_path, capsys):
+    a, b = _two_runs(tmp_path, seed=1)
+    assert reproduction.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {a} (GLINT-RU: pop100, negative seed 0) and {b} (SASRec: pop100, negative seed 1) were ranked "
+        "against different negatives"
+    )
+    assert err.count("\n") == 1
+
+
+def test_a_full_ranking_evaluation_of_other_data_is_refused(tmp_path, capsys):
+    a, b = _two_runs(tmp_path)
+    for run in (a, b):
+        trial = explicit_trial(
+            "x", "beauty", 0, {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+        )
+        write_full(run, trial)
+    assert reproduction.main([str(a), str(b)]) == 0  # evaluations of an earlier version: no fingerprint
+    capsys.readouterr()
+    evaluation = json.loads((b / "eval-full.json").read_text())
+    evaluation.update(dataset_fingerprint="0" * 64, split="leave-one-out", negative_seed=None)
+    (b / "eval-full.json").write_text(json.dumps(evaluation))
+    assert reproduction.main([str(a), str(b)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {a} (dataset beauty fingerprint {fake_fingerprint('beauty')[:8]}) and {b / 'eval-full.json'} "
+        "(dataset beauty fingerprint 00000000) were trained on different data; compare runs of one dataset\n"
+    )
+
+
+def test_runs_without_fingerprints_are_compared_with_a_warning(tmp_path, capsys):
+    values = {"recall@10": [1, 0] * 50, "mrr@10": [0.5, 0] * 50, "ndcg@10": [0.6, 0] * 50}
+    old = write_run(tmp_path / "old", explicit_trial("glintru", "beauty", 0, values), legacy=True)
+    new = write_run(tmp_path / "new", explicit_trial("sasrec", "beauty", 0, values))
+    assert reproduction.main([str(old), str(new)]) == 0
+    out = capsys.readouterr()
+    assert out.err == (
+        f"warning: {old} records no dataset fingerprint (made before runs recorded one): it is compared with "
+        "the other inputs on beauty by the dataset's name alone\n"
+    )
+    assert "| pop100 | SASRec | ndcg@10 | +0.0000 |" in out.out

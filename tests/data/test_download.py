@@ -271,7 +271,7 @@ def test_download_verifies_and_unzips_then_reuses(server, tmp_path):
     assert r.verified and (out / "toy.zip").read_bytes() == archive
     assert (out / "toy" / "ratings.dat").read_text() == RATINGS
     assert (out / "toy" / "movies.dat").read_text() == MOVIES
-    assert listing(out) == ["toy", "toy.zip"]  # no temporary extraction folder left
+    assert listing(out) == [".glintru.json", "toy", "toy.zip"]  # the marker; no temporary extraction folder
     [again] = download(spec, out, base_url=server.url, **quick())
     assert again.reused and len(server.requests) == 1
 
@@ -313,6 +313,95 @@ def test_extract_rejects_paths_outside_and_broken_archives(tmp_path):
     broken.write_bytes(b"PK not really a zip")
     with pytest.raises(DownloadError, match="not a valid zip archive"):
         extract(broken, tmp_path / "out")
+
+
+def test_extraction_stops_past_the_ratio_or_the_cap_and_writes_nothing(tmp_path, monkeypatch):
+    from glintru.data import download as dl
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb/zeros.bin", b"\0" * 5_000_000)  # a few KB that expand a thousandfold
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(buf.getvalue())
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DownloadError, match=r"bomb.zip: the archive expands to 5,000,000 bytes, more than the"):
+        extract(bomb, tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+    small = tmp_path / "small.zip"
+    small.write_bytes(zip_bytes({"toy/ratings.dat": RATINGS.encode()}))  # stored: a ratio of about 1
+    monkeypatch.setattr(dl, "MAX_EXTRACTED_BYTES", 100)
+    with pytest.raises(DownloadError, match=rf"expands to {len(RATINGS):,} bytes, more than the 100 allowed"):
+        extract(small, tmp_path / "out")
+    assert listing(tmp_path / "out") == []
+
+
+def test_extraction_replaces_an_earlier_extraction_but_never_a_folder_it_did_not_make(tmp_path, snapshot):
+    archive = tmp_path / "toy.zip"
+    archive.write_bytes(zip_bytes({"toy/ratings.dat": RATINGS.encode(), "toy/movies.dat": MOVIES.encode()}))
+    out = tmp_path / "out"
+    (out / "toy").mkdir(parents=True)
+    (out / "toy" / "ratings.dat").write_text("an earlier, damaged extraction")
+    extract(archive, out)  # only the archive's own paths there: replaced
+    assert (out / "toy" / "ratings.dat").read_text() == RATINGS and listing(out / "toy") == [
+        "movies.dat",
+        "ratings.dat",
+    ]
+    (out / "toy" / "my-notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    with pytest.raises(DownloadError, match=r"out/toy exists and holds toy/my-notes.txt, which is not in toy.zip"):
+        extract(archive, out)
+    assert snapshot(tmp_path) == before
+    (out / "toy" / "my-notes.txt").unlink()
+    (out / "toy" / "movies.dat").unlink()
+    (out / "toy" / "movies.dat").mkdir()  # a folder where the archive has a file
+    with pytest.raises(DownloadError, match=r"holds toy/movies.dat, which is not in toy.zip"):
+        extract(archive, out)
+
+
+HTML = b"<!DOCTYPE html><html><head><title>Moved</title></head><body>gone</body></html>\n"
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (HTML, r"no gzip data \(it starts '<!DOCTYPE html>.*', an HTML page\)"),
+        (gzip.compress(HTML), r"a first line that is not a review object \('<!DOCTYPE html>.*', an HTML page\)"),
+        (b"", r"an empty file"),
+    ],
+    ids=["html", "gzipped-html", "empty"],
+)
+def test_a_file_without_checksum_that_is_not_its_format_never_takes_its_name(server, tmp_path, capsys, body, problem):
+    server.files["/reviews_Beauty_5.json.gz"] = body  # served with status 200, as an error page may be
+    dl = tmp_path / "dl"
+    assert main(["download", "beauty", "--out", str(dl), "--base-url", server.url, "--quiet", "--no-items"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"error: {server.url}/reviews_Beauty_5.json.gz: the server sent {problem}; nothing was kept", err)
+    assert listing(dl) == [".glintru.json"]  # no reviews_*.json.gz, no .part
+    (dl / "reviews_Beauty_5.json.gz").write_bytes(HTML)  # one left by an earlier version: reported, kept
+    assert main(["download", "beauty", "--out", str(dl), "--base-url", server.url, "--quiet", "--no-items"]) == 2
+    assert "reviews_Beauty_5.json.gz exists but holds no gzip data" in capsys.readouterr().err
+    assert (dl / "reviews_Beauty_5.json.gz").read_bytes() == HTML
+
+
+def test_download_refuses_another_kind_of_output_and_a_folder_being_written(server, tmp_path, holder, snapshot):
+    import platform
+
+    from glintru.data.synthetic import generate
+
+    server.files["/r.json"] = b"{}\n"
+    spec = DatasetSpec(
+        "toy-amazon", "toy", "amazon-json", (RemoteFile("https://example.invalid/r.json"),), "r.json", Recipe(), None
+    )
+    data = generate(tmp_path / "data", n_users=20, n_items=10, features=False)
+    before = snapshot(data)
+    with pytest.raises(ValueError, match=r"--out .*data holds a prepared dataset .*, not a download folder"):
+        download(spec, data, base_url=server.url, **quick())
+    assert snapshot(data) == before
+    proc = holder(tmp_path / "dl")
+    held = rf"dl is being written by another command: pid {proc.pid} on host {re.escape(platform.node())}"
+    with pytest.raises(ValueError, match=held):
+        download(spec, tmp_path / "dl", base_url=server.url, **quick())
+    assert not (tmp_path / "dl").exists() and server.requests == []
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -281,6 +281,80 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert meta["name"] == "ml-test" and meta["params"]["min_rating"] == 3
 
 
+def _ml_folder(tmp_path):
+    """A MovieLens download folder: ratings.dat and a user's notes beside it."""
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text(ML_RATINGS)
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("ml", "holds this command's input (--input "),
+        (".", "holds this command's input (--input "),
+        ("ml/ratings.dat", "is this command's input (--input "),
+        ("other", "holds files glintru did not write (notes.txt), not a prepared dataset"),
+        ("to-data", "is a symbolic link to "),
+    ],
+)
+def test_prepare_overwrite_replaces_only_a_prepared_dataset(tmp_path, snapshot, capsys, out, message):
+    from glintru.cli import main
+
+    folder = _ml_folder(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    prepare("movielens", folder, tmp_path / "data")
+    (tmp_path / "to-data").symlink_to(tmp_path / "data")
+    before = snapshot(tmp_path)
+    target = tmp_path / out
+    argv = ["prepare", "--format", "movielens", "--input", str(folder / "ratings.dat"), "--out", str(target)]
+    assert main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {target}") and message in err and len(err.splitlines()) == 1, err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("marked", [True, False], ids=["marked", "written-before-markers"])
+def test_prepare_overwrite_replaces_a_prepared_dataset(tmp_path, marked):
+    from glintru.outputs import MARKER_FILE
+
+    folder = _ml_folder(tmp_path)
+    out = prepare("movielens", folder, tmp_path / "data")
+    if not marked:
+        (out / MARKER_FILE).unlink()
+    prepare("movielens", folder, out, overwrite=True, min_rating=3)
+    assert load_dataset(out).meta["params"]["min_rating"] == 3 and (out / MARKER_FILE).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ml"]  # no temporary, old or lock file left
+    if not marked:
+        (out / MARKER_FILE).unlink()
+        (out / "mine.txt").write_text("mine")
+        with pytest.raises(ValueError, match="holds a prepared dataset .*, but also files glintru did not write"):
+            prepare("movielens", folder, out, overwrite=True)
+        assert (out / "mine.txt").read_text() == "mine"
+
+
+def test_prepare_and_synthetic_are_refused_while_another_command_writes_the_output(tmp_path, holder, snapshot):
+    import platform
+
+    from glintru.cli import main
+    from glintru.data.synthetic import generate
+
+    folder = _ml_folder(tmp_path)
+    out = prepare("movielens", folder, tmp_path / "data")
+    proc = holder(out)
+    before = snapshot(tmp_path)
+    held = f"{out} is being written by another command: pid {proc.pid} on host {platform.node()}"
+    with pytest.raises(ValueError, match=held):
+        prepare("movielens", folder, out, overwrite=True)
+    with pytest.raises(ValueError, match=held):
+        generate(out, n_users=20, n_items=10, overwrite=True)
+    assert main(["synthetic", "--users", "20", "--items", "10", "--overwrite", "--out", str(out)]) == 2
+    assert snapshot(tmp_path) == before
+
+
 def test_prepare_other_formats_end_to_end(tmp_path):
     (tmp_path / "x.inter").write_text(
         "user_id:token\titem_id:token\ttimestamp:float\n"
@@ -352,3 +426,69 @@ def test_ml1m_shaped_ratings_give_exact_counts(tmp_path):
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (6040, 3706, 1_000_209)
     assert ds.meta["stats"]["avg_length"] == pytest.approx(165.5975, abs=1e-4)
     assert ds.lengths.min() >= 20
+
+
+# ---------------------------------------------------------------------------- content fingerprint
+
+
+def test_fingerprint_is_stable_across_prepares_and_changes_with_one_interaction(tmp_path):
+    from glintru.data.fingerprint import table_fingerprint
+
+    (tmp_path / "ratings.dat").write_text(ML_RATINGS)
+    first = load_dataset(prepare("movielens", tmp_path / "ratings.dat", tmp_path / "a"))
+    again = load_dataset(prepare("movielens", tmp_path / "ratings.dat", tmp_path / "b", name="another-name"))
+    recorded = json.loads((tmp_path / "a" / "meta.json").read_text())["fingerprint"]
+    # the tables' contents alone: the same log gives the same fingerprint whatever the name or path
+    assert first.fingerprint == again.fingerprint == recorded == table_fingerprint(first.sequences, first.items)
+    assert len(recorded) == 64 and int(recorded, 16) >= 0
+    # one interaction later in time reorders user 1's sequence
+    (tmp_path / "ratings.dat").write_text(ML_RATINGS.replace("1::661::3::978302109", "1::661::3::978300000"))
+    moved = load_dataset(prepare("movielens", tmp_path / "ratings.dat", tmp_path / "c"))
+    assert moved.meta["stats"] == first.meta["stats"] and moved.fingerprint != first.fingerprint
+
+
+def test_synthetic_data_is_fingerprinted_on_the_same_path(tmp_path):
+    from glintru.data.fingerprint import table_fingerprint
+    from glintru.data.synthetic import generate
+
+    a = load_dataset(generate(tmp_path / "a", n_users=40, n_items=20, avg_length=6, seed=3))
+    b = load_dataset(generate(tmp_path / "b", n_users=40, n_items=20, avg_length=6, seed=3))
+    c = load_dataset(generate(tmp_path / "c", n_users=40, n_items=20, avg_length=6, seed=4))
+    assert a.meta["fingerprint"] == table_fingerprint(a.sequences, a.items) == b.meta["fingerprint"]
+    assert c.meta["fingerprint"] != a.meta["fingerprint"]
+
+
+def test_a_dataset_prepared_before_fingerprints_gets_one_at_load(tmp_path):
+    (tmp_path / "ratings.dat").write_text(ML_RATINGS)
+    out = prepare("movielens", tmp_path / "ratings.dat", tmp_path / "ds")
+    fingerprint = load_dataset(out).fingerprint
+    meta = json.loads((out / "meta.json").read_text())
+    del meta["fingerprint"]
+    (out / "meta.json").write_text(json.dumps(meta))
+    before = (out / "meta.json").read_bytes()
+    ds = load_dataset(out)
+    assert ds.fingerprint == ds.meta["fingerprint"] == fingerprint
+    assert (out / "meta.json").read_bytes() == before  # computed in memory, the user's files untouched
+
+
+def test_stats_prints_the_fingerprint_and_refuses_tables_changed_since_prepare(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from glintru.cli import main
+
+    (tmp_path / "ratings.dat").write_text(ML_RATINGS)
+    out = prepare("movielens", tmp_path / "ratings.dat", tmp_path / "ds")
+    fingerprint = load_dataset(out).fingerprint
+    capsys.readouterr()
+    assert main(["stats", str(out)]) == 0
+    assert f"fingerprint: {fingerprint}\n" in capsys.readouterr().out
+    # two items of user 0 swapped: the same counts and popularity, other sequences
+    seqs = pq.read_table(out / "sequences.parquet")
+    items = seqs.column("items").to_pylist()
+    items[0][0], items[0][1] = items[0][1], items[0][0]
+    seqs = seqs.set_column(seqs.column_names.index("items"), "items", pa.array(items, pa.list_(pa.int32())))
+    pq.write_table(seqs, out / "sequences.parquet")
+    assert main(["stats", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: the tables hash to fingerprint ") and err.count("\n") == 1
+    assert f"but meta.json records {fingerprint[:8]}; the dataset was changed since it was prepared" in err
