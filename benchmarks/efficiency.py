@@ -46,17 +46,15 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 import torch
 
-from glintru.models import MODELS
+from glintru.models import DATASET_PRESETS, MODELS
 
 ALL_MODELS = tuple(MODELS)  # the registry: a newly registered model is benchmarked too
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# The paper's settings for the shapes (Table 5: d=128, L=200 on ML-1M; d=64, L=100 on the Amazon logs;
+# The shapes take the width and history length of the paper's presets (Table 5, glintru.models.presets;
 # batch 2,048 everywhere). Explicit flags override them.
 SHAPE_SETTINGS = {
-    "ml-1m": {"hidden_size": 128, "max_length": 200},
-    "beauty": {"hidden_size": 64, "max_length": 100},
-    "video-games": {"hidden_size": 64, "max_length": 100},
+    name: {key: preset[key] for key in ("hidden_size", "max_length")} for name, preset in DATASET_PRESETS.items()
 }
 DEFAULTS = {"hidden_size": 64, "max_length": 50, "batch_size": 2048}
 
