@@ -1,5 +1,6 @@
-"""Ray start-up for a search: an embedded Ray of its own (local mode) or a running cluster joined,
-the environment every Ray process of the search gets, and a SIGTERM that stops it like Ctrl-C."""
+"""Ray start-up for a search: an embedded Ray of its own (local mode, in a process group of its own)
+or a running cluster joined, the environment every Ray process of the search gets, and a SIGTERM
+that stops it like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,15 +66,59 @@ def start_ray(s: SearchSettings) -> bool:
         # placement-group cleaner polls for DDP trials (behind ReleaseTrainResources).
         # address="local": a Ray of its own even when a `ray start` cluster runs on this machine
         # (plain ray.init() would join that one, whose resources this search did not ask for)
-        ray.init(
-            address="local",
-            num_cpus=s.num_cpus or os.cpu_count(),
-            num_gpus=local_gpus(s),
-            include_dashboard=True,
-            dashboard_port=dashboard_port(),
-            runtime_env=runtime_env(),
-        )
+        with own_process_group():
+            ray.init(
+                address="local",
+                num_cpus=s.num_cpus or os.cpu_count(),
+                num_gpus=local_gpus(s),
+                include_dashboard=True,
+                dashboard_port=dashboard_port(),
+                runtime_env=runtime_env(),
+            )
     return True
+
+
+@contextlib.contextmanager
+def own_process_group() -> Iterator[None]:
+    """Processes started inside (the embedded Ray's GCS, raylet, dashboard) go into a process group
+    of their own, while this process returns to its group when the block ends.
+
+    A scheduler's stop (`timeout`, `kill -TERM -PGID`, Ctrl-C in a terminal) signals the whole group
+    of the search: it must reach the driver alone, which then stops Tune and Ray in order. Had GCS and
+    raylet been signalled too, they would be gone before the driver's shutdown, which then fails a
+    minute later with 'Failed to connect to GCS'. The group's leader (group_watch.py) ends it should
+    the driver die without shutting Ray down. A session leader cannot change groups: there nothing
+    moves."""
+    if not hasattr(os, "setpgid") or os.getsid(0) == os.getpid():
+        yield
+        return
+    home = os.getpgrp()
+    # the new group needs a leader, and this process may lead its own group (a shell's job) already
+    leader = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("group_watch.py")), str(os.getpid()), str(home)],
+        stdin=subprocess.PIPE,
+        preexec_fn=os.setpgrp,
+    )
+    main = threading.current_thread() is threading.main_thread()
+    # out of the terminal's foreground group, a write to it would stop this process under `stty tostop`
+    tostop = signal.signal(signal.SIGTTOU, signal.SIG_IGN) if main else None
+    try:
+        try:
+            os.setpgid(0, leader.pid)
+            moved = True
+        except OSError:  # the search then runs as it would without the separation
+            moved = False
+        try:
+            yield
+        finally:
+            if moved:
+                with contextlib.suppress(OSError):  # `home` gone with all its other processes
+                    os.setpgid(0, home)
+    finally:
+        if tostop is not None:
+            signal.signal(signal.SIGTTOU, tostop)
+        assert leader.stdin is not None
+        leader.stdin.close()  # Ray's processes started: the leader now watches them, and leaves with them
 
 
 def check_cluster(s: SearchSettings) -> None:

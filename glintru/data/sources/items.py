@@ -86,14 +86,17 @@ def read_movielens_items(path: str | Path) -> ItemFeatures:
         if [h.strip() for h in first.split(",")][:3] != ["movieId", "title", "genres"]:
             raise SourceFormatError(p, lineno, f"unexpected header {first!r}; expected {expected}")
         rows = csv.reader(data.decode("utf-8", errors="replace").splitlines()[lineno:])
-        for k, row in enumerate(rows, start=lineno + 1):
-            if not row:
-                continue
-            if len(row) != 3 or not row[0].isdigit():
-                raise SourceFormatError(
-                    p, k, f"expected 3 fields movieId,title,genres, got {row!r}; expected {expected}"
-                )
-            add(row[0], row[1], _genres(row[2]))
+        try:
+            for k, row in enumerate(rows, start=lineno + 1):
+                if not row:
+                    continue
+                if len(row) != 3 or not row[0].isdigit():
+                    raise SourceFormatError(
+                        p, k, f"expected 3 fields movieId,title,genres, got {row!r}; expected {expected}"
+                    )
+                add(row[0], row[1], _genres(row[2]))
+        except csv.Error as exc:  # e.g. a field past the csv module's size limit
+            raise SourceFormatError(p, lineno + rows.line_num, f"unreadable ({exc}); expected {expected}") from None
         return feats
     item_format = name.endswith(".item")
     sep, n = ("|", 24) if item_format else ("::", 3)

@@ -4,7 +4,6 @@ CSV), RecBole atomic files, sequence text, and generic CSV/Parquet with a column
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +21,9 @@ from glintru.data.sources.text import (
     MOVIELENS_RATINGS,
     SEP_NAMES,
     SourceFormatError,
+    check_finite_times,
+    check_ids,
+    csv_fields,
     first_line,
     lines,
     make_table,
@@ -170,6 +172,8 @@ def read_amazon_json(path: str | Path) -> pd.DataFrame:
     except (json.JSONDecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
         table = None
     if table is not None:
+        ids = {k: table.column(k) for k in keys[:2]}
+        check_ids(p, ids, lambda r: row_line(data, 0, 1, r))
         return make_table(*(table.column(k) for k in (keys[0], keys[1], keys[3], keys[2])))
     return _read_amazon_json_lines(p, data, keys)
 
@@ -179,8 +183,10 @@ def _read_amazon_json_lines(path: Path, data: bytes, keys: tuple[str, str, str, 
     items: list[str] = []
     times: list[int] = []
     ratings: list[float] = []
+    linenos: list[int] = []
     ukey, ikey, rkey, tkey = keys
     for lineno, line in lines(data):
+        linenos.append(lineno)
         rec = parse_record(path, lineno, line, _AMAZON_EXPECT)
         for k in (ukey, ikey, tkey):
             if rec.get(k) in (None, ""):
@@ -196,6 +202,7 @@ def _read_amazon_json_lines(path: Path, data: bytes, keys: tuple[str, str, str, 
         users.append(str(rec[ukey]))
         items.append(str(rec[ikey]))
         times.append(int(float(t)))
+    check_ids(path, {ukey: pa.array(users, pa.string()), ikey: pa.array(items, pa.string())}, linenos.__getitem__)
     return make_table(users, items, np.asarray(times, dtype=np.int64), np.asarray(ratings, dtype=np.float64))
 
 
@@ -264,6 +271,10 @@ def read_recbole(path: str | Path) -> pd.DataFrame:
         expected=expected,
     )
     cols = {n: table.column(n) for n in table.column_names}
+    if "timestamp" in cols:
+        check_finite_times(
+            p, cols["timestamp"].to_numpy(), lambda r: row_line(data, after, lineno + 1, r), "timestamp:float"
+        )
     return make_table(cols["user_id"], cols["item_id"], cols.get("timestamp"), cols.get("rating"))
 
 
@@ -361,10 +372,12 @@ def is_parquet(path: Path) -> bool:
         return f.read(4) == b"PAR1"
 
 
-def _time_column(path: Path, arr: pa.ChunkedArray, row_line) -> np.ndarray:
+def _time_column(path: Path, arr: pa.ChunkedArray, row_line, unit: str = "line") -> np.ndarray:
     t = arr.type
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        return time_to_int64(arr.to_numpy())
+        values = arr.to_numpy()
+        check_finite_times(path, values, row_line, "time", unit)
+        return time_to_int64(values)
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return time_to_int64(pc.cast(pc.cast(arr, pa.timestamp("ns")), pa.int64()).to_numpy())
     values = pd.Series(arr.to_pandas())
@@ -375,6 +388,7 @@ def _time_column(path: Path, arr: pa.ChunkedArray, row_line) -> np.ndarray:
             path,
             row_line(int(bad[0])),
             f"time {values.iloc[bad[0]]!r} is neither a number nor a date; expected a numeric timestamp or a date string",
+            unit,
         )
     return parsed.to_numpy().astype("datetime64[ns]").astype(np.int64)
 
@@ -391,11 +405,12 @@ def read_csv(path: str | Path, columns: Mapping[str, str] | str | None = None) -
     lineno, first, after = first_line(p, data, "a CSV file with a header row")
     sep = sniff_delimiter(first)
     positional = bool(mapping and all(v.isdigit() for v in mapping.values()))
+    fields = csv_fields(p, lineno, first, sep, "a CSV file with a header row")
     if positional:
-        header = [str(i) for i in range(len(next(csv.reader([first], delimiter=sep))))]
+        header = [str(i) for i in range(len(fields))]
         start, body_line = 0, 1
     else:
-        header = [h.strip() for h in next(csv.reader([first], delimiter=sep))]
+        header = [h.strip() for h in fields]
         start, body_line = after, lineno + 1
     mapping = _resolve_mapping(p, lineno, header, mapping)
     role = {col: key for key, col in mapping.items()}
@@ -438,9 +453,15 @@ def _read_parquet(path: Path, mapping: dict[str, str] | None) -> pd.DataFrame:
             if col.null_count:
                 row = int(np.flatnonzero(pc.is_null(col).to_numpy(zero_copy_only=False))[0])
                 raise SourceFormatError(path, row + 1, f"empty {key} ({mapping[key]!r})", unit="row")
+    check_ids(
+        path,
+        {f"{key} ({mapping[key]!r})": table.column(mapping[key]) for key in ("user", "item")},
+        lambda r: r + 1,
+        unit="row",
+    )
     time = None
     if "time" in mapping:
-        time = _time_column(path, table.column(mapping["time"]), lambda r: r + 1)
+        time = _time_column(path, table.column(mapping["time"]), lambda r: r + 1, unit="row")
     rating = None
     if "rating" in mapping:
         rating = pc.cast(table.column(mapping["rating"]), pa.float64())

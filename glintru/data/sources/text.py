@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +65,42 @@ def find_beside(path: str | Path, names: Iterable[str]) -> Path | None:
 # ----------------------------------------------------------------------------- bytes and lines
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+# C0 control characters but tab, line feed and carriage return, and DEL: no text log holds them, and
+# read as ids they would make new users and items out of a binary, damaged or UTF-16 file
+_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL)
+CONTROL_PATTERN = "[" + "".join(f"\\x{b:02x}" for b in _CONTROL) + "]"  # the same, for regex engines
+
+
 def read_bytes(path: str | Path) -> bytes:
-    """The file's content, gunzipped when it starts with the gzip magic (whatever its name)."""
+    """The file's text: gunzipped when it starts with the gzip magic (whatever its name), without a
+    UTF-8 byte-order mark; a control character (NUL, ...) is a SourceFormatError naming its line."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
     raw = p.read_bytes()
-    return _gunzip(p, raw) if raw[:2] == b"\x1f\x8b" else raw
+    data = _gunzip(p, raw) if raw[:2] == b"\x1f\x8b" else raw
+    _check_text(p, data)
+    return data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
+
+
+def control_name(char: str | int) -> str:
+    code = char if isinstance(char, int) else ord(char)
+    return "NUL" if code == 0 else f"\\x{code:02x}"
+
+
+def _check_text(path: Path, data: bytes) -> None:
+    found = data.translate(None, _NOT_CONTROL)  # a C-speed scan; empty for a text file
+    if not found:
+        return
+    pos = min(data.find(bytes([c])) for c in set(found))
+    hint = "UTF-16 text; save it as UTF-8" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "a binary or damaged file?"
+    raise SourceFormatError(
+        path,
+        data.count(b"\n", 0, pos) + 1,
+        f"control character {control_name(data[pos])} in the text ({hint}); expected plain text",
+    )
 
 
 def _gunzip(path: Path, raw: bytes) -> bytes:
@@ -157,6 +186,17 @@ def _check_value(kind: str, label: str, value: str) -> str | None:
     return None
 
 
+def csv_fields(path: Path, lineno: int, line: str, sep: str, expected: str) -> list[str]:
+    """One line split as a CSV row (quotes honoured); a line the csv module refuses, such as one with
+    a field past its size limit, is a SourceFormatError naming it."""
+    try:
+        return next(csv.reader([line], delimiter=sep))
+    except csv.Error as exc:
+        limit = csv.field_size_limit()
+        problem = f"a field longer than {limit:,} characters" if len(line) > limit else f"unreadable ({exc})"
+        raise SourceFormatError(path, lineno, f"{problem}; expected {expected}") from None
+
+
 def _locate_bad_line(
     path: Path,
     data: bytes,
@@ -174,7 +214,7 @@ def _locate_bad_line(
     for i, line in lines(data[start:]):
         lineno = first_lineno + i - 1
         if len(sep) == 1 and quoted:
-            parts = next(csv.reader([line], delimiter=sep))
+            parts = csv_fields(path, lineno, line, sep, expected)
         else:
             parts = line.split(sep)
         if len(parts) != n:
@@ -250,6 +290,19 @@ def read_delimited(
         raise SourceFormatError(path, None, f"could not parse the file ({failure}); expected {expected}")
     if table.num_rows == 0:
         raise SourceFormatError(path, first_lineno, f"no data lines; expected {expected}")
+    if quoted:
+        # a quote never closed swallows the lines after it into one field; no id spans lines
+        for f, k, label in zip(fields, kinds, labels):
+            column = table.column(f)
+            if k == "skip" or not pa.types.is_string(column.type):
+                continue
+            row = pc.index(pc.match_substring_regex(column, "[\r\n]"), True).as_py()
+            if row >= 0:
+                raise SourceFormatError(
+                    path,
+                    row_line(data, start, first_lineno, row),
+                    f"{label} runs past the end of the line (a quote '\"' left open?); expected {expected}",
+                )
     return table.select(wanted)
 
 
@@ -259,6 +312,40 @@ def row_line(data: bytes, start: int, first_lineno: int, row: int) -> int:
         if k == row:
             return first_lineno + i - 1
     return first_lineno
+
+
+def check_ids(
+    path: Path, columns: Mapping[str, pa.Array | pa.ChunkedArray], line_of: Callable[[int], int], unit: str = "line"
+) -> None:
+    """SourceFormatError for the first text id holding a control character: ids decoded from JSON
+    escapes or read from Parquet, which the raw-text check of read_bytes does not see."""
+    for label, values in columns.items():
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            continue  # numbers and the like hold no control characters
+        row = pc.index(pc.match_substring_regex(values, CONTROL_PATTERN), True).as_py()
+        if row >= 0:
+            value = str(values[row].as_py())
+            char = next(c for c in value if c.encode() in _CONTROL)
+            raise SourceFormatError(
+                path,
+                line_of(row),
+                f"{label} {value!r} holds control character {control_name(char)}, which no id has; is the file damaged?",
+                unit,
+            )
+
+
+def check_finite_times(
+    path: Path, values: np.ndarray, line_of: Callable[[int], int], label: str, unit: str = "line"
+) -> None:
+    """SourceFormatError for the first time that is NaN or infinite (a float column reads 'nan' and
+    'inf' as numbers, which no order of interactions can use)."""
+    if values.dtype.kind != "f":
+        return
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise SourceFormatError(
+            path, line_of(int(bad[0])), f"{label} {values[bad[0]]} is not a finite number; expected a time", unit
+        )
 
 
 # ----------------------------------------------------------------------------- output table
