@@ -8,13 +8,17 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glintru.data.registry import DATASETS  # the dataset registry: choices follow it
 from glintru.data.sources import SOURCE_FORMATS  # the format registry: choices follow it
 from glintru.data.synthetic import SHAPES  # the --like shapes registry
 from glintru.models import DATASET_PRESETS, MODELS  # registries, torch-free: choices follow them
 from glintru.settings import parse_settings
+
+if TYPE_CHECKING:
+    from glintru.data.dataset import PreparedDataset
+    from glintru.train import TrainConfig
 
 PRESETS = tuple(DATASET_PRESETS)
 
@@ -147,14 +151,19 @@ def _print_stats(path: str | Path, as_json: bool) -> int:
 
     ds = load_dataset(path)
     if as_json:
-        print(json.dumps(ds.meta["stats"], sort_keys=True))
+        print(json.dumps(ds.stats, sort_keys=True))
     else:
-        print(format_stats(ds.meta))
+        print(format_stats({**ds.meta, "stats": ds.stats}))
         print(f"dataset: {ds.path}")
+        print(f"fingerprint: {ds.fingerprint}")
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from glintru.data.dataset import load_dataset
+    from glintru.data.fingerprint import verify
+
+    verify(load_dataset(args.dir))  # the tables hashed again: a file changed since prepare is an error
     return _print_stats(args.dir, args.json)
 
 
@@ -166,11 +175,14 @@ def _metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(out: Path, data: str, resume: bool, overwrite: bool) -> Path:
     """What --out holds must fit --resume/--overwrite: a finished run is never silently replaced, an
-    interrupted one never silently continued or restarted."""
+    interrupted one never silently continued or restarted, and anything but a run (the dataset, a
+    folder above it, other files) never written or replaced. Returns --out resolved."""
+    from glintru.outputs import RUN, check_output
     from glintru.train import CHECKPOINT_FILE
 
+    real = check_output(out, RUN, inputs={"--data": data}, replace=overwrite)
     if (out / "metrics.json").exists() and not overwrite:
         raise SystemExit(f"error: {out} already holds a finished run; choose another --out or pass --overwrite")
     if (out / "checkpoint").exists() and not (resume or overwrite):
@@ -182,32 +194,122 @@ def _check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"error: --resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
             "drop --resume to start a new one"
         )
+    return real
+
+
+# `glintru train` flags of TrainConfig fields (the other fields are --set keys)
+TRAIN_FLAGS = {
+    "epochs": "--epochs",
+    "patience": "--patience",
+    "eval_mode": "--eval-mode",
+    "seed": "--seed",
+    "device": "--device",
+    "bf16": "--bf16",
+}
+
+
+def _train_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields whose flags were typed, with their values."""
+    return {key: getattr(args, key) for key in TRAIN_FLAGS if getattr(args, key) is not None}
+
+
+def _resumed_settings(
+    args: argparse.Namespace, out: Path, ds: PreparedDataset, flags: dict[str, Any], pairs: dict[str, Any]
+) -> tuple[str, str | None, dict[str, Any], TrainConfig]:
+    """What `--resume` trains with: the model, preset and settings of the run in `out` (its
+    config.json), and of the typed `flags` and --set `pairs` only how long and where to train
+    (RESUME_APPLIES). Any other flag or pair with a value the run does not have is refused, naming
+    each: the resumed optimizer would keep its own (lr, weight_decay), or config.json would misstate
+    the epochs already trained."""
+    from glintru.data.fingerprint import short
+    from glintru.train import RESUME_APPLIES, TrainConfig, resolve_configs
+
+    cfg_file = out / "config.json"
+    try:
+        stored = json.loads(cfg_file.read_text())
+        model_name, preset, dataset = stored["model"], stored["preset"], stored["dataset"]
+        settings = {**stored["model_config"], **stored["train_config"]}
+        trained_model, trained_train = resolve_configs(model_name, preset, settings)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{cfg_file}: not readable as the run's settings ({type(e).__name__}: {e}); the run cannot be "
+            "resumed: start it again with --overwrite"
+        ) from None
+    changed = []
+    if args.model != model_name:
+        changed.append(f"--model (the run has {model_name!r}, given {args.model!r})")
+    if args.preset is not None and args.preset != preset:
+        changed.append(f"--preset (the run has {preset!r}, given {args.preset!r})")
+    trained_on = dataset.get("fingerprint")
+    if trained_on is not None:
+        other_data, known_as = trained_on != ds.fingerprint, f"fingerprint {short(trained_on)}"
+    else:  # a run from before fingerprints: known by its name and counts
+        other_data, known_as = dataset.get("stats") != ds.meta.get("stats", {}), f"{dataset.get('name')!r}"
+    if other_data:
+        changed.append(f"--data (the run was trained on {dataset.get('path')}, {known_as}; given {ds.path})")
+    given = {**flags, **pairs}  # as cmd_train combines them: a --set pair wins over a flag
+    if not changed:
+        asked_model, asked_train = resolve_configs(model_name, preset, {**settings, **given})
+        for key, value in given.items():
+            was, now = (
+                (trained_model, asked_model) if key in asked_model.field_names() else (trained_train, asked_train)
+            )
+            if key not in RESUME_APPLIES and getattr(now, key) != getattr(was, key):
+                flag = f"--set {key}" if key in pairs else TRAIN_FLAGS[key]
+                changed.append(f"{flag} (the run has {getattr(was, key)!r}, given {value!r})")
+    if changed:
+        raise ValueError(
+            f"--resume continues the run in {out} with the settings it was trained with; these would change "
+            f"them: {'; '.join(changed)}. Drop them, or start a new run (another --out, or --overwrite); a "
+            f"resume may change only {', '.join(RESUME_APPLIES)}"
+        )
+    applied = {k: v for k, v in given.items() if k in RESUME_APPLIES}
+    return model_name, preset, {**settings, **applied}, TrainConfig()
+
+
+def _stopped(out: Path, error: FloatingPointError) -> str:
+    """The one error line of a run that stopped on a non-finite loss or weights: what is left of it."""
+    from glintru.train import CHECKPOINT_FILE, FAILED_FILE
+
+    if (out / "checkpoint" / CHECKPOINT_FILE).exists():
+        left = (
+            "its checkpoint keeps the last finished epoch: --resume continues from there once the cause is "
+            "fixed, --overwrite starts again"
+        )
+    else:
+        left = "no epoch finished, so there is nothing to resume"
+    return f"{error}; the run stopped, marked in {out / FAILED_FILE}; {left}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from glintru.data.dataset import load_dataset
+    from glintru.evaluate import check_mode_fits
+    from glintru.outputs import locked, remove_output
     from glintru.train import TrainConfig, resolve_configs, resolve_device, train
 
     # Every setting, the run directory and the dataset are checked before anything is replaced or
     # trained: a typo must not cost an epoch or an earlier run.
     overrides = parse_settings(args.set)
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        eval_mode=args.eval_mode,
-        bf16=args.bf16,
-    )
+    flags = _train_flags(args)
+    cfg = TrainConfig(**flags)
     resolve_device(resolve_configs(args.model, args.preset, overrides, cfg)[1].device)
     out = Path(args.out)
-    _check_run_dir(out, args.resume, args.overwrite)
+    _check_run_dir(out, args.data, args.resume, args.overwrite)
     ds = load_dataset(args.data)
-    if args.overwrite and out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    result = train(ds, args.model, out, preset=args.preset, overrides=overrides, config=cfg, progress=not args.quiet)
+    model_name, preset = args.model, args.preset
+    if args.resume:
+        model_name, preset, overrides, cfg = _resumed_settings(args, out, ds, flags, overrides)
+    check_mode_fits(resolve_configs(model_name, preset, overrides, cfg)[1].eval_mode, ds.n_items)
+    with locked(out):  # the whole run: a second command on the same --out is refused, not interleaved
+        real = _check_run_dir(out, args.data, args.resume, args.overwrite)  # again, now that it is ours
+        if args.overwrite and real.exists():
+            remove_output(real)
+        try:
+            result = train(
+                ds, model_name, real, preset=preset, overrides=overrides, config=cfg, progress=not args.quiet
+            )
+        except FloatingPointError as e:
+            raise ValueError(_stopped(real, e)) from None
     m = result.metrics
     print(_metrics_table({"valid": m["valid"], "test": m["test"]}))
     print(
@@ -225,8 +327,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from glintru.data.dataset import load_dataset
-    from glintru.evaluate import evaluate, parse_mode, write_per_user
+    from glintru.data.fingerprint import short
+    from glintru.evaluate import check_mode_fits, evaluate, parse_mode, protocol, write_per_user
     from glintru.models import build_model, get_model_class
+    from glintru.outputs import locked
     from glintru.train import resolve_device
 
     # The flags first: a typo should not cost loading a dataset and a model.
@@ -244,6 +348,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if data is None:
         raise SystemExit("error: the run does not record its dataset path; pass --data DIR")
     ds = load_dataset(data)
+    trained_on = config["dataset"].get("fingerprint")  # None: a run from before fingerprints
+    if trained_on is not None and trained_on != ds.fingerprint:
+        raise ValueError(
+            f"{ds.path} holds other data than {run} was trained on (fingerprint {short(ds.fingerprint)}, "
+            f"the run's {short(trained_on)}); pass the run's own dataset with --data"
+        )
     try:
         model_class = get_model_class(config["model"])
     except (KeyError, ValueError) as e:
@@ -270,19 +380,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"describes it ({detail}); pass the run's own dataset with --data"
         ) from None
     mode = args.eval_mode or config["train_config"]["eval_mode"]
+    check_mode_fits(mode, ds.n_items)
     seed = config["train_config"]["seed"] if args.seed is None else args.seed
-    results = {
-        split: evaluate(model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]), device=device, seed=seed)
-        for split in args.splits
-    }
-    # Written only once every split is evaluated, each file atomically: a failure leaves none behind.
-    for split, res in results.items():
-        write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
-    rows = {split: res.metrics for split, res in results.items()}
-    summary = run / f"eval-{mode}.json"
-    tmp = summary.with_name(f".{summary.name}.tmp")
-    tmp.write_text(json.dumps({"eval_mode": mode, "seed": seed, **rows}, indent=2) + "\n")
-    tmp.replace(summary)
+    with locked(run, flag="--run"):  # a train --overwrite of this run must not delete it meanwhile
+        results = {
+            split: evaluate(
+                model, ds, split, mode=mode, ks=tuple(config["train_config"]["ks"]), device=device, seed=seed
+            )
+            for split in args.splits
+        }
+        # Written only once every split is evaluated, each file atomically: a failure leaves none behind.
+        for split, res in results.items():
+            write_per_user(res.per_user, run / f"eval-{mode}-{split}_users.parquet")
+        rows = {split: res.metrics for split, res in results.items()}
+        summary = run / f"eval-{mode}.json"
+        tmp = summary.with_name(f".{summary.name}.tmp")
+        record = {"seed": seed, "dataset_fingerprint": ds.fingerprint, **protocol(mode, seed)}
+        tmp.write_text(json.dumps({**record, **rows}, indent=2) + "\n")
+        tmp.replace(summary)
     print(_metrics_table(rows))
     print(f"written: {summary}")
     return 0
@@ -387,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--out", required=True)
     ps.set_defaults(func=cmd_synthetic)
 
-    st = sub.add_parser("stats", help="print a prepared dataset's statistics")
+    st = sub.add_parser(
+        "stats", help="print a prepared dataset's statistics and its fingerprint, checked against its tables"
+    )
     st.add_argument("dir")
     st.add_argument("--json", action="store_true", help="one JSON object (users, items, interactions, ...)")
     st.set_defaults(func=cmd_stats)
@@ -405,19 +522,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a model or training setting, e.g. --set hidden_size=64 lr=0.01 "
         "(repeatable; a flag may take several pairs; a key given twice is an error)",
     )
-    pt.add_argument("--epochs", type=int, default=200, help="most epochs to train (default 200)")
+    # These flags default to None, so that a resume tells a flag typed from one left out (which
+    # keeps the run's value); TrainConfig holds the defaults the help names.
+    pt.add_argument("--epochs", type=int, help="most epochs to train (default 200)")
     pt.add_argument(
         "--patience",
         type=int,
-        default=10,
-        help="stop after this many epochs without a better validation NDCG@10 (default 10)",
+        help="stop after this many epochs without a better validation select_metric (default 10; "
+        "select_metric is ndcg@10 unless --set select_metric=recall@20 or another metric)",
     )
-    pt.add_argument(
-        "--eval-mode", default="full", help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)"
-    )
-    pt.add_argument("--seed", type=int, default=0, help="seed for weights, batches and negatives (default 0)")
-    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
-    pt.add_argument("--bf16", action="store_true", help="bfloat16 autocast on CUDA")
+    pt.add_argument("--eval-mode", help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)")
+    pt.add_argument("--seed", type=int, help="seed for weights, batches and negatives (default 0)")
+    pt.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
+    pt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast on CUDA")
     again = pt.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     again.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")

@@ -67,6 +67,9 @@ _MODE_FORMS = (
     "'full', 'uniN', 'popN' or 'popN-recbole' with N a positive integer (e.g. 'uni100', 'pop100', 'pop100-recbole')"
 )
 POPULARITY_BASES = ("all", "recbole")
+# The one split every prepared dataset gets (split_targets, batches.split_inputs): per user in time
+# order, the last item is the test target, the one before it the validation target, the rest train.
+SPLIT = "leave-one-out"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +111,26 @@ def parse_mode(mode: str | EvalMode) -> EvalMode:
             f"only (RecBole's uniform negatives are uniN's); expected {_MODE_FORMS}"
         )
     return EvalMode(m.group(2), int(m.group(3)), "recbole" if m.group(4) else "all")
+
+
+def check_mode_fits(mode: str | EvalMode, n_items: int) -> None:
+    """ValueError where a sampled protocol draws as many negatives as the dataset has items: the
+    draws then cover (nearly) every item, which is full ranking at several times its memory."""
+    m = parse_mode(mode)
+    if m.sampled and m.n >= n_items:
+        raise ValueError(
+            f"eval_mode {m} draws {m.n} negatives, but the dataset has only {n_items} items: that ranks "
+            f"(nearly) every item, which full ranking does exactly; use eval_mode full, or fewer than "
+            f"{n_items} negatives"
+        )
+
+
+def protocol(mode: str | EvalMode, seed: int) -> dict[str, Any]:
+    """How a result was evaluated, as runs, evaluations and search trials record it beside the
+    dataset fingerprint: the split, the protocol and the seed of its negatives (None under full
+    ranking, which draws none). Results compare only where all of it agrees."""
+    m = parse_mode(mode)
+    return {"split": SPLIT, "eval_mode": str(m), "negative_seed": int(seed) if m.sampled else None}
 
 
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:

@@ -1,11 +1,13 @@
 """The one training loop: local runs call it directly, Ray Train workers call it with a rank.
 
-Cross-entropy over all items, Adam, validation every epoch, early stopping on validation
-NDCG@10, best weights kept, test evaluated once at the end, resumable checkpoints.
+Cross-entropy over all items, Adam, validation every epoch, early stopping on the validation
+metric `select_metric` (NDCG@10 unless set), best weights kept, test evaluated once at the end,
+resumable checkpoints.
 An epoch runs one of three pipelines over the same targets: one-pass (each user's history
 encoded once, a loss at every target position; models where that is exact), length-bucketed
-per-prefix batches, or random per-prefix batches. `build_train_loader` and `train_epoch` are the
-epoch-level pieces, also used by the benchmarks.
+per-prefix batches, or random per-prefix batches. `benchmarks/efficiency.py` times a step of its
+own over the same loaders (BatchLoader, SequenceLoader) and losses (the model's `loss`, and
+`LossModule` for one-pass rows); `benchmarks/search_overhead.py` runs `train` itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import platform
 import random
 import resource
@@ -31,14 +34,20 @@ import torch
 from glintru.data.batches import BatchLoader, split_inputs
 from glintru.data.dataset import PreparedDataset, load_dataset
 from glintru.data.sequences import SequenceLoader
-from glintru.evaluate import evaluate, parse_mode, write_per_user
+from glintru.evaluate import METRICS, EvalResult, check_mode_fits, evaluate, parse_mode, protocol, write_per_user
 from glintru.models import build_model, get_model_class, resolve_config
 from glintru.models.base import ModelConfig, SequentialRecommender
+from glintru.outputs import RUN, mark
 from glintru.settings import check_fields
 
-SELECTION_METRIC = "ndcg@10"
 CHECKPOINT_FILE = "checkpoint.pt"
+# in the run directory while a run that stopped on a non-finite loss or weights is not yet resumed
+FAILED_FILE = "failed.json"
+# what TrainState.from_checkpoint reads besides the state's own fields
+CHECKPOINT_KEYS = ("model_name", "model", "optimizer", "torch_rng")
 INFER_BATCH = 2048
+# optimiser steps between checks that the loss is finite: a check waits for the device
+NAN_CHECK_STEPS = 50
 
 log = logging.getLogger("glintru")
 
@@ -63,6 +72,8 @@ class TrainConfig:
     # True = required (an error names why where it is not exact), False = per-prefix batches.
     # Dropout masks are then drawn once per history rather than once per prefix.
     one_pass: bool | None = None
+    # the validation metric that picks the best epoch and counts patience (a search sets its objective)
+    select_metric: str = "ndcg@10"
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -79,10 +90,10 @@ class TrainConfig:
         for name in ("lr", "batch_size", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        self._validate_ranges()
         if any(k < 1 for k in self.ks):  # found here, not at the first validation after an epoch
             raise ValueError(f"ks must be positive integers, got {self.ks}")
-        if 10 not in self.ks:
-            raise ValueError(f"ks must contain 10 (early stopping uses {SELECTION_METRIC}); got {self.ks}")
+        self._validate_select_metric()
         parse_mode(self.eval_mode)
         if self.device != "auto":
             try:
@@ -91,6 +102,44 @@ class TrainConfig:
                 raise ValueError(
                     f"device {self.device!r} is not a device; expected auto, cpu, cuda or cuda:N"
                 ) from None
+
+    def _validate_ranges(self) -> None:
+        """Values of the right type that no run means, each of which would otherwise run."""
+        largest = torch.finfo(torch.float32).max
+        if not self.lr <= largest:  # also NaN
+            # Adam's first step moves every weight by about lr, which a float32 weight cannot hold
+            raise ValueError(
+                f"lr={self.lr:g} overflows the first step (a float32 weight holds at most {largest:.1e}); "
+                "the usual range is 1e-4 to 1e-2"
+            )
+        if not 0 <= self.weight_decay <= largest:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        # a negative norm would reverse every gradient, and 0 would silently clip nothing
+        if self.grad_clip is not None and not 0 < self.grad_clip <= largest:
+            raise ValueError(
+                f"grad_clip must be positive (the largest gradient norm a step keeps; None clips nothing), "
+                f"got {self.grad_clip}"
+            )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 (None keeps torch's default), got {self.num_threads}")
+        if not 0 <= self.seed < 2**32:  # numpy's seed range
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {self.seed}")
+
+    def _validate_select_metric(self) -> None:
+        name, _, k = self.select_metric.partition("@")
+        if name not in METRICS or not k.isdigit():
+            raise ValueError(
+                f"select_metric must be a ranking metric at a cut-off, one of {', '.join(METRICS)} "
+                f"followed by @k (e.g. ndcg@10); got {self.select_metric!r}"
+            )
+        if int(k) not in self.ks:
+            raise ValueError(f"ks must contain {k} (select_metric is {self.select_metric}); got {self.ks}")
+
+
+# TrainConfig fields a resumed run applies as given: how long it trains and where. Any other value
+# would be ignored (the restored optimizer keeps its lr and weight decay) or would hold for the later
+# epochs only, and config.json would misstate the run.
+RESUME_APPLIES = ("epochs", "patience", "device", "num_threads", "eval_batch_size")
 
 
 @dataclass
@@ -113,6 +162,7 @@ class EpochReport:
     best_valid: dict[str, float]
     seconds: float
     checkpoint_dir: Path | None
+    final: bool  # training ends after this epoch (its last one, or patience used up)
 
 
 @dataclass
@@ -209,11 +259,37 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start a run's peak-memory count afresh: a process that trains several runs one after another
+    (a search's reused trial process) must not report an earlier run's peak as this one's."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: "5" resets the resident-set peak (VmHWM) of this process
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _resident_peak_kib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # ru_maxrss is KiB on Linux: the process's resident peak (CPU runs)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # CPU runs: the process's resident peak since _reset_peak_memory (Linux), else since it started
+    # (ru_maxrss is KiB on Linux)
+    peak = _resident_peak_kib()
+    return (peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def _save_checkpoint(ckpt_dir: Path, state: dict[str, Any]) -> None:
@@ -228,7 +304,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     f = path / CHECKPOINT_FILE if path.is_dir() else path
     if not f.exists():
         raise FileNotFoundError(f"no checkpoint at {f}")
-    return torch.load(f, map_location="cpu", weights_only=True)
+
+    def damaged(why: str) -> ValueError:
+        return ValueError(
+            f"{f}: not a readable training checkpoint ({why}); the run cannot continue from it: "
+            "start it again (glintru train --overwrite)"
+        )
+
+    try:
+        ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:  # damaged, truncated, another file
+        raise damaged(type(e).__name__) from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise damaged(f"no {missing[0]!r}")
+    return ckpt
 
 
 @torch.no_grad()
@@ -314,6 +404,19 @@ def autocast_context(cfg: TrainConfig, device: torch.device):
     )
 
 
+def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int, cfg: TrainConfig) -> None:
+    """FloatingPointError naming the first of these steps (`first_step` onwards) whose loss is not
+    finite: one wait for the device, however many steps the losses cover."""
+    stacked = torch.stack(losses)
+    bad = ~torch.isfinite(stacked)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise FloatingPointError(
+            f"training loss became {stacked[i].item()} at epoch {epoch}, step {first_step + i} "
+            f"(lr={cfg.lr}); lower the learning rate or check the data"
+        )
+
+
 def train_epoch(
     net: torch.nn.Module,
     loader: SequenceLoader | BatchLoader,
@@ -325,39 +428,49 @@ def train_epoch(
     bar=None,
 ) -> EpochStats:
     """One epoch of optimiser steps. `net` is a model (wrapped in a LossModule here), a
-    LossModule, or a DDP-wrapped LossModule. The caller sets train mode."""
+    LossModule, or a DDP-wrapped LossModule. The caller sets train mode.
+
+    The loss is summed on the device and checked for NaN every NAN_CHECK_STEPS steps and at the
+    epoch's end, since reading it to the host each step would stall a GPU; the steps after a
+    non-finite loss until its check are wasted work, never a checkpoint."""
     if isinstance(net, SequentialRecommender):
         net = LossModule(net)
     loader.set_epoch(epoch)
     autocast = autocast_context(cfg, device)
     t0 = time.perf_counter()
-    total_loss, n_seen, steps, width = 0.0, 0, 0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    unchecked: list[torch.Tensor] = []  # losses of the steps since the last check
+    n_seen, steps, width = 0, 0, 0
     for step, batch in enumerate(loader):
+        n = len(batch)  # targets (rows' target positions, or per-prefix samples), counted on the host
         batch = batch.to(device, non_blocking=True)
         with autocast:
             loss = net(batch.item_seq, batch.lengths, batch.targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became {loss.item()} at epoch {epoch}, step {step} "
-                f"(lr={cfg.lr}); lower the learning rate or check the data"
-            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         optimizer.step()
-        n = len(batch)  # targets: rows' target positions, or per-prefix samples
-        total_loss += loss.item() * n
+        unchecked.append(loss.detach())
+        total_loss += unchecked[-1].double() * n
         n_seen += n
         steps += 1
         width += batch.item_seq.size(1)
+        if len(unchecked) == NAN_CHECK_STEPS:
+            _check_finite(unchecked, step + 1 - len(unchecked), epoch, cfg)
+            unchecked = []
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{total_loss.item() / n_seen:.4f}", samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}"
+                )
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{total_loss / n_seen:.4f}", samples_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+    if unchecked:
+        _check_finite(unchecked, steps - len(unchecked), epoch, cfg)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return EpochStats(
-        train_loss=total_loss / max(n_seen, 1),
+        train_loss=total_loss.item() / max(n_seen, 1),
         seconds=time.perf_counter() - t0,
         steps=steps,
         targets=n_seen,
@@ -384,12 +497,13 @@ class TrainState:
     def stopped(self, cfg: TrainConfig) -> bool:
         return self.epoch >= cfg.epochs or self.bad_epochs >= cfg.patience
 
-    def record(self, entry: dict[str, Any], model: torch.nn.Module) -> None:
-        """Count in one validated epoch (its history entry); a new best keeps the model's weights."""
+    def record(self, entry: dict[str, Any], model: torch.nn.Module, select_metric: str) -> None:
+        """Count in one validated epoch (its history entry); a new best by `select_metric` keeps the
+        model's weights."""
         self.epoch = entry["epoch"]
         self.history.append(entry)
         valid = entry["valid"]
-        if not self.best_valid or valid[SELECTION_METRIC] > self.best_valid[SELECTION_METRIC]:
+        if not self.best_valid or valid[select_metric] > self.best_valid[select_metric]:
             self.best_epoch, self.best_valid, self.bad_epochs = self.epoch, valid, 0
             self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
@@ -399,11 +513,14 @@ class TrainState:
         self, model_name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer
     ) -> dict[str, Any]:
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # dropout on a GPU draws from CUDA's generators: without them a resumed run draws other masks
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
         return {
             "model_name": model_name,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": cuda_rng,
             **own,
         }
 
@@ -422,6 +539,9 @@ class TrainState:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt.get("cuda_rng") and torch.cuda.is_available():
+            # applied when CUDA starts; a machine with fewer GPUs restores those it has
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"][: torch.cuda.device_count()])
         return cls(**{f.name: ckpt[f.name] for f in dataclasses.fields(cls) if f.name in ckpt})
 
 
@@ -449,6 +569,20 @@ class _Run:
     @property
     def pipeline(self) -> str:
         return pipeline_name(self.loader)
+
+    def evaluate(self, split: str) -> EvalResult:
+        """The model on `split` ("valid" or "test") under the run's protocol."""
+        cfg = self.cfg
+        return evaluate(
+            self.model,
+            self.ds,
+            split,
+            mode=cfg.eval_mode,
+            ks=cfg.ks,
+            batch_size=cfg.eval_batch_size,
+            device=self.device,
+            seed=cfg.seed,
+        )
 
 
 def _run_device(cfg: TrainConfig, world_size: int) -> torch.device:
@@ -491,14 +625,14 @@ def _setup(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak_memory(device)
     run = _Run(model_name, ds, model_cfg, cfg, device, out, rank, world_size, model, optimizer, loader, net)
     return run, state
 
 
 def _write_config(run: _Run, preset: str | None) -> None:
     run.out.mkdir(parents=True, exist_ok=True)
+    mark(run.out, RUN)  # what lets a later `glintru train --overwrite` replace this directory
     _write_json(
         run.out / "config.json",
         {
@@ -510,6 +644,7 @@ def _write_config(run: _Run, preset: str | None) -> None:
                 "path": str(run.ds.path) if run.ds.path else None,
                 "name": run.ds.name,
                 "stats": run.ds.meta.get("stats", {}),
+                "fingerprint": run.ds.fingerprint,
             },
             "world_size": run.world_size,
             "pipeline": run.pipeline,
@@ -535,16 +670,14 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
     finally:
         if bar is not None:
             bar.close()
-    valid = evaluate(
-        run.model,
-        run.ds,
-        "valid",
-        mode=run.cfg.eval_mode,
-        ks=run.cfg.ks,
-        batch_size=run.cfg.eval_batch_size,
-        device=run.device,
-        seed=run.cfg.seed,
-    ).metrics
+    cfg = run.cfg
+    # finite losses can still leave infinite weights (an overflowing step); validating and
+    # checkpointing them would make the last good checkpoint a bad one
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        raise FloatingPointError(
+            f"the weights became non-finite in epoch {epoch} (lr={cfg.lr}); lower the learning rate or check the data"
+        )
+    valid = run.evaluate("valid").metrics
     state.record(
         {
             "epoch": epoch,
@@ -557,6 +690,7 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
             "mean_padded_width": stats.mean_padded_width,
         },
         run.model,
+        cfg.select_metric,
     )
     ckpt_dir = None
     if run.is_main:
@@ -565,17 +699,21 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
         # INFO is what the CLI shows; a caller that asked for no progress can still see it at DEBUG
         log.log(
             logging.INFO if progress else logging.DEBUG,
-            "epoch %3d  loss %.4f  valid ndcg@10 %.4f  best %.4f (epoch %d)  %.1fs",
+            "epoch %3d  loss %.4f  valid %s %.4f  best %.4f (epoch %d)  %.1fs",
             epoch,
             stats.train_loss,
-            valid[SELECTION_METRIC],
-            state.best_valid[SELECTION_METRIC],
+            cfg.select_metric,
+            valid[cfg.select_metric],
+            state.best_valid[cfg.select_metric],
             state.best_epoch,
             stats.seconds,
         )
     if reporter is not None:
+        final = state.stopped(cfg)
         reporter(
-            EpochReport(epoch, stats.train_loss, valid, state.best_epoch, state.best_valid, stats.seconds, ckpt_dir)
+            EpochReport(
+                epoch, stats.train_loss, valid, state.best_epoch, state.best_valid, stats.seconds, ckpt_dir, final
+            )
         )
 
 
@@ -589,7 +727,9 @@ def _metrics(run: _Run, state: TrainState, test: dict[str, float]) -> dict[str, 
         "best_epoch": state.best_epoch,
         "epochs": len(history),
         "stopped_early": len(history) < run.cfg.epochs,
-        "eval_mode": run.cfg.eval_mode,
+        # what the numbers rest on besides the model: the data, the split and the protocol
+        "dataset_fingerprint": run.ds.fingerprint,
+        **protocol(run.cfg.eval_mode, run.cfg.seed),
         "seconds_per_epoch": statistics.median(h["seconds"] for h in history),
         "samples_per_second": statistics.median(h["samples_per_second"] for h in history),
         "pipeline": run.pipeline,
@@ -609,17 +749,7 @@ def _finish(run: _Run, state: TrainState) -> RunResult:
     run.model.load_state_dict(state.best_model)
     if not run.is_main:
         return RunResult(out_dir=run.out, model=run.model)
-    cfg = run.cfg
-    test = evaluate(
-        run.model,
-        run.ds,
-        "test",
-        mode=cfg.eval_mode,
-        ks=cfg.ks,
-        batch_size=cfg.eval_batch_size,
-        device=run.device,
-        seed=cfg.seed,
-    )
+    test = run.evaluate("test")
     write_per_user(test.per_user, run.out / "test_users.parquet")
     metrics = _metrics(run, state, test.metrics)
     torch.save(state.best_model, run.out / "model.pt")
@@ -648,7 +778,7 @@ def train(
     2. Load the data; build the model, optimizer and batches; restore the state from a checkpoint
        (`resume_from`, else `out_dir/checkpoint` when one is there).
     3. Write config.json; then per epoch train, validate, keep the best weights, checkpoint and
-       report, until `epochs` or `patience` epochs without a better validation NDCG@10.
+       report, until `epochs` or `patience` epochs without a better validation `select_metric`.
     4. Load the best weights, evaluate the test split once, write the per-user test metrics,
        model.pt, env.json and metrics.json.
 
@@ -660,6 +790,7 @@ def train(
     model_cfg, cfg = resolve_configs(model_name, preset, overrides, config)
     device = _run_device(cfg, world_size)
     ds = data if isinstance(data, PreparedDataset) else load_dataset(data)
+    check_mode_fits(cfg.eval_mode, ds.n_items)
     run, state = _setup(
         ds,
         model_name,
@@ -673,6 +804,14 @@ def train(
     )
     if run.is_main:
         _write_config(run, preset)
-    while not state.stopped(cfg):
-        _epoch(run, state, reporter, progress)
+        (run.out / FAILED_FILE).unlink(missing_ok=True)  # an earlier try's; this one starts afresh
+    try:
+        while not state.stopped(cfg):
+            _epoch(run, state, reporter, progress)
+    except FloatingPointError as e:
+        if run.is_main:  # the checkpoint, if any, is the last finished epoch's: resumable after a fix
+            _write_json(
+                run.out / FAILED_FILE, {"error": str(e), "epoch": state.epoch + 1, "checkpoint_epoch": state.epoch}
+            )
+        raise
     return _finish(run, state)

@@ -187,7 +187,91 @@ CASES = [
         "glintru",
         lambda ws: _prepare(ws, "--format", "movielens", "--input", str(ws.file("bin.dat", b"\x00\xff\xfe" * 50))),
         2,
-        r"bin\.dat line 1: expected 4 '::'-separated fields .*wrong delimiter",
+        r"bin\.dat line 1: control character NUL in the text \(a binary or damaged file\?\)",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-utf16-file",
+        "glintru",
+        lambda ws: _prepare(
+            ws, "--format", "movielens", "--input", str(ws.file("u16.dat", "\ufeff1::2::5::100\n".encode("utf-16-le")))
+        ),
+        2,
+        r"u16\.dat line 1: control character NUL in the text \(UTF-16 text; save it as UTF-8\)",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-nul-in-a-line",
+        "glintru",
+        lambda ws: _prepare(ws, "--format", "csv", "--input", str(ws.file("log.csv", b"user,item\n1,2\n1\x00,3\n"))),
+        2,
+        r"log\.csv line 3: control character NUL in the text",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-nul-escaped-in-json",
+        "glintru",
+        lambda ws: _prepare(
+            ws,
+            "--format",
+            "amazon-json",
+            "--input",
+            str(
+                ws.file(
+                    "reviews.json",
+                    '{"reviewerID": "a", "asin": "b", "overall": 5, "unixReviewTime": 1}\n'
+                    '{"reviewerID": "a\\u0000", "asin": "c", "overall": 5, "unixReviewTime": 2}\n',
+                )
+            ),
+        ),
+        2,
+        r"reviews\.json line 2: reviewerID 'a\\x00' holds control character NUL",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-csv-field-past-the-csv-limit",
+        "glintru",
+        lambda ws: _prepare(
+            ws,
+            "--format",
+            "csv",
+            "--input",
+            str(ws.file("log.csv", 'user,item,note\n1,2,x\n1,3,"' + "x" * 200_000 + '"\n1,4\n')),
+        ),
+        2,
+        r"log\.csv line 3: a field longer than 131,072 characters",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-csv-quote-left-open",
+        "glintru",
+        lambda ws: _prepare(ws, "--format", "csv", "--input", str(ws.file("log.csv", 'user,item\n1,2\n1,"3\n1,4\n'))),
+        2,
+        r"log\.csv line 3: item column 'item' runs past the end of the line \(a quote '\"' left open\?\)",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-csv-nan-time",
+        "glintru",
+        lambda ws: _prepare(
+            ws, "--format", "csv", "--input", str(ws.file("log.csv", "user,item,timestamp\n1,2,3\n1,3,nan\n"))
+        ),
+        2,
+        r"log\.csv line 3: time nan is not a finite number",
+        lambda ws: [ws.scratch / "prepared"],
+    ),
+    Case(
+        "prepare-recbole-infinite-time",
+        "glintru",
+        lambda ws: _prepare(
+            ws,
+            "--format",
+            "recbole",
+            "--input",
+            str(ws.file("log.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t1.5\n1\t3\tinf\n")),
+        ),
+        2,
+        r"log\.inter line 3: timestamp:float inf is not a finite number",
         lambda ws: [ws.scratch / "prepared"],
     ),
     Case(
@@ -285,7 +369,7 @@ CASES = [
         lambda ws: [ws.scratch / "prepared"],
     ),
     Case(
-        "prepare-output-exists",
+        "prepare-output-holds-other-files",
         "glintru",
         lambda ws: _prepare(
             ws,
@@ -293,11 +377,28 @@ CASES = [
             "movielens",
             "--input",
             str(ws.good_ratings()),
+            "--overwrite",
             out=ws.file("taken/notes.txt", "mine").parent.name,
         ),
         2,
-        r"taken already exists; choose another --out",
+        r"--out .*taken holds files glintru did not write \(notes\.txt\), not a prepared dataset .*; choose another --out",
         lambda ws: [ws.scratch / "taken" / "meta.json"],
+    ),
+    Case(
+        "prepare-output-exists",
+        "glintru",
+        lambda ws: _prepare(
+            ws, "--format", "movielens", "--input", str(ws.good_ratings()), out=ws.copy(ws.data, "taken").name
+        ),
+        2,
+        r"taken already exists; choose another --out or pass --overwrite",
+    ),
+    Case(
+        "prepare-overwrite-the-folder-of-its-input",
+        "glintru",
+        lambda ws: _prepare(ws, "--format", "movielens", "--input", str(ws.good_ratings()), "--overwrite", out="."),
+        2,
+        r"--out .*scratch holds this command's input \(--input .*ratings\.dat\); choose another --out",
     ),
     Case(
         "prepare-unknown-format",
@@ -352,6 +453,50 @@ CASES = [
         2,
         r"ds/sequences\.parquet",
     ),
+    Case(
+        "stats-damaged-parquet-page",
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, _flip_page_bytes))],
+        2,
+        r"ds/sequences\.parquet: not a readable Parquet file \(.*CRC.*\); the dataset was changed or damaged",
+    ),
+    Case(
+        "stats-item-id-out-of-range",
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, _item_id_99))],
+        2,
+        r"ds/sequences\.parquet: user 0 holds item id 99, outside 1\.\.12 \(items\.parquet has 12 items\)",
+    ),
+    Case(
+        "stats-edited-counts",
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, lambda ds: _edit_meta(ds, users=31)))],
+        2,
+        r"ds/meta\.json: stats\.users is 31, but sequences\.parquet holds 30; .*prepare it again",
+    ),
+    Case(
+        "stats-edited-popularity",
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, _popularity_plus_one))],
+        2,
+        r"ds/items\.parquet: popularity of item 1 is \d+, but sequences\.parquet holds it \d+ times",
+    ),
+    Case(
+        "stats-items-reordered",  # the same counts and popularity: only the fingerprint tells
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, _swap_first_items))],
+        2,
+        r"ds: the tables hash to fingerprint [0-9a-f]{8}, but meta\.json records [0-9a-f]{8}; "
+        r"the dataset was changed since it was prepared; prepare it again",
+    ),
+    Case(
+        "train-on-edited-counts",
+        "glintru",
+        lambda ws: _train(ws, data=_edited(ws, lambda ds: _edit_meta(ds, interactions=7))),
+        2,
+        r"ds/meta\.json: stats\.interactions is 7, but sequences\.parquet holds 240",
+        _trained,
+    ),
     # --- glintru synthetic: sizes and shapes
     Case(
         "synthetic-zero-users",
@@ -402,11 +547,19 @@ CASES = [
         lambda ws: [ws.scratch / "syn"],
     ),
     Case(
-        "synthetic-output-exists",
+        "synthetic-output-holds-other-files",
         "glintru",
         lambda ws: ["synthetic", "--users", "5", "--items", "4", "--out", str(ws.file("syn/notes.txt", "").parent)],
         2,
-        r"syn already exists; choose another --out",
+        r"--out .*syn holds files glintru did not write \(notes\.txt\), not a prepared dataset",
+        lambda ws: [ws.scratch / "syn" / "meta.json"],
+    ),
+    Case(
+        "synthetic-overwrite-a-run",
+        "glintru",
+        lambda ws: ["synthetic", "--users", "5", "--items", "4", "--overwrite", "--out", str(ws.copy(ws.run, "syn"))],
+        2,
+        r"--out .*syn holds a run directory \(glintru train\), not a prepared dataset",
         lambda ws: [ws.scratch / "syn" / "meta.json"],
     ),
     # --- glintru evaluate: the flags, then the run directory
@@ -491,6 +644,15 @@ CASES = [
         lambda ws: _evaluate(ws.run, "--data", str(_damaged(ws, "meta.json", ""))),
         2,
         r"ds/meta\.json line 1: invalid JSON",
+    ),
+    Case(
+        "evaluate-data-other-than-trained-on",
+        "glintru",
+        lambda ws: _evaluate(ws.run_with_config(lambda c: c["dataset"].update(fingerprint="0" * 64))),
+        2,
+        r"data holds other data than .*run was trained on \(fingerprint [0-9a-f]{8}, the run's 00000000\); "
+        r"pass the run's own dataset with --data",
+        lambda ws: [ws.scratch / "run" / "eval-uni10.json"],
     ),
     # --- glintru train: every setting is refused before the data is read or an epoch runs
     Case(
@@ -638,12 +800,150 @@ CASES = [
         _trained,
     ),
     Case(
+        "train-overwrite-its-own-dataset",
+        "glintru",
+        lambda ws: _train(ws, "--overwrite", out=ws.data),
+        2,
+        r"--out .*/data is this command's input \(--data .*/data\); choose another --out",
+    ),
+    Case(
+        "train-overwrite-the-folder-of-its-dataset",
+        "glintru",
+        lambda ws: _train(ws, "--overwrite", out=ws.shared),
+        2,
+        r"--out .* holds this command's input \(--data .*/data\); choose another --out",
+    ),
+    Case(
+        "train-overwrite-a-folder-of-other-files",
+        "glintru",
+        lambda ws: _train(ws, "--overwrite", out=ws.file("home/.ssh/id_ed25519", "secret").parents[1]),
+        2,
+        r"--out .*home holds files glintru did not write \(\.ssh/\), not a run directory",
+        lambda ws: [ws.scratch / "home" / "config.json"],
+    ),
+    Case(
+        "train-into-a-prepared-dataset",
+        "glintru",
+        lambda ws: _train(ws, out=ws.copy(ws.other_data, "other")),
+        2,
+        r"--out .*other holds a prepared dataset \(glintru prepare, glintru synthetic\), not a run directory",
+        lambda ws: [ws.scratch / "other" / "config.json"],
+    ),
+    Case(
         "train-out-holds-a-finished-run",
         "glintru",
         lambda ws: _train(ws, out=ws.copy(ws.run, "finished")),
         1,
         r"finished already holds a finished run; choose another --out or pass --overwrite",
         lambda ws: [ws.scratch / "finished" / "checkpoint"],
+    ),
+    # values of the right type that no run means
+    Case(
+        "train-negative-grad-clip",
+        "glintru",
+        lambda ws: _train(ws, "--set", "grad_clip=-1"),
+        2,
+        r"grad_clip must be positive \(the largest gradient norm a step keeps; None clips nothing\), got -1\.0",
+        _trained,
+    ),
+    Case(
+        "train-zero-threads",
+        "glintru",
+        lambda ws: _train(ws, "--set", "num_threads=0"),
+        2,
+        r"num_threads must be >= 1 \(None keeps torch's default\), got 0",
+        _trained,
+    ),
+    Case(
+        "train-negative-weight-decay",
+        "glintru",
+        lambda ws: _train(ws, "--set", "weight_decay=-1"),
+        2,
+        r"weight_decay must be >= 0, got -1\.0",
+        _trained,
+    ),
+    Case(
+        "train-negative-seed",
+        "glintru",
+        lambda ws: _train(ws, "--seed", "-1"),
+        2,
+        r"seed must be an integer in \[0, 2\*\*32\), got -1",
+        _trained,
+    ),
+    Case(
+        "train-lr-overflows-the-first-step",
+        "glintru",
+        lambda ws: _train(ws, "--set", "lr=1e300"),
+        2,
+        r"lr=1e\+300 overflows the first step \(a float32 weight holds at most 3\.4e\+38\)",
+        _trained,
+    ),
+    Case(
+        "train-kernel-wider-than-a-history",
+        "glintru",
+        lambda ws: _train(ws, "--set", "kernel_size=11", model="glintru"),
+        2,
+        r"kernel_size 11 exceeds max_length 10: the convolution window must fit in a history",
+        _trained,
+    ),
+    Case(
+        "train-as-many-negatives-as-items",
+        "glintru",
+        lambda ws: _train(ws, "--eval-mode", "uni12"),
+        2,
+        r"eval_mode uni12 draws 12 negatives, but the dataset has only 12 items: .*use eval_mode full",
+        _trained,
+    ),
+    Case(
+        "evaluate-as-many-negatives-as-items",
+        "glintru",
+        lambda ws: _evaluate(ws.run, "--eval-mode", "pop12"),
+        2,
+        r"eval_mode pop12 draws 12 negatives, but the dataset has only 12 items",
+        lambda ws: [ws.run / "eval-pop12.json"],
+    ),
+    # --resume: only what a resumed run applies, from a checkpoint it can read
+    Case(
+        "train-resume-with-another-lr",
+        "glintru",
+        lambda ws: _train(ws, "--resume", "--set", "lr=0.01", out=_interrupted(ws)),
+        2,
+        r"--resume continues the run in .*cut with the settings it was trained with; these would change "
+        r"them: --set lr \(the run has 0\.001, given 0\.01\)\. Drop them",
+        lambda ws: [ws.scratch / "cut" / "metrics.json"],
+    ),
+    Case(
+        "train-resume-with-another-eval-mode",
+        "glintru",
+        lambda ws: _train(ws, "--resume", "--eval-mode", "uni6", out=_interrupted(ws)),
+        2,
+        r"--eval-mode \(the run has 'uni5', given 'uni6'\)",
+        lambda ws: [ws.scratch / "cut" / "metrics.json"],
+    ),
+    Case(
+        "train-resume-another-model",
+        "glintru",
+        lambda ws: _train(ws, "--resume", model="bert4rec", out=_interrupted(ws)),
+        2,
+        r"--model \(the run has 'gru4rec', given 'bert4rec'\)",
+        lambda ws: [ws.scratch / "cut" / "metrics.json"],
+    ),
+    Case(
+        "train-resume-on-other-data",
+        "glintru",
+        lambda ws: _train(ws, "--resume", data=ws.other_data, out=_interrupted(ws)),
+        2,
+        r"--data \(the run was trained on .*/data, fingerprint \w+; given .*/other\)",
+        lambda ws: [ws.scratch / "cut" / "metrics.json"],
+    ),
+    Case(
+        "train-resume-damaged-checkpoint",
+        "glintru",
+        lambda ws: _train(ws, "--resume", out=_interrupted(ws, b"not a checkpoint")),
+        2,
+        r"cut/checkpoint/checkpoint\.pt: not a readable training checkpoint \(UnpicklingError\); the run "
+        r"cannot continue from it: start it again",
+        lambda ws: [ws.scratch / "cut" / "metrics.json"],
     ),
     # --- analysis/significance.py
     Case(
@@ -758,6 +1058,52 @@ CASES = [
         2,
         r"--out .*table2\.md/x\.md: .*table2\.md is a file, not a directory",
     ),
+    Case(
+        "significance-runs-of-different-data",
+        "significance",
+        lambda ws: [
+            str(_fake_run(ws, "a", "glintru")),
+            str(_fake_run(ws, "b", "sasrec", fingerprint="91c0" + "0" * 60)),
+            "--metric",
+            "ndcg@10",
+        ],
+        2,
+        r"/a \(dataset beauty fingerprint [0-9a-f]{8}\) and .*/b \(dataset beauty fingerprint 91c00000\) were "
+        r"trained on different data; compare runs of one dataset",
+    ),
+    Case(
+        "significance-pop100-beside-full",
+        "significance",
+        lambda ws: [
+            str(_fake_run(ws, "a", "glintru")),
+            str(_fake_run(ws, "b", "sasrec", eval_mode="full")),
+            "--metric",
+            "ndcg@10",
+        ],
+        2,
+        r"/a \(protocol pop100, negative seed 0\) and .*/b \(protocol full\) were evaluated under different "
+        r"protocols; compare runs of one protocol",
+    ),
+    Case(
+        "significance-other-negatives",
+        "significance",
+        lambda ws: [
+            str(_fake_run(ws, "a", "glintru")),
+            str(_fake_run(ws, "b", "sasrec", seed=1)),
+            "--metric",
+            "ndcg@10",
+        ],
+        2,
+        r"/a \(GLINT-RU on Amazon Beauty: pop100, negative seed 0\) and .*/b \(SASRec on Amazon Beauty: pop100, "
+        r"negative seed 1\) were ranked against different negatives",
+    ),
+    Case(
+        "significance-input-with-nothing-to-tabulate",
+        "significance",
+        lambda ws: [str(ws.exp), str(_failed_experiment(ws))],
+        2,
+        r"failed: nothing to tabulate: none of its 1 trial\(s\) was trained to its end, tested and scored \(1 ERROR\)",
+    ),
     # --- analysis/report.py: a failing report leaves no directory behind
     Case(
         "report-unknown-metric",
@@ -819,8 +1165,23 @@ CASES = [
         "report",
         lambda ws: [str(ws.exp), "--out", str(ws.file("mine/notes.txt", "mine").parent)],
         2,
-        r"--out .*mine: a non-empty directory that holds no earlier report",
+        r"--out .*mine holds files glintru did not write \(notes\.txt\), not a report",
         lambda ws: [ws.scratch / "mine" / "report.md", ws.scratch / "mine" / "tables"],
+    ),
+    Case(
+        "report-out-is-above-its-experiment",
+        "report",
+        lambda ws: [str(ws.exp), "--out", str(ws.shared)],
+        2,
+        r"--out .* holds this command's input \(experiment .*/exp\); choose another --out",
+    ),
+    Case(
+        "report-earlier-report-with-other-files",
+        "report",
+        lambda ws: [str(ws.exp), "--out", str(_with_file(ws.report_dir("earlier"), "mine.txt"))],
+        2,
+        r"--out .*earlier holds a report \(analysis/report\.py\), but also files glintru did not write \(mine\.txt\)",
+        lambda ws: [ws.scratch / "earlier" / "report.html"],
     ),
     Case(
         "report-failure-keeps-the-earlier-report",
@@ -833,12 +1194,112 @@ CASES = [
 ]
 
 
+def _with_file(directory: Path, name: str) -> Path:
+    (directory / name).write_text("mine")
+    return directory
+
+
+def _interrupted(ws: Workspace, checkpoint: bytes = b"") -> Path:
+    """A run of `_train`'s settings stopped after an epoch, as `glintru train` leaves it: config.json
+    and checkpoint/checkpoint.pt, here holding `checkpoint` (each row is refused before reading it,
+    or because of it)."""
+    import dataclasses
+
+    from glintru.data.dataset import load_dataset
+    from glintru.train import TrainConfig, resolve_configs
+
+    model_cfg, cfg = resolve_configs(
+        "gru4rec", None, {"hidden_size": 8, "max_length": 10}, TrainConfig(epochs=1, eval_mode="uni5", device="cpu")
+    )
+    ds = load_dataset(ws.data)
+    dataset = {"path": str(ws.data), "name": ds.name, "stats": ds.meta["stats"], "fingerprint": ds.fingerprint}
+    config = {"model": "gru4rec", "preset": None, "model_config": model_cfg.to_dict(), "dataset": dataset}
+    ws.file("cut/config.json", json.dumps({**config, "train_config": dataclasses.asdict(cfg)}))
+    return ws.file("cut/checkpoint/checkpoint.pt", checkpoint).parents[1]
+
+
 def _damaged(ws: Workspace, name: str, content: str | bytes, source: str = "data") -> Path:
     """A copy of the shared dataset (or run) named `ds` with one file's content replaced."""
     copy = ws.copy(getattr(ws, source), "ds")
     (copy / name).unlink()
     ws.file(f"ds/{name}", content)
     return copy
+
+
+def _edited(ws: Workspace, change: Callable[[Path], None]) -> Path:
+    """A copy of the shared dataset named `ds`, changed behind glintru's back by `change(copy)`."""
+    copy = ws.copy(ws.data, "ds")
+    change(copy)
+    return copy
+
+
+def _flip_page_bytes(ds: Path) -> None:
+    raw = bytearray((ds / "sequences.parquet").read_bytes())
+    for k in range(100, 140):  # inside the first data page, past the magic and the page header
+        raw[k] ^= 0xFF
+    (ds / "sequences.parquet").write_bytes(bytes(raw))
+
+
+def _rewrite(ds: Path, name: str, change: Callable) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(change(pq.read_table(ds / name)), ds / name)
+
+
+def _item_id_99(ds: Path) -> None:
+    import pyarrow as pa
+
+    def change(table):
+        items = table.column("items").combine_chunks()
+        values = items.values.to_numpy().copy()
+        values[0] = 99
+        return table.set_column(2, "items", pa.ListArray.from_arrays(items.offsets, pa.array(values)))
+
+    _rewrite(ds, "sequences.parquet", change)
+
+
+def _popularity_plus_one(ds: Path) -> None:
+    import pyarrow as pa
+
+    def change(table):
+        popularity = table.column("popularity").to_numpy().copy()
+        popularity[1:] += 1
+        return table.set_column(2, "popularity", pa.array(popularity))
+
+    _rewrite(ds, "items.parquet", change)
+
+
+def _edit_meta(ds: Path, **stats: int) -> None:
+    meta = json.loads((ds / "meta.json").read_text())
+    meta["stats"].update(stats)
+    (ds / "meta.json").write_text(json.dumps(meta))
+
+
+def _swap_first_items(ds: Path) -> None:
+    import pyarrow as pa
+
+    def change(table):
+        items = table.column("items").combine_chunks()
+        values = items.values.to_numpy().copy()
+        values[[0, 1]] = values[[1, 0]]
+        return table.set_column(2, "items", pa.ListArray.from_arrays(items.offsets, pa.array(values)))
+
+    _rewrite(ds, "sequences.parquet", change)
+
+
+def _fake_run(ws: Workspace, name: str, model: str, **fields) -> Path:
+    """A finished run of `model` on "beauty" with fake results, in the scratch directory; `fields`
+    set FakeTrial fields (eval_mode, seed, fingerprint)."""
+    trial = fakes.explicit_trial(model, "beauty", 0, {"ndcg@10": np.linspace(0.1, 0.5, 20) + (model == "glintru") / 10})
+    for key, value in fields.items():
+        setattr(trial, key, value)
+    return fakes.write_run(ws.scratch / name, trial)
+
+
+def _failed_experiment(ws: Workspace) -> Path:
+    trial = fakes.explicit_trial("glintru", "beauty", 0, {"ndcg@10": [0.1, 0.2]})
+    trial.status, trial.error = "ERROR", "RuntimeError: loss is NaN"
+    return fakes.write_experiment(ws.scratch / "failed", [trial])
 
 
 def _experiment_without(ws: Workspace, column: str) -> Path:
@@ -985,8 +1446,8 @@ def test_the_valid_inputs_pass(shared: Workspace, tmp_path, capsys):
     )
     assert "| GLINT-RU |" in (tmp_path / "t" / "table2.md").read_text()
     earlier = ws.report_dir("report")
-    (earlier / "stale.txt").write_text("from the earlier report")
+    (earlier / "tables" / "stale.md").write_text("from the earlier report")
     code, err = invoke("report", [str(ws.one_seed), "--out", str(earlier), "--title", "again"], capsys)
     assert code == 0, err
-    assert "# again" in (earlier / "report.md").read_text() and not (earlier / "stale.txt").exists()
+    assert "# again" in (earlier / "report.md").read_text() and not (earlier / "tables" / "stale.md").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

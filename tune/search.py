@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.verbose,
         choices=[0, 1, 2, 3],
-        help=f"Tune's console output (default {d.verbose}; 2 adds the trials' INFO logs)",
+        help=f"console output (default {d.verbose}: Tune's progress table and a line per ended trial; 0 quiet; "
+        f"2 adds Tune's boxes of each trial's config and result and the trials' INFO logs; 3 a box per epoch)",
     )
     return p
 
@@ -210,8 +211,19 @@ def settings_from_args(args: argparse.Namespace) -> SearchSettings:
     return SearchSettings(**{f.name: parsed.get(f.name, getattr(args, f.name)) for f in fields(SearchSettings)})
 
 
+def typed_settings(argv: list[str]) -> set[str]:
+    """The settings whose flags `argv` types, whatever their values. argparse fills in defaults only
+    where the namespace lacks an attribute, so a namespace preset with a marker per setting keeps
+    the marker exactly where no flag was typed (a list where a flag extends a list)."""
+    parser = build_parser()
+    markers = {key: [] if isinstance(value, list) else object() for key, value in vars(parser.parse_args([])).items()}
+    parsed = vars(parser.parse_args(argv, namespace=argparse.Namespace(**markers)))
+    return {key for key, value in parsed.items() if value is not markers[key]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.space == "list":
         print(format_spaces())
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if args.verbose >= 1 else logging.WARNING)
     try:
-        exp_dir = run_search(settings_from_args(args))
+        exp_dir = run_search(settings_from_args(args), typed=typed_settings(argv))
     except SearchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

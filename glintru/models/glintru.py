@@ -377,6 +377,12 @@ class GLINTRUConfig(ModelConfig):
             )
         if self.kernel_size < 1 or self.gru_num_layers < 1 or self.num_heads < 1:
             raise ValueError("kernel_size, gru_num_layers and num_heads must be positive")
+        if self.use_conv and self.kernel_size > self.max_length:
+            # a window wider than the longest history only ever adds padding
+            raise ValueError(
+                f"kernel_size {self.kernel_size} exceeds max_length {self.max_length}: the convolution "
+                "window must fit in a history; lower kernel_size or raise max_length"
+            )
         if self.use_attention and self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.inner_dropout < 1.0:

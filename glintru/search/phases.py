@@ -17,7 +17,7 @@ from glintru.search import results, study
 from glintru.search.plan import Plan, resume_command
 from glintru.search.ray_setup import HEAD_RESOURCE
 from glintru.search.results import VARIANT_KEY, TrialRecord, join
-from glintru.search.settings import SearchError, SearchInterrupted, SearchSettings, grid_configs
+from glintru.search.settings import SearchError, SearchInterrupted, SearchSettings, grid_configs, trial_train_config
 
 log = logging.getLogger("glintru")
 
@@ -42,20 +42,19 @@ def trial_resources(s: SearchSettings) -> dict[str, float]:
     return res
 
 
-def _trainable(plan: Plan, shared: Any) -> Any:
-    from ray import tune
-
-    from glintru.search.trainable import TrialSpec, run_trial
+def trial_spec(plan: Plan) -> Any:
+    """The TrialSpec every trial of the plan shares."""
+    from glintru.search.trainable import TrialSpec
 
     s = plan.settings
     gpus = s.gpus_per_trial or 0.0
-    spec = TrialSpec(
+    return TrialSpec(
         space=plan.space.name,
         model=plan.space.model,
         train_storage=plan.train_storage,
         preset=s.preset,
         overrides=dict(s.overrides),
-        train_config={"epochs": s.max_epochs, "eval_mode": s.eval_mode, "seed": s.seed},
+        train_config=trial_train_config(s),
         workers=s.workers_per_trial,
         cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
         gpus_per_worker=gpus / s.workers_per_trial,
@@ -63,7 +62,15 @@ def _trainable(plan: Plan, shared: Any) -> Any:
         end_metrics=tuple(o.metric for o in plan.objectives if o.k is None),
         objective_metrics=tuple(o.metric for o in plan.objectives),
     )
-    return tune.with_resources(tune.with_parameters(run_trial, data=shared, spec=spec), trial_resources(s))
+
+
+def _trainable(plan: Plan, shared: Any) -> Any:
+    from ray import tune
+
+    from glintru.search.trainable import run_trial
+
+    trainable = tune.with_parameters(run_trial, data=shared, spec=trial_spec(plan))
+    return tune.with_resources(trainable, trial_resources(plan.settings))
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -89,8 +96,11 @@ def seed_variants(plan: Plan, search: list[TrialRecord]) -> list[dict[str, Any]]
     """The best search configurations (by validation, among trials that trained to their end)
     times every seed."""
     rows = results.trials_frame(
-        results.build_row(r, model=plan.space.model, dataset=plan.dataset.name, default_seed=plan.settings.seed)
-        for r in search
+        (
+            results.build_row(r, model=plan.space.model, dataset=plan.dataset.name, default_seed=plan.settings.seed)
+            for r in search
+        ),
+        plan.metric,
     )
     best = results.best_rows(rows, plan.settings.top_k, plan.metric, plan.mode)
     if best.empty:
@@ -174,6 +184,18 @@ def _callbacks(plan: Plan, phase: str, extra: tuple[Any, ...]) -> list[Any]:
     return callbacks
 
 
+def _console(plan: Plan, many: bool, param_space: dict[str, Any]) -> tuple[int, list[Any]]:
+    """Tune's verbosity, and at --verbose 1 the reporter that shows the search in its place."""
+    from glintru.search.progress import TUNE_VERBOSITY, SearchReporter
+
+    verbose = plan.settings.verbose
+    if verbose != 1:
+        return TUNE_VERBOSITY[verbose], []
+    objectives = tuple(o.metric for o in plan.objectives)
+    reporter = SearchReporter(objectives, None if many else plan.metric, None if many else plan.mode, param_space)
+    return TUNE_VERBOSITY[verbose], [reporter]
+
+
 def _tuner(
     plan: Plan,
     phase: str,
@@ -189,9 +211,11 @@ def _tuner(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # with several objectives the searcher holds the metric list (Tune's single metric would replace it)
     many = phase == "search" and len(plan.objectives) > 1
+    param_space = _param_space(plan, phase, search)
+    verbose, console = _console(plan, many, param_space)
     return tune.Tuner(
         trainable,
-        param_space=_param_space(plan, phase, search),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=None if many else plan.metric,
             mode=None if many else plan.mode,
@@ -211,8 +235,8 @@ def _tuner(
         run_config=tune.RunConfig(
             name=phase,
             storage_path=plan.tune_storage,
-            callbacks=_callbacks(plan, phase, extra_callbacks),
-            verbose=s.verbose,
+            callbacks=_callbacks(plan, phase, extra_callbacks) + console,
+            verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             # single-worker trials checkpoint through Tune: the last two epochs are enough to resume
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -311,6 +335,7 @@ def experiment_info(plan: Plan, phase_status: dict[str, str]) -> dict[str, Any]:
         "dataset": plan.dataset.name,
         "dataset_path": str(plan.dataset.path),
         "dataset_stats": plan.dataset.meta.get("stats", {}),
+        "dataset_fingerprint": plan.dataset.fingerprint,
         "eval_mode": s.eval_mode,
         "metric": plan.metric,
         "mode": plan.mode,

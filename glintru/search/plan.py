@@ -9,10 +9,12 @@ import logging
 import os
 import shlex
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from glintru.data.dataset import DatasetError, PreparedDataset, load_dataset
+from glintru.evaluate import check_mode_fits
 from glintru.search import results
 from glintru.search.objectives import Objective
 from glintru.search.results import SELECTION_METRIC, join
@@ -111,10 +113,26 @@ def storage_filesystem(s: SearchSettings) -> str | None:
     return filesystem_type(location.removeprefix("file://"))
 
 
+def check_storage_path(s: SearchSettings) -> None:
+    """A local --storage is a directory, or a path that does not exist yet below one: a file there
+    would fail only once Ray has started."""
+    location = str(s.storage)
+    if results.is_uri(location) and not location.startswith("file://"):
+        return
+    path = Path(location.removeprefix("file://")).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SearchError(
+            f"--storage {location}: {existing} is a file, not a directory; choose a directory for the "
+            "results (or a path that does not exist yet)"
+        )
+
+
 def check_machine(s: SearchSettings) -> SearchSettings:
     """The resources and storage asked for, against this machine; the settings with
     --gpus-per-trial resolved (a new object: the caller's settings stay as given)."""
     gpus = local_gpus(s) if s.address is None else 0
+    check_storage_path(s)
     check_resources(s, cpus=s.num_cpus or os.cpu_count() or 1, gpus=gpus)
     check_storage(s, storage_filesystem(s) if s.address is not None else None)
     if s.mlflow is not None:
@@ -125,9 +143,10 @@ def check_machine(s: SearchSettings) -> SearchSettings:
     return dataclasses.replace(s, gpus_per_trial=default_gpus_per_trial(s, gpus))
 
 
-def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
+def load_settings_for_resume(settings: SearchSettings, typed: Collection[str] | None = None) -> SearchSettings:
     """A resumed search's settings: those stored in EXP_DIR/experiment.json plus the flags a resume
-    applies; SearchError naming every other flag given with a value the experiment does not have."""
+    applies; SearchError naming every other flag given with a value the experiment does not have
+    (`typed`: the fields whose flags were typed, see merge_resumed)."""
     if not settings.name:
         raise SearchError("--resume needs --name (the experiment to resume) and the same --storage")
     exp_dir = join(results.normalize_location(settings.storage), settings.name)
@@ -135,7 +154,7 @@ def load_settings_for_resume(settings: SearchSettings) -> SearchSettings:
         raise SearchError(
             f"nothing to resume: {exp_dir} holds no {results.EXPERIMENT_FILE} (check --name and --storage)"
         )
-    return merge_resumed(settings, results.read_experiment(exp_dir)["settings"])
+    return merge_resumed(settings, results.read_experiment(exp_dir)["settings"], typed)
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -150,6 +169,10 @@ def plan_search(settings: SearchSettings) -> Plan:
         dataset = load_dataset(s.data)
     except DatasetError as e:
         raise SearchError(f"--data: {e}") from None
+    try:
+        check_mode_fits(s.eval_mode, dataset.n_items)
+    except ValueError as e:
+        raise SearchError(f"--eval-mode: {e}") from None
     name = s.name or f"{space.name}-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     exp_dir = join(results.normalize_location(s.storage), name)
     if not s.resume and results.exists(exp_dir):

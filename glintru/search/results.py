@@ -13,8 +13,9 @@ per-user test metrics of every finished trial (users/<trial_id>.parquet).
 
 trials.parquet columns: trial_id, phase, status (TERMINATED | ERROR | RUNNING | PENDING | PAUSED),
 error, completed (trained to its end and tested, i.e. not stopped by ASHA), pareto (finished and
-not dominated on the search's objectives; with one objective, the best trial), model, dataset, seed,
-source_trial, best_epoch, epochs, config/<param>, valid/<metric> (at the best epoch),
+not dominated on the search's objectives; with one objective, the best trial), model, dataset,
+dataset_fingerprint, split, eval_mode, negative_seed (what the trial's results rest on besides the
+model: glintru.evaluate.protocol), seed, source_trial, best_epoch, epochs, config/<param>, valid/<metric> (at the best epoch),
 test/<metric>, stopped_early (by patience), seconds_per_epoch, samples_per_second, infer_ms_per_batch, peak_memory_mb,
 num_parameters, setup_seconds (trial start to the training call: worker_start_seconds to start
 Ray Train's workers, 0 for a single-worker trial, plus data_fetch_seconds), report_seconds (per epoch report, checkpoint
@@ -37,6 +38,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from glintru.outputs import MARKER_FILE, SEARCH, marker_text
+from glintru.search.objectives import DEFAULT_SELECTION, test_metric
 from glintru.search.spaces import META_KEYS
 
 EXPERIMENT_FILE = "experiment.json"
@@ -46,7 +49,9 @@ FINAL_FILE = "metrics.json"  # in a trial's last checkpoint only: the run finish
 FINAL_KEY = "final"  # true in the last report of a finished run (Tune reserves "done")
 USERS_FILE = "test_users.parquet"
 VARIANT_KEY = "variant"  # a whole config chosen by a phase (the seeds phase reruns configs)
-SELECTION_METRIC = "valid/ndcg@10"
+SELECTION_METRIC = DEFAULT_SELECTION.metric
+# The data, split and protocol of a trial's results, as its run's metrics.json records them.
+EVALUATION_COLUMNS = ("dataset_fingerprint", "split", "eval_mode", "negative_seed")
 RUN_FIELDS = (
     "best_epoch",
     "epochs",
@@ -75,6 +80,7 @@ HEAD_COLUMNS = (
     "completed",
     "model",
     "dataset",
+    *EVALUATION_COLUMNS,
     "seed",
     "source_trial",
     "best_epoch",
@@ -156,6 +162,9 @@ def list_dirs(location: str) -> list[str]:
 
 
 def write_experiment(exp_dir: str, info: dict[str, Any]) -> None:
+    marker = join(exp_dir, MARKER_FILE)
+    if not exists(marker):  # written with the directory's first file: what kind of output it is
+        write_bytes(marker, marker_text(SEARCH).encode())
     write_bytes(
         join(exp_dir, EXPERIMENT_FILE), (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode()
     )
@@ -204,9 +213,34 @@ def error_reason(text: str | None) -> str | None:
     return lines[-1] if lines else None
 
 
-def build_row(rec: TrialRecord, *, model: str, dataset: str, default_seed: int) -> dict[str, Any]:
+def evaluation_of(rec: TrialRecord, seed: int, fingerprint: str | None, eval_mode: str | None) -> dict[str, Any]:
+    """The trial's EVALUATION_COLUMNS: what its run recorded, else what the search set (a trial
+    stopped before its end has no run record, and its validation ran under the same protocol)."""
+    from glintru.evaluate import protocol
+
+    own: dict[str, Any] = dict.fromkeys(EVALUATION_COLUMNS)
+    own["dataset_fingerprint"] = fingerprint
+    if eval_mode is not None:
+        own.update(protocol(eval_mode, seed))
+    run = rec.run_metrics or {}
+    recorded = {k: run[k] for k in EVALUATION_COLUMNS if k in run}
+    return {**own, **recorded}
+
+
+def build_row(
+    rec: TrialRecord,
+    *,
+    model: str,
+    dataset: str,
+    default_seed: int,
+    fingerprint: str | None = None,
+    eval_mode: str | None = None,
+) -> dict[str, Any]:
+    """One trials.parquet row; `fingerprint` and `eval_mode` are the search's dataset fingerprint
+    and protocol."""
     config = flat_config(rec.config)
     last = rec.last_result or {}
+    seed = int(config.get("seed", default_seed))
     row: dict[str, Any] = {
         "trial_id": rec.trial_id,
         "phase": rec.phase,
@@ -215,7 +249,8 @@ def build_row(rec: TrialRecord, *, model: str, dataset: str, default_seed: int) 
         "completed": rec.run_metrics is not None,
         "model": model,
         "dataset": dataset,
-        "seed": int(config.get("seed", default_seed)),
+        **evaluation_of(rec, seed, fingerprint, eval_mode),
+        "seed": seed,
         "source_trial": config.get("source_trial"),
         "num_failures": int(rec.num_failures),
         "run_dir": rec.run_dir,
@@ -239,13 +274,14 @@ def build_row(rec: TrialRecord, *, model: str, dataset: str, default_seed: int) 
     return row
 
 
-def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """Rows in the trials.parquet column order; every trial once (the last record wins)."""
+def trials_frame(rows: Iterable[dict[str, Any]], metric: str = SELECTION_METRIC) -> pd.DataFrame:
+    """Rows in the trials.parquet column order; every trial once (the last record wins). The
+    selecting `metric` and its test column are there even when no trial reported them."""
     by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
         by_id[row["trial_id"]] = row
     df = pd.DataFrame(list(by_id.values()))
-    for col in HEAD_COLUMNS + (SELECTION_METRIC, "test/ndcg@10"):
+    for col in HEAD_COLUMNS + (metric, test_metric(metric) or metric):
         if col not in df.columns:
             df[col] = None
     config_cols = sorted(c for c in df.columns if c.startswith("config/"))
@@ -257,7 +293,7 @@ def trials_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = df[list(HEAD_COLUMNS) + config_cols + valid_cols + test_cols + tail + rest]
     for col in valid_cols + test_cols:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in ("best_epoch", "epochs", "seed", "num_failures"):
+    for col in ("best_epoch", "epochs", "seed", "negative_seed", "num_failures"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     df["completed"] = df["completed"].fillna(False).astype(bool)
@@ -288,13 +324,25 @@ def write_results(
     dataset: str,
     default_seed: int,
     objectives: Sequence[Any] = (),
+    fingerprint: str | None = None,
+    eval_mode: str | None = None,
 ) -> pd.DataFrame:
     """Write trials.parquet and users/<trial_id>.parquet of every finished trial; return the rows.
-    `objectives` (objectives.Objective) mark the Pareto-optimal finished trials (column `pareto`)."""
-    from glintru.search.objectives import Objective, pareto_mask
+    `objectives` (objectives.Objective) mark the Pareto-optimal finished trials (column `pareto`);
+    `fingerprint` and `eval_mode` are the search's, for trials without a run record of their own."""
+    from glintru.search.objectives import pareto_mask
 
-    df = trials_frame(build_row(r, model=model, dataset=dataset, default_seed=default_seed) for r in records)
-    mask = pareto_mask(df, list(objectives) or [Objective("ndcg@10", SELECTION_METRIC, "max")])
+    objectives = list(objectives) or [DEFAULT_SELECTION]
+    df = trials_frame(
+        (
+            build_row(
+                r, model=model, dataset=dataset, default_seed=default_seed, fingerprint=fingerprint, eval_mode=eval_mode
+            )
+            for r in records
+        ),
+        objectives[0].metric,
+    )
+    mask = pareto_mask(df, objectives)
     df.insert(df.columns.get_loc("completed") + 1, "pareto", mask.astype(bool))
     for rec in records:
         if rec.run_metrics is not None and rec.run_dir and exists(join(rec.run_dir, USERS_FILE)):

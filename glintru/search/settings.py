@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from glintru.models import DATASET_PRESETS, get_model_class, resolve_config
+from glintru.models import DATASET_PRESETS, get_model_class
 from glintru.search.objectives import DEFAULT_OBJECTIVE, Objective, check_sampler, parse_objectives
 from glintru.search.results import is_uri
 from glintru.search.spaces import Space, get_space
 from glintru.settings import check_fields
-from glintru.train import TrainConfig, split_overrides
+from glintru.train import TrainConfig, resolve_configs
 
 SCHEDULERS = ("asha", "fifo")
 # TrainConfig fields the search sets itself, each from its own option
@@ -26,6 +27,7 @@ MANAGED = {
     "seed": "--seed/--seeds",
     "device": "--gpus-per-trial",
     "num_threads": "--cpus-per-trial",
+    "select_metric": "--objective",
 }
 # settings a resumed search applies: how it reaches Ray and which experiment it continues. Every
 # other setting is in experiment.json, and Tuner.restore takes what it needs from the pickled
@@ -108,14 +110,23 @@ def option_name(key: str) -> str:
     return OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
 
 
-def merge_resumed(given: SearchSettings, stored: Mapping[str, Any]) -> SearchSettings:
+def merge_resumed(
+    given: SearchSettings, stored: Mapping[str, Any], typed: Collection[str] | None = None
+) -> SearchSettings:
     """A resumed search's settings: `stored` (experiment.json) plus the RESUME_FIELDS given;
-    SearchError naming every other flag given with a value the experiment does not have."""
+    SearchError naming every other flag given with a value the experiment does not have.
+
+    `typed`: the fields whose flags were typed (a command line knows them), so that a flag typed with
+    its default value counts too (`--max-epochs 50` against an experiment of 10); None where only
+    the settings are known: then the fields that differ from the defaults count as given."""
     asked, defaults = given.to_dict(), DEFAULTS.to_dict()
+    typed = {k for k in defaults if asked[k] != defaults[k]} if typed is None else set(typed) & set(defaults)
+    # as experiment.json holds them (tuples as lists), so that an equal value compares equal
+    as_stored = json.loads(json.dumps({k: asked[k] for k in typed}, default=str))
     ignored = [
         f"{option_name(key)} (the experiment has {stored.get(key, defaults[key])!r}, given {asked[key]!r})"
         for key in defaults
-        if key not in RESUME_FIELDS and asked[key] != defaults[key] and asked[key] != stored.get(key)
+        if key in typed and key not in RESUME_FIELDS and as_stored[key] != stored.get(key, defaults[key])
     ]
     if ignored:
         _fail(
@@ -124,7 +135,7 @@ def merge_resumed(given: SearchSettings, stored: Mapping[str, Any]) -> SearchSet
             "under another --name)"
         )
     merged = {**defaults, **{k: v for k, v in stored.items() if k in defaults}}
-    merged.update({k: asked[k] for k in RESUME_FIELDS if asked[k] != defaults[k]})
+    merged.update({k: asked[k] for k in RESUME_FIELDS if k in typed})
     merged.update(storage=given.storage, name=given.name, resume=True)
     return SearchSettings(**merged)
 
@@ -149,6 +160,18 @@ def evaluation_ks(s: SearchSettings) -> tuple[int, ...]:
     """The cut-offs every run evaluates at (TrainConfig.ks unless --set changes them)."""
     ks = s.overrides.get("ks", TrainConfig().ks)
     return tuple(ks) if isinstance(ks, (list, tuple)) else (ks,)
+
+
+def trial_train_config(s: SearchSettings) -> dict[str, Any]:
+    """The TrainConfig fields that the search's own options set for every trial (MANAGED, less the
+    device and CPU threads, which are each trial's own)."""
+    return {
+        "epochs": s.max_epochs,
+        "eval_mode": s.eval_mode,
+        "seed": s.seed,
+        # a trial keeps its best epoch by what the search optimises (the first objective ranks)
+        "select_metric": parse_objectives(s.objective)[0].name,
+    }
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -268,6 +291,13 @@ def check_model_settings(s: SearchSettings, space: Space) -> None:
     grid combination, or configurations sampled from the space, valid for the model."""
     for key, value in s.overrides.items():
         check_value(space, "--set", key, value)
+    # The fixed training values on their own, so that a bad one is named as the --set value it is
+    # (model values are checked with the sampled ones below: a space may sample what they depend on).
+    fixed = {k: v for k, v in s.overrides.items() if k in TrainConfig.field_names()}
+    try:
+        resolve_configs(space.model, s.preset, fixed, TrainConfig(**trial_train_config(s)))
+    except ValueError as e:
+        raise SearchError(f"--set: {e}") from None
     for key, values in s.grid.items():
         if not values:
             _fail(f"--grid {key}= lists no values")
@@ -303,9 +333,7 @@ def check_config(space: Space, s: SearchSettings, config: Mapping[str, Any]) -> 
     """One trial's configuration, with the fixed settings, as the model and TrainConfig validate it."""
     try:
         overrides = space.to_overrides({**config, **s.overrides})
-        model_over, train_over = split_overrides(space.model, overrides)
-        resolve_config(space.model, s.preset, model_over)
-        dataclasses.replace(TrainConfig(), **train_over).validate()
+        resolve_configs(space.model, s.preset, overrides, TrainConfig(**trial_train_config(s)))
     except (ValueError, TypeError) as e:
         raise SearchError(f"configuration {dict(config)} is invalid for {space.model}: {e}") from None
 

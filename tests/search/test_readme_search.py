@@ -42,8 +42,18 @@ def test_readme_search_command_passes_the_settings_checks(command):
     assert not ray.is_initialized()
 
 
+@pytest.fixture(scope="module")
+def wide_data(tmp_path_factory):
+    """A tiny dataset with more items than the documented protocols draw negatives (pop100)."""
+    from glintru.data.synthetic import generate
+
+    return generate(
+        tmp_path_factory.mktemp("data") / "wide", n_users=60, n_items=150, avg_length=6, seed=0, features=False
+    )
+
+
 @pytest.mark.parametrize("command", [c for c in SEARCH_COMMANDS if "--set" in c])
-def test_readme_set_example_keeps_every_pair(command, tiny_data, tmp_path):
+def test_readme_set_example_keeps_every_pair(command, wide_data, tmp_path):
     """The search page's `--set` example, with both forms of the flag, as written: every pair
     reaches the settings, and the whole plan passes (the dataset swapped for a tiny local one)."""
     args = _args(command)
@@ -56,7 +66,7 @@ def test_readme_set_example_keeps_every_pair(command, tiny_data, tmp_path):
     assert args.count("--set") >= 2 and len(set_pairs) >= 3, "show both --set forms"
     settings = cli.settings_from_args(cli.build_parser().parse_args(args))
     assert set(settings.overrides) == set(set_pairs)
-    args[args.index("--data") + 1] = str(tiny_data)
+    args[args.index("--data") + 1] = str(wide_data)
     plan = plan_search(cli.settings_from_args(cli.build_parser().parse_args([*args, "--storage", str(tmp_path)])))
     assert plan.settings.overrides == settings.overrides
     assert not ray.is_initialized() and not any(tmp_path.iterdir())

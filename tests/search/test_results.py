@@ -214,3 +214,29 @@ def test_a_run_is_final_only_if_its_final_report_reached_tune(tmp_path):
     )
     assert row["completed"] is False and row["valid/ndcg@10"] == 0.1 and row["epochs"] == 1
     assert "test/ndcg@10" not in row
+
+
+def test_every_row_carries_the_data_split_and_protocol(tmp_path):
+    records = _records(tmp_path)
+    sampled = {"dataset_fingerprint": "ab" * 32, "split": "leave-one-out", "eval_mode": "pop100", "negative_seed": 0}
+    records[0].run_metrics = {**records[0].run_metrics, **sampled}
+    df = results.write_results(
+        str(tmp_path / "exp"),
+        records,
+        model="glintru",
+        dataset="synthetic",
+        default_seed=0,
+        fingerprint="ab" * 32,
+        eval_mode="pop100",
+    )
+    df = results.read_trials(str(tmp_path / "exp")).set_index("trial_id")
+    columns = list(results.EVALUATION_COLUMNS)
+    at = list(df.columns).index("dataset") + 1
+    assert list(df.columns[at : at + 4]) == columns  # beside the dataset's name
+    # a finished run's own record; a stopped or failed trial's from the search, its seed drawing the negatives
+    assert df.loc["t1", columns].tolist() == list(sampled.values())
+    assert df.loc["t2", columns].tolist() == ["ab" * 32, "leave-one-out", "pop100", 0]
+    assert df.loc["t4", "negative_seed"] == 2 and df.loc["t4", "eval_mode"] == "pop100"
+    # full ranking draws no negatives
+    row = results.build_row(records[2], model="m", dataset="d", default_seed=3, fingerprint=None, eval_mode="full")
+    assert [row[c] for c in columns] == [None, "leave-one-out", "full", None]

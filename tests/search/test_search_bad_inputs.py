@@ -97,6 +97,12 @@ CASES = [
         r"--set epochs=\.\.\. is managed by the search; use --max-epochs",
     ),
     Case(
+        "set-select-metric-managed-by-the-objective",
+        lambda ws: ["--set", "select_metric=recall@20"],
+        2,
+        r"--set select_metric=\.\.\. is managed by the search; use --objective",
+    ),
+    Case(
         "set-unknown-ablation",
         lambda ws: ["--set", "ablation=no_everything"],
         2,
@@ -145,6 +151,35 @@ CASES = [
         2,
         r"--num-samples applies to an Optuna search",
     ),
+    # --- values of the right type that no run means, checked as glintru train checks them
+    Case(
+        "set-negative-grad-clip",
+        lambda ws: ["--set", "grad_clip=-1"],
+        2,
+        r"--set: grad_clip must be positive \(the largest gradient norm a step keeps; None clips nothing\), got -1",
+    ),
+    Case(
+        "set-negative-weight-decay", lambda ws: ["--set", "weight_decay=-0.1"], 2, r"--set: weight_decay must be >= 0"
+    ),
+    Case("set-lr-overflows", lambda ws: ["--set", "lr=1e300"], 2, r"--set: lr=1e\+300 overflows the first step"),
+    Case(
+        "grid-negative-weight-decay",
+        lambda ws: ["--grid", "weight_decay=0,-1"],
+        2,
+        r"configuration \{'weight_decay': -1\} is invalid for glintru: weight_decay must be >= 0, got -1\.0",
+    ),
+    Case(
+        "set-kernel-wider-than-a-history",
+        lambda ws: ["--set", "kernel_size=21", "max_length=20"],
+        2,
+        r"is invalid for glintru: kernel_size 21 exceeds max_length 20",
+    ),
+    Case(
+        "eval-mode-as-many-negatives-as-items",
+        lambda ws: ["--eval-mode", "pop1000"],
+        2,
+        r"--eval-mode: eval_mode pop1000 draws 1000 negatives, but the dataset has only \d+ items",
+    ),
     # --- the other flags
     Case("eval-mode-unknown", lambda ws: ["--eval-mode", "pop-3"], 2, r"--eval-mode: .*'pop-3'"),
     Case(
@@ -176,6 +211,12 @@ CASES = [
         base=False,
     ),
     Case(
+        "storage-is-a-file",
+        lambda ws: ["--storage", str(ws.data / "meta.json")],
+        2,
+        r"--storage .*meta\.json: .*meta\.json is a file, not a directory; choose a directory for the results",
+    ),
+    Case(
         "resume-nothing",
         lambda ws: ["--resume", "--name", "never-ran", "--storage", str(ws.storage)],
         2,
@@ -201,3 +242,16 @@ def test_bad_search_input(case: Case, tiny_data, tmp_path, capsys):
     for path in [ws.storage, *case.absent(ws)]:
         assert not path.exists(), f"{path} was written"
     assert sorted(tmp_path.rglob("*")) == before, "the row left files behind"
+
+
+def test_a_second_search_of_the_same_name_is_refused_before_ray_starts(tiny_data, tmp_path, holder, capsys):
+    import platform
+
+    ws = Workspace(data=tiny_data, scratch=tmp_path)
+    exp = ws.storage / "exp"
+    proc = holder(exp)  # the first search, still running
+    code = cli.main(_argv(ws, Case("second", lambda ws: [], 2, "")))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"error: {exp} is being written by another command: pid {proc.pid} on host {platform.node()}" in err
+    assert not ray.is_initialized() and not exp.exists()

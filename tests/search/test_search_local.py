@@ -290,6 +290,10 @@ def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
     for col in ("config/lr", "config/kernel_size", "config/ablation"):
         assert (seeds[col] == best[col]).all()
     assert seeds["completed"].all() and seeds["test/ndcg@10"].notna().all()
+    # every row says what its results rest on: the data's fingerprint, the split and the protocol
+    fingerprint = load_dataset(tiny_data).fingerprint
+    assert (df["dataset_fingerprint"] == fingerprint).all() and (df["split"] == "leave-one-out").all()
+    assert (df["eval_mode"] == "full").all() and df["negative_seed"].isna().all()  # full ranking draws none
     for tid in df.loc[df["completed"], "trial_id"]:
         users = pd.read_parquet(exp / "users" / f"{tid}.parquet")
         assert len(users) == 120 and "ndcg@10" in users.columns
@@ -303,6 +307,7 @@ def test_optuna_search_then_seed_reruns(local_ray, tiny_data, tmp_path):
     info = json.loads((exp / "experiment.json").read_text())
     assert info["phases"] == {"search": "done", "seeds": "done"}
     assert info["metric"] == "valid/ndcg@10" and info["model"] == "glintru" and info["eval_mode"] == "full"
+    assert info["dataset_fingerprint"] == fingerprint
 
 
 @pytest.mark.slow

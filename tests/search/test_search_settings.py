@@ -149,3 +149,47 @@ def test_several_objectives_default_to_fifo(tiny_data, tmp_path):
                 space="glintru", data=str(tiny_data), storage=str(tmp_path), objective="ndcg@10", sampler="nsga2"
             )
         )
+
+
+def test_resume_refuses_a_flag_typed_with_its_default_value(capsys, tmp_path, tiny_data, monkeypatch):
+    """--max-epochs 50 is the default, but typed: the experiment's 10 would silently win."""
+    from glintru.search import runner
+
+    def planned(*args, **kwargs):
+        raise AssertionError("the resume went on to plan the search")
+
+    monkeypatch.setattr(runner, "plan_search", planned)
+    _stored_experiment(tmp_path, tiny_data, max_epochs=10, eval_mode="pop20")
+    resume = ["--resume", "--name", "old", "--storage", str(tmp_path)]
+    err = _error(capsys, *resume, "--max-epochs", "50", "--eval-mode", "full", "--verbose", "1")
+    assert "--max-epochs (the experiment has 10, given 50)" in err
+    assert "--eval-mode (the experiment has 'pop20', given 'full')" in err
+    assert "--verbose" not in err  # typed, but the value the experiment has
+
+
+def test_resume_takes_a_flag_typed_with_the_experiments_own_value(tmp_path, tiny_data):
+    import dataclasses
+
+    _stored_experiment(tmp_path, tiny_data, max_epochs=10, overrides={"ks": (5, 10, 20)}, seeds=[0, 1])
+    # --set ks=5,10,20 parses to a tuple, which experiment.json holds as a list: the same value
+    given = SearchSettings(
+        space="", data="", storage=str(tmp_path), name="old", resume=True, max_epochs=10, seeds=[0, 1]
+    )
+    given.overrides = {"ks": (5, 10, 20)}
+    s = load_settings_for_resume(given, {"max_epochs", "overrides", "seeds", "resume", "name", "storage"})
+    assert (s.max_epochs, s.seeds, s.space) == (10, [0, 1], "glintru")
+    with pytest.raises(SearchError, match=r"--max-epochs \(the experiment has 10, given 50\)"):
+        load_settings_for_resume(dataclasses.replace(given, max_epochs=50), {"max_epochs"})
+
+
+def test_the_command_line_knows_which_flags_were_typed():
+    from test_search_cli import cli
+
+    assert cli.typed_settings(["--resume", "--name", "x", "--max-epochs", "50", "--set", "lr=1", "--mlflow"]) == {
+        "resume",
+        "name",
+        "max_epochs",
+        "overrides",
+        "mlflow",
+    }
+    assert cli.typed_settings([]) == set()
