@@ -1,13 +1,31 @@
-"""The tables a finished search shows: the best trials by validation and, with several objectives,
-the Pareto front. Text only; the command line prints it."""
+"""What a search shows: a line for each trial Tune ends while it runs, and at its end the best trials
+by validation and, with several objectives, the Pareto front. Text only; others print it."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from glintru.search import results
-from glintru.search.objectives import Objective
-from glintru.search.results import SELECTION_METRIC
+from glintru.search.objectives import Objective, test_metric
+from glintru.search.results import FINAL_KEY, SELECTION_METRIC
+
+
+def format_trial_line(trial_id: str, result: dict[str, Any], objectives: Sequence[str]) -> str:
+    """A trial Tune ended, from its last report: finished (trained to its end and tested) or stopped
+    by the scheduler, its epochs, each searched metric (a validation one with its test value where
+    there is one) and its seconds."""
+    if not result:
+        return f"trial {trial_id} ended before its first epoch"
+    state = "finished" if result.get(FINAL_KEY) else "stopped by the scheduler"
+    values = []
+    for key in (k for name in objectives for k in (name, test_metric(name)) if k):
+        value = result.get(key)
+        if isinstance(value, (int, float)) and not math.isnan(value):  # costs are NaN until the end
+            values.append(f"{key} {value:.4f}" if "/" in key else f"{key} {value:.4g}")  # valid/, test/
+    seconds = f"{float(result.get('time_total_s', 0.0)):.1f} s"
+    return f"trial {trial_id} {state} after {result.get('epoch', 0)} epochs: " + ", ".join([*values, seconds])
 
 
 def _table(df: Any, sort: list[str], ascending: list[bool], extra: list[str], n: int) -> str:
@@ -16,7 +34,8 @@ def _table(df: Any, sort: list[str], ascending: list[bool], extra: list[str], n:
     ranked = df.sort_values(sort, ascending=ascending, na_position="last").head(n)
     cols = ["trial_id", "phase", "status", "seed"]
     cols += [c for c in ranked.columns if c.startswith("config/") and ranked[c].notna().any()]
-    cols += [c for c in dict.fromkeys(extra + ["test/ndcg@10", "test/recall@10", "epochs"]) if c in ranked.columns]
+    tests = [t for t in map(test_metric, extra) if t]
+    cols += [c for c in dict.fromkeys(extra + tests + ["test/recall@10", "epochs"]) if c in ranked.columns]
     table = ranked[cols].rename(columns=lambda c: c.split("/", 1)[1] if c.startswith("config/") else c)
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
         return table.to_string(index=False)

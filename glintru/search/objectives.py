@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from glintru.train import TrainConfig
+
 # cost objectives a user can name -> the trials.parquet column (all measured on the finished run)
 COSTS = {
     "infer_ms": "infer_ms_per_batch",
@@ -24,7 +26,8 @@ COSTS = {
     "params": "num_parameters",
 }
 RANKING = re.compile(r"^(recall|hit|mrr|ndcg|precision)@(\d+)$")
-DEFAULT_OBJECTIVE = "ndcg@10"
+# unless told otherwise a search optimises what a run selects its best epoch by
+DEFAULT_OBJECTIVE = TrainConfig.select_metric
 SINGLE_SAMPLERS = ("tpe", "random", "gp", "cmaes")
 MULTI_SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -71,6 +74,15 @@ def parse_objectives(text: str) -> list[Objective]:
             f"not the cost {out[0].name!r}: write --objective ndcg@10,{out[0].name}"
         )
     return out
+
+
+# what selects where nothing else is named (a search without objectives, an experiment.json without "metric")
+DEFAULT_SELECTION = parse_objectives(DEFAULT_OBJECTIVE)[0]
+
+
+def test_metric(metric: str) -> str | None:
+    """The test column beside a validation metric (valid/ndcg@10 -> test/ndcg@10); None for a cost."""
+    return "test/" + metric.removeprefix("valid/") if metric.startswith("valid/") else None
 
 
 def check_sampler(name: str | None, n_objectives: int) -> str:

@@ -27,6 +27,7 @@ import ray.exceptions
 import ray.tune
 
 from glintru.search.data import SharedDataset, fetch_dataset, in_shared_memory
+from glintru.search.objectives import test_metric
 from glintru.search.results import (
     FINAL_FILE,
     FINAL_KEY,
@@ -39,7 +40,7 @@ from glintru.search.results import (
     write_bytes,
 )
 from glintru.search.spaces import get_space
-from glintru.train import EpochReport, TrainConfig, split_overrides, train
+from glintru.train import EpochReport, TrainConfig, resolve_configs, train
 
 FAILED_FILE = "failed.json"  # written beside a run's checkpoints after an error in user code
 REPLAYED = "(the failure of an earlier attempt, recorded in failed.json; this attempt trained nothing)"
@@ -81,12 +82,28 @@ class TrialSpec:
     objective_metrics: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class TrialJob:
+    """One trial as the loop runs it: the phase's spec and what is the trial's own. A DDP trial
+    pickles it to its Ray Train workers."""
+
+    spec: TrialSpec
+    data: SharedDataset
+    overrides: dict[str, Any]  # the sampled config with the spec's fixed settings (trial_overrides)
+    trial_start: float  # wall clock at the trial's launch, where its set-up time counts from
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.spec.cpus_per_worker))
+
+
 def console_first(metrics: dict[str, Any], objectives: tuple[str, ...]) -> dict[str, Any]:
     """`metrics` reordered for Tune's progress table: epoch, training loss, each objective and, for
     a validation metric, its test value (in the final report), then everything else as it was."""
     lead = ["epoch", "train_loss"]
     for name in objectives:
-        lead += [name, "test/" + name.removeprefix("valid/")] if name.startswith("valid/") else [name]
+        test = test_metric(name)
+        lead += [name, test] if test else [name]
     head = {k: metrics[k] for k in lead if k in metrics}
     return {**head, **{k: v for k, v in metrics.items() if k not in head}}
 
@@ -105,21 +122,11 @@ def run_trial(config: dict[str, Any], *, data: SharedDataset, spec: TrialSpec) -
     if earlier is not None:
         # the same code and config failed in user code before: fail at once, training nothing
         raise TrialError(earlier["reason"], f"{REPLAYED}\n\n{earlier.get('details', '')}")
-    job = {
-        "data": data,
-        "model": spec.model,
-        "preset": spec.preset,
-        "overrides": trial_overrides(spec, config),
-        "train_config": spec.train_config,
-        "threads": max(1, int(spec.cpus_per_worker)),
-        "trial_start": trial_start,
-        "end_metrics": spec.end_metrics,
-        "objective_metrics": spec.objective_metrics,
-    }
+    job = TrialJob(spec, data, trial_overrides(spec, config), trial_start)
     if spec.workers == 1:
-        _run_in_trial(job, spec, trial_id)
+        _run_in_trial(job, trial_id)
     else:
-        _run_on_train_workers(job, spec, trial_id)
+        _run_on_train_workers(job, trial_id)
 
 
 # -- launcher 1: the loop inside the trial's own process ------------------------------------------
@@ -140,7 +147,8 @@ def _tune_report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
     ray.tune.report(metrics, checkpoint=checkpoint)
 
 
-def _run_in_trial(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
+def _run_in_trial(job: TrialJob, trial_id: str) -> None:
+    spec = job.spec
     if spec.log_level.upper() != "INFO":
         # Ray logs every persisted checkpoint at INFO, one line per epoch and trial
         import logging
@@ -166,17 +174,18 @@ def _run_in_trial(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
 # -- launcher 2: a Ray Train TorchTrainer of DDP workers ------------------------------------------
 
 
-def _run_on_train_workers(job: dict[str, Any], spec: TrialSpec, trial_id: str) -> None:
+def _run_on_train_workers(job: TrialJob, trial_id: str) -> None:
     import ray.train
     import ray.train.torch
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    spec = job.spec
     resources = {"CPU": spec.cpus_per_worker}
     if spec.gpus_per_worker > 0:
         resources["GPU"] = spec.gpus_per_worker
     trainer = ray.train.torch.TorchTrainer(
         _train_worker,
-        train_loop_config=job,
+        train_loop_config={"job": job},
         scaling_config=ray.train.ScalingConfig(
             num_workers=spec.workers, use_gpu=spec.gpus_per_worker > 0, resources_per_worker=resources
         ),
@@ -225,10 +234,11 @@ def describe_failure(error: Exception) -> tuple[str, str, bool]:
     return reason, details, in_user_code
 
 
-def _train_worker(job: dict[str, Any]) -> None:
+def _train_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    job: TrialJob = config["job"]
     ctx = ray.train.get_context()
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
@@ -283,7 +293,7 @@ def placement_group_from_hex(pg_id: str) -> Any:
     """The PlacementGroup handle of a hex id.
 
     The one use of a private Ray API in the search: Ray offers no public way to rebuild a handle
-    from an id that another process reported. tests/search/test_search_local.py checks that it
+    from an id that another process reported. tests/search/test_trials.py checks that it
     still exists, so a Ray upgrade that moves it fails there, loudly.
     """
     from ray._raylet import PlacementGroupID
@@ -354,23 +364,29 @@ def final_metrics(run_metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolved_train_config(job: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig that train() will run with: the phase's fields, then the trial's overrides."""
-    _, train_over = split_overrides(job["model"], job["overrides"])
-    return dataclasses.replace(TrainConfig(**job["train_config"]), **train_over)
+def epoch_metrics(
+    r: EpochReport, info: dict[str, Any], spec: TrialSpec, select_metric: str, report_seconds: float
+) -> dict[str, Any]:
+    """The report of an epoch that does not end training: the best validation so far (what ASHA,
+    Optuna and trials.parquet read) and the epoch's own value of the metric that selects."""
+    return {
+        FINAL_KEY: False,
+        "epoch": r.epoch,
+        "train_loss": r.train_loss,
+        "best_epoch": r.best_epoch,
+        "epoch_seconds": r.seconds,
+        **info,
+        "report_seconds": report_seconds,
+        **dict.fromkeys(spec.end_metrics, float("nan")),
+        **_prefixed("valid", r.best_valid),
+        f"epoch_valid/{select_metric}": float(r.valid[select_metric]),
+    }
 
 
-def ends_training(r: EpochReport, cfg: TrainConfig) -> bool:
-    """Whether train() stops after this epoch: its last one, or patience used up (as train() counts)."""
-    return r.epoch >= cfg.epochs or r.epoch - r.best_epoch >= cfg.patience
-
-
-def fetch_and_describe(
-    job: dict[str, Any], device: str, extra: dict[str, Any] | None = None
-) -> tuple[Any, dict[str, Any]]:
+def fetch_and_describe(job: TrialJob, device: str, extra: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """The trial's dataset from the object store, and what every report says about the trial."""
     entered = time.time()
-    ds = fetch_dataset(job["data"])
+    ds = fetch_dataset(job.data)
     now = time.time()
     # where a trial's start-up time goes: starting Train's actors (DDP trials), fetching the data
     info = {
@@ -378,9 +394,9 @@ def fetch_and_describe(
         "host": platform.node(),
         "device": device,
         "data_zero_copy": bool(in_shared_memory(ds)),
-        "worker_start_seconds": entered - job["trial_start"],
+        "worker_start_seconds": entered - job.trial_start,
         "data_fetch_seconds": now - entered,
-        "setup_seconds": now - job["trial_start"],
+        "setup_seconds": now - job.trial_start,
         "train_call_time": now,
         **(extra or {}),
     }  # wall clock, to time a trial from its launch
@@ -388,7 +404,7 @@ def fetch_and_describe(
 
 
 def train_and_report(
-    job: dict[str, Any],
+    job: TrialJob,
     ds: Any,
     info: dict[str, Any],
     *,
@@ -401,11 +417,12 @@ def train_and_report(
     """Run train() for one trial and report every epoch; the epoch that ends training is reported
     together with the test metrics, in one report, so that a scheduler (ASHA) acting on it can no
     longer stop the trial between its last epoch and its test evaluation."""
-    cfg = dataclasses.replace(resolved_train_config(job), device=device, num_threads=job["threads"])
-    objectives = job.get("objective_metrics", ())
+    spec = job.spec
+    _, cfg = resolve_configs(spec.model, spec.preset, job.overrides, TrainConfig(**spec.train_config))
+    cfg = dataclasses.replace(cfg, device=device, num_threads=job.threads)
 
     def send(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:  # every report leaves here
-        report(console_first(metrics, objectives), checkpoint_dir)
+        report(console_first(metrics, spec.objective_metrics), checkpoint_dir)
 
     scratch = Path(tempfile.mkdtemp(prefix="glintru-trial-"))
     try:
@@ -420,30 +437,19 @@ def train_and_report(
         report_seconds: list[float] = []
 
         def reporter(r: EpochReport) -> None:
-            if ends_training(r, cfg):
+            if r.final:
                 return  # reported with the test metrics below
-            metrics = {
-                FINAL_KEY: False,
-                "epoch": r.epoch,
-                "train_loss": r.train_loss,
-                "best_epoch": r.best_epoch,
-                "epoch_seconds": r.seconds,
-                **info,
-                "report_seconds": statistics.mean(report_seconds) if report_seconds else 0.0,
-                **dict.fromkeys(job.get("end_metrics", ()), float("nan")),
-                **_prefixed("valid", r.best_valid),
-                **_prefixed("epoch_valid", r.valid),
-            }
+            mean_seconds = statistics.mean(report_seconds) if report_seconds else 0.0
             t = time.perf_counter()
-            send(metrics, r.checkpoint_dir)
+            send(epoch_metrics(r, info, spec, cfg.select_metric, mean_seconds), r.checkpoint_dir)
             report_seconds.append(time.perf_counter() - t)
 
         result = train(
             ds,
-            job["model"],
+            spec.model,
             scratch / "run",
-            preset=job["preset"],
-            overrides=job["overrides"],
+            preset=spec.preset,
+            overrides=job.overrides,
             config=cfg,
             rank=rank,
             world_size=world_size,

@@ -4,6 +4,7 @@ it asks Tune for, and which finished trials a seed rerun may choose."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import ray.exceptions
@@ -13,22 +14,21 @@ from glintru.search import results
 from glintru.search.phases import trial_resources
 from glintru.search.ray_setup import HEAD_RESOURCE
 from glintru.search.settings import SearchSettings
-from glintru.search.trainable import console_first, describe_failure, placement_group_from_hex, train_and_report
+from glintru.search.trainable import (
+    TrialJob,
+    TrialSpec,
+    console_first,
+    describe_failure,
+    placement_group_from_hex,
+    train_and_report,
+)
 
 TINY = {"hidden_size": 16, "num_heads": 2, "num_layers": 1, "max_length": 20, "batch_size": 256}
 
 
-def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict, **job_fields) -> list[dict]:
-    job = {
-        "data": None,
-        "model": "glintru",
-        "preset": None,
-        "overrides": {**TINY, **overrides},
-        "train_config": train_config,
-        "threads": 1,
-        "trial_start": 0.0,
-        **job_fields,
-    }
+def _reports(tiny_data, tmp_path, train_config: dict, overrides: dict, **spec_fields) -> list[dict]:
+    spec = TrialSpec("glintru", "glintru", str(tmp_path), train_config=train_config, **spec_fields)
+    job = TrialJob(spec, data=None, overrides={**TINY, **overrides}, trial_start=0.0)
     seen: list[dict] = []
     train_and_report(
         job,
@@ -82,6 +82,35 @@ def test_a_patience_stop_is_reported_with_the_test_metrics(tiny_data, tmp_path):
     assert epochs == sorted(set(epochs)), "an epoch was reported twice"
     assert seen[-1]["final"] and not any(r["final"] for r in seen[:-1])
     assert seen[-1]["epoch"] == 2 and seen[-1]["stopped_early"] is True
+
+
+def test_a_trial_keeps_its_best_epoch_by_the_searched_objective(tiny_data, tmp_path):
+    """--objective recall@20: the trial's run selects on Recall@20, and its epoch reports carry
+    the epoch's own Recall@20 beside the best so far, not a copy of every validation metric."""
+    from glintru.search.phases import trial_spec
+    from glintru.search.plan import plan_search
+
+    settings = SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), max_epochs=4)
+    assert trial_spec(plan_search(settings)).train_config["select_metric"] == "ndcg@10"
+    plan = plan_search(dataclasses.replace(settings, objective="recall@20"))
+    spec = trial_spec(plan)
+    assert spec.train_config == {"epochs": 4, "eval_mode": "full", "seed": 0, "select_metric": "recall@20"}
+    job = TrialJob(spec, data=None, overrides={**TINY, "lr": 3e-2, "patience": 10}, trial_start=0.0)
+    seen, runs = [], []
+
+    def report(metrics, ckpt):
+        seen.append(metrics)
+        if ckpt is not None and (ckpt / results.FINAL_FILE).exists():
+            runs.append(json.loads((ckpt / results.FINAL_FILE).read_text()))
+
+    train_and_report(job, load_dataset(tiny_data), {}, rank=0, world_size=1, device="cpu", report=report, restored=None)
+    run = runs[-1]
+    curve = [h["valid"]["recall@20"] for h in run["history"]]
+    assert run["best_epoch"] == 1 + curve.index(max(curve)) == seen[-1]["best_epoch"]
+    for r in seen[:-1]:
+        assert [k for k in r if k.startswith("epoch_valid/")] == ["epoch_valid/recall@20"]
+        assert r["epoch_valid/recall@20"] == curve[r["epoch"] - 1]
+        assert r["valid/recall@20"] == max(curve[: r["epoch"]])
 
 
 def test_a_worker_error_from_user_code_is_not_retried():
