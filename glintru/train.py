@@ -5,9 +5,9 @@ metric `select_metric` (NDCG@10 unless set), best weights kept, test evaluated o
 resumable checkpoints.
 An epoch runs one of three pipelines over the same targets: one-pass (each user's history
 encoded once, a loss at every target position; models where that is exact), length-bucketed
-per-prefix batches, or random per-prefix batches. `benchmarks/efficiency.py` times a step of its
-own over the same loaders (BatchLoader, SequenceLoader) and losses (the model's `loss`, and
-`LossModule` for one-pass rows); `benchmarks/search_overhead.py` runs `train` itself.
+per-prefix batches, or random per-prefix batches. `benchmarks/efficiency.py` times the loop's own
+step (`train_step`) over the same loaders (BatchLoader, SequenceLoader); `benchmarks/search_overhead.py`
+runs `train` itself.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from glintru.data.batches import BatchLoader, split_inputs
+from glintru.data.batches import Batch, BatchLoader, split_inputs
 from glintru.data.dataset import PreparedDataset, load_dataset
-from glintru.data.sequences import SequenceLoader
+from glintru.data.sequences import SequenceBatch, SequenceLoader
 from glintru.evaluate import METRICS, EvalResult, check_mode_fits, evaluate, parse_mode, protocol, write_per_user
 from glintru.models import build_model, get_model_class, resolve_config
 from glintru.models.base import ModelConfig, SequentialRecommender
@@ -259,7 +259,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def _reset_peak_memory(device: torch.device) -> None:
+def reset_peak_memory(device: torch.device) -> None:
     """Start a run's peak-memory count afresh: a process that trains several runs one after another
     (a search's reused trial process) must not report an earlier run's peak as this one's."""
     if device.type == "cuda":
@@ -283,13 +283,19 @@ def _resident_peak_kib() -> float | None:
     return None
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # CPU runs: the process's resident peak since _reset_peak_memory (Linux), else since it started
+    # CPU runs: the process's resident peak since reset_peak_memory (Linux), else since it started
     # (ru_maxrss is KiB on Linux)
     peak = _resident_peak_kib()
     return (peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _save_checkpoint(ckpt_dir: Path, state: dict[str, Any]) -> None:
@@ -332,12 +338,10 @@ def measure_inference_ms(
     model.eval()
     times = []
     for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         t0 = time.perf_counter()
         model.scores(batch.item_seq, batch.lengths)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         if i:  # the first call warms up kernels and allocator
             times.append((time.perf_counter() - t0) * 1000)
     model.train(was_training)
@@ -404,6 +408,26 @@ def autocast_context(cfg: TrainConfig, device: torch.device):
     )
 
 
+def train_step(
+    net: torch.nn.Module,
+    batch: Batch | SequenceBatch,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """One optimiser step on a batch already on `device`: the loss under the run's autocast,
+    backward, the gradient clip, the step. The loss comes back detached and on the device (reading
+    it would wait for the device). `benchmarks/efficiency.py` times this function."""
+    with autocast_context(cfg, device):
+        loss = net(batch.item_seq, batch.lengths, batch.targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
 def _check_finite(losses: list[torch.Tensor], first_step: int, epoch: int, cfg: TrainConfig) -> None:
     """FloatingPointError naming the first of these steps (`first_step` onwards) whose loss is not
     finite: one wait for the device, however many steps the losses cover."""
@@ -436,7 +460,6 @@ def train_epoch(
     if isinstance(net, SequentialRecommender):
         net = LossModule(net)
     loader.set_epoch(epoch)
-    autocast = autocast_context(cfg, device)
     t0 = time.perf_counter()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     unchecked: list[torch.Tensor] = []  # losses of the steps since the last check
@@ -444,14 +467,7 @@ def train_epoch(
     for step, batch in enumerate(loader):
         n = len(batch)  # targets (rows' target positions, or per-prefix samples), counted on the host
         batch = batch.to(device, non_blocking=True)
-        with autocast:
-            loss = net(batch.item_seq, batch.lengths, batch.targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        optimizer.step()
-        unchecked.append(loss.detach())
+        unchecked.append(train_step(net, batch, optimizer, cfg, device))
         total_loss += unchecked[-1].double() * n
         n_seen += n
         steps += 1
@@ -467,8 +483,7 @@ def train_epoch(
             bar.update(1)
     if unchecked:
         _check_finite(unchecked, steps - len(unchecked), epoch, cfg)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return EpochStats(
         train_loss=total_loss.item() / max(n_seen, 1),
         seconds=time.perf_counter() - t0,
@@ -625,7 +640,7 @@ def _setup(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    _reset_peak_memory(device)
+    reset_peak_memory(device)
     run = _Run(model_name, ds, model_cfg, cfg, device, out, rank, world_size, model, optimizer, loader, net)
     return run, state
 
@@ -735,7 +750,7 @@ def _metrics(run: _Run, state: TrainState, test: dict[str, float]) -> dict[str, 
         "pipeline": run.pipeline,
         "mean_padded_width": statistics.mean(widths) if widths else None,
         "infer_ms_per_batch": measure_inference_ms(run.model, run.ds, run.model_cfg.max_length, run.device),
-        "peak_memory_mb": _peak_memory_mb(run.device),
+        "peak_memory_mb": peak_memory_mb(run.device),
         "num_parameters": sum(p.numel() for p in run.model.parameters()),
         "history": history,
     }

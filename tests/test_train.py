@@ -558,3 +558,22 @@ def test_a_nan_loss_is_caught_at_the_next_check_naming_its_epoch_and_step(tiny, 
     with pytest.raises(FloatingPointError, match=message):
         loop.train_epoch(net, loader, optimizer, _cfg(), torch.device("cpu"), 3)
     assert len(net.seen) == checked_after, "the steps run before the check that caught it"
+
+
+def test_train_epoch_is_a_loop_over_train_step(tiny):
+    """The epoch's losses and final weights are those of a hand loop over `train_step` (the step the
+    benchmarks time), the gradient clip included."""
+    from glintru.train import LossModule, train_epoch, train_step
+
+    cfg, cpu = _cfg(grad_clip=0.5), torch.device("cpu")
+    model, loader, optimizer = _epoch_parts(tiny)
+    net = _LossesOf(model)
+    stats = train_epoch(net, loader, optimizer, cfg, cpu, 2)
+
+    by_hand, loader_2, optimizer_2 = _epoch_parts(tiny)
+    loader_2.set_epoch(2)
+    losses = [(train_step(LossModule(by_hand), b, optimizer_2, cfg, cpu).item(), len(b)) for b in loader_2]
+    assert losses == net.seen and stats.steps == len(losses)
+    assert stats.train_loss == pytest.approx(sum(v * n for v, n in losses) / stats.targets, rel=1e-12)
+    for p, q in zip(model.parameters(), by_hand.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -97,6 +97,31 @@ def check_sampler(name: str | None, n_objectives: int) -> str:
     return name
 
 
+def check_objectives(
+    text: str, sampler: str | None, *, ks: Sequence[int], grid: bool, seeds: bool
+) -> tuple[list[Objective], str]:
+    """`--objective` parsed once, each objective at a cut-off the runs evaluate (`ks`), and the
+    sampler that serves them; ValueError with the fix. `grid`, `seeds`: whether the search is a
+    --grid and whether it reruns with --seeds."""
+    try:
+        objectives = parse_objectives(text)
+    except ValueError as e:
+        raise ValueError(f"--objective: {e}") from None
+    for obj in objectives:
+        if obj.k is not None and obj.k not in ks:
+            raise ValueError(
+                f"--objective {obj.name}: runs evaluate at k in {tuple(ks)}; add k with --set ks=... or choose one of them"
+            )
+    if grid and sampler:
+        raise ValueError("--sampler applies to an Optuna search; a --grid search samples nothing")
+    if len(objectives) > 1 and seeds and not grid:
+        raise ValueError(
+            "--seeds reruns the best configuration, but several objectives have a front of them: pick "
+            "configurations from the Pareto front and rerun them with --grid KEY=V ... --seeds"
+        )
+    return objectives, check_sampler(sampler, len(objectives))
+
+
 def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.Series:
     """True for each finished trial that no other finished trial dominates (at least as good on
     every objective and better on one); False for the rest, and for trials missing a value."""

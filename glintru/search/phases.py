@@ -54,7 +54,7 @@ def trial_spec(plan: Plan) -> Any:
         train_storage=plan.train_storage,
         preset=s.preset,
         overrides=dict(s.overrides),
-        train_config=trial_train_config(s),
+        train_config=trial_train_config(s, plan.objectives),
         workers=s.workers_per_trial,
         cpus_per_worker=s.cpus_per_trial / s.workers_per_trial,
         gpus_per_worker=gpus / s.workers_per_trial,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shlex
 import time
@@ -18,20 +19,27 @@ from glintru.evaluate import check_mode_fits
 from glintru.search import results
 from glintru.search.objectives import Objective
 from glintru.search.results import SELECTION_METRIC, join
-from glintru.search.settings import (
-    SearchError,
-    SearchSettings,
-    check_resources,
-    check_storage,
-    default_gpus_per_trial,
-    merge_resumed,
-    validate_settings,
-)
+from glintru.search.settings import SearchError, SearchSettings, merge_resumed, validate_settings
 from glintru.search.spaces import Space
 
 log = logging.getLogger("glintru")
 
 MODE = "max"
+# filesystems that other machines reach too (/proc/mounts types); fuse.* covers gcsfuse, s3fs,
+# mountpoint-s3, juicefs and sshfs
+NETWORK_FILESYSTEMS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "ceph",
+    "glusterfs",
+    "wekafs",
+)
 
 
 @dataclass
@@ -46,6 +54,9 @@ class Plan:
     scheduler: str
     objectives: list[Objective] = field(default_factory=list)
     sampler: str = "tpe"
+    # how the user runs a search, which resume_command repeats (the package's own command unless the
+    # caller says another, e.g. `python tune/search.py`)
+    command: list[str] = field(default_factory=lambda: ["glintru", "search"])
 
     @property
     def metric(self) -> str:
@@ -128,19 +139,81 @@ def check_storage_path(s: SearchSettings) -> None:
         )
 
 
+def default_gpus_per_trial(s: SearchSettings, local_gpus: int) -> float:
+    """`--gpus-per-trial` when not given: in local mode one GPU per worker (W with
+    `--workers-per-trial W`) when the machine has that many, else 0; with `--address` always 0."""
+    if s.gpus_per_trial is not None:
+        return s.gpus_per_trial
+    if s.address is None and local_gpus >= s.workers_per_trial:
+        return float(s.workers_per_trial)
+    return 0.0
+
+
+def check_resources(s: SearchSettings, gpus_per_trial: float, *, cpus: int, gpus: int) -> None:
+    """Resources per trial that a worker can use and, in local mode, that this machine (`cpus`,
+    `gpus`) has; `gpus_per_trial`: `s.gpus_per_trial` resolved (default_gpus_per_trial)."""
+    per_worker_gpu = gpus_per_trial / s.workers_per_trial
+    if s.workers_per_trial > 1 and 0 < per_worker_gpu < 1:
+        raise SearchError(
+            f"--gpus-per-trial {gpus_per_trial:g} over {s.workers_per_trial} DDP workers gives each "
+            f"worker a fraction of a GPU; DDP needs one whole GPU per worker "
+            f"(use --gpus-per-trial {s.workers_per_trial})"
+        )
+    if per_worker_gpu > 1:
+        raise SearchError(
+            f"--gpus-per-trial {gpus_per_trial:g} with {s.workers_per_trial} worker(s) gives a worker "
+            f"{per_worker_gpu:g} GPUs, but a worker trains on one; raise --workers-per-trial to "
+            f"{math.ceil(gpus_per_trial)}"
+        )
+    if s.address is not None:
+        return  # a cluster's resources are known (and may grow) only once joined
+    if s.cpus_per_trial > cpus:
+        raise SearchError(
+            f"--cpus-per-trial {s.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
+            f"(lower it, or raise --num-cpus)"
+        )
+    if gpus_per_trial > 0 and gpus == 0:
+        raise SearchError(
+            f"--gpus-per-trial {gpus_per_trial:g} needs a GPU, but this machine has none visible "
+            f"to torch; use --gpus-per-trial 0, or --address to join a GPU cluster"
+        )
+    if gpus_per_trial > gpus:
+        raise SearchError(f"--gpus-per-trial {gpus_per_trial:g} exceeds the {gpus} GPU(s) of this machine")
+
+
+def check_storage(s: SearchSettings, fstype: str | None) -> None:
+    """On a cluster, trials on every node write checkpoints and results under --storage: a path only
+    this machine has (`fstype`: the type of the filesystem holding it) would scatter them over the
+    workers' disks."""
+    if s.address is None or s.shared_storage:
+        return
+    location = str(s.storage)
+    if results.is_uri(location) and not location.startswith("file://"):
+        return
+    if fstype and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse.")):
+        return
+    raise SearchError(
+        f"--storage {location} is a local path ({fstype or 'unknown'} filesystem), but with --address the "
+        f"trials run on other nodes, which cannot reach it: use cloud storage (--storage s3://BUCKET/PATH or "
+        f"gs://BUCKET/PATH) or a path on an NFS mount that every node shares (add --shared-storage when "
+        f"it is shared in a way this check does not recognise, e.g. a cluster on one machine)"
+    )
+
+
 def check_machine(s: SearchSettings) -> SearchSettings:
     """The resources and storage asked for, against this machine; the settings with
     --gpus-per-trial resolved (a new object: the caller's settings stay as given)."""
     gpus = local_gpus(s) if s.address is None else 0
+    gpus_per_trial = default_gpus_per_trial(s, gpus)
     check_storage_path(s)
-    check_resources(s, cpus=s.num_cpus or os.cpu_count() or 1, gpus=gpus)
+    check_resources(s, gpus_per_trial, cpus=s.num_cpus or os.cpu_count() or 1, gpus=gpus)
     check_storage(s, storage_filesystem(s) if s.address is not None else None)
     if s.mlflow is not None:
         try:
             import mlflow  # noqa: F401
         except ImportError:
             raise SearchError("--mlflow needs the mlflow package: pip install mlflow (or drop --mlflow)") from None
-    return dataclasses.replace(s, gpus_per_trial=default_gpus_per_trial(s, gpus))
+    return dataclasses.replace(s, gpus_per_trial=gpus_per_trial)
 
 
 def load_settings_for_resume(settings: SearchSettings, typed: Collection[str] | None = None) -> SearchSettings:
@@ -208,8 +281,7 @@ def resume_command(plan: Plan) -> str:
     """The exact command line that finishes this experiment."""
     s = plan.settings
     args = [
-        "python",
-        "tune/search.py",
+        *plan.command,
         "--resume",
         "--name",
         plan.name,

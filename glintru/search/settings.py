@@ -1,21 +1,19 @@
-"""What a search is asked to do (`SearchSettings`) and every check of it that needs nothing but the
-settings and the facts handed in: pure functions that read no file, start no Ray and touch no GPU.
-plan.py gathers the facts about the machine and the files and calls these checks."""
+"""What a search is asked to do (`SearchSettings`) and the one pass that checks it on its own
+(`validate_settings`), each check asked of the module that owns its fact: pure functions that read
+no file, start no Ray and touch no GPU. plan.py checks it against the machine and the files."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
 import json
-import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from glintru.models import DATASET_PRESETS, get_model_class
-from glintru.search.objectives import DEFAULT_OBJECTIVE, Objective, check_sampler, parse_objectives
-from glintru.search.results import is_uri
-from glintru.search.spaces import Space, get_space
+from glintru.search.objectives import DEFAULT_OBJECTIVE, Objective, check_objectives
+from glintru.search.spaces import Space, resolve_space
 from glintru.settings import check_fields
 from glintru.train import TrainConfig, resolve_configs
 
@@ -34,21 +32,6 @@ MANAGED = {
 # experiment, so a different value given with --resume would be silently ignored: refused instead.
 RESUME_FIELDS = ("address", "num_cpus", "num_gpus", "retry_errored", "resume", "storage", "name", "shared_storage")
 OPTION_NAMES = {"overrides": "--set", "grid": "--grid", "space": "--space", "data": "--data"}
-# filesystems that other machines reach too (/proc/mounts types); fuse.* covers gcsfuse, s3fs,
-# mountpoint-s3, juicefs and sshfs
-NETWORK_FILESYSTEMS = (
-    "nfs",
-    "nfs4",
-    "cifs",
-    "smb3",
-    "smbfs",
-    "lustre",
-    "gpfs",
-    "beegfs",
-    "ceph",
-    "glusterfs",
-    "wekafs",
-)
 
 
 class SearchError(ValueError):
@@ -70,7 +53,7 @@ class SearchSettings:
     seeds: list[int] = field(default_factory=list)
     top_k: int = 1
     seed: int = 0
-    gpus_per_trial: float | None = None  # default: see default_gpus_per_trial
+    gpus_per_trial: float | None = None  # default: see plan.default_gpus_per_trial
     workers_per_trial: int = 1
     cpus_per_trial: float = 1.0
     address: str | None = None
@@ -140,16 +123,6 @@ def merge_resumed(
     return SearchSettings(**merged)
 
 
-def default_gpus_per_trial(s: SearchSettings, local_gpus: int) -> float:
-    """`--gpus-per-trial` when not given: in local mode one GPU per worker (W with
-    `--workers-per-trial W`) when the machine has that many, else 0; with `--address` always 0."""
-    if s.gpus_per_trial is not None:
-        return s.gpus_per_trial
-    if s.address is None and local_gpus >= s.workers_per_trial:
-        return float(s.workers_per_trial)
-    return 0.0
-
-
 def grid_configs(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of a grid's values, keys in sorted order."""
     keys = sorted(grid)
@@ -162,15 +135,15 @@ def evaluation_ks(s: SearchSettings) -> tuple[int, ...]:
     return tuple(ks) if isinstance(ks, (list, tuple)) else (ks,)
 
 
-def trial_train_config(s: SearchSettings) -> dict[str, Any]:
+def trial_train_config(s: SearchSettings, objectives: Sequence[Objective]) -> dict[str, Any]:
     """The TrainConfig fields that the search's own options set for every trial (MANAGED, less the
-    device and CPU threads, which are each trial's own)."""
+    device and CPU threads, which are each trial's own); `objectives`: `s.objective` parsed."""
     return {
         "epochs": s.max_epochs,
         "eval_mode": s.eval_mode,
         "seed": s.seed,
         # a trial keeps its best epoch by what the search optimises (the first objective ranks)
-        "select_metric": parse_objectives(s.objective)[0].name,
+        "select_metric": objectives[0].name,
     }
 
 
@@ -231,30 +204,6 @@ def check_options(s: SearchSettings) -> None:
         _fail(f"--name {s.name!r} must be a plain directory name")
 
 
-def check_objectives(s: SearchSettings) -> tuple[list[Objective], str]:
-    """The objectives and the sampler that serves them."""
-    try:
-        objectives = parse_objectives(s.objective)
-    except ValueError as e:
-        raise SearchError(f"--objective: {e}") from None
-    ks = evaluation_ks(s)
-    for obj in objectives:
-        if obj.k is not None and obj.k not in ks:
-            _fail(f"--objective {obj.name}: runs evaluate at k in {ks}; add k with --set ks=... or choose one of them")
-    if s.grid and s.sampler:
-        _fail("--sampler applies to an Optuna search; a --grid search samples nothing")
-    if len(objectives) > 1 and s.seeds and not s.grid:
-        _fail(
-            "--seeds reruns the best configuration, but several objectives have a front of them: pick "
-            "configurations from the Pareto front and rerun them with --grid KEY=V ... --seeds"
-        )
-    try:
-        sampler = check_sampler(s.sampler, len(objectives))
-    except ValueError as e:
-        raise SearchError(str(e)) from None
-    return objectives, sampler
-
-
 def _key_list(space: Space) -> str:
     model_keys = get_model_class(space.model).config_class.field_names()
     return (
@@ -286,16 +235,17 @@ def check_value(space: Space, flag: str, key: str, value: Any) -> None:
     _fail(f"{flag} {key}: not a setting of {space.model} ({_key_list(space)})")
 
 
-def check_model_settings(s: SearchSettings, space: Space) -> None:
+def check_model_settings(s: SearchSettings, space: Space, base: TrainConfig) -> None:
     """`--set` and `--grid`: keys the model (or training) has, values of the fields' types, and every
-    grid combination, or configurations sampled from the space, valid for the model."""
+    grid combination, or configurations sampled from the space, valid for the model (`base`: what
+    the search sets for every trial, trial_train_config)."""
     for key, value in s.overrides.items():
         check_value(space, "--set", key, value)
     # The fixed training values on their own, so that a bad one is named as the --set value it is
     # (model values are checked with the sampled ones below: a space may sample what they depend on).
     fixed = {k: v for k, v in s.overrides.items() if k in TrainConfig.field_names()}
     try:
-        resolve_configs(space.model, s.preset, fixed, TrainConfig(**trial_train_config(s)))
+        resolve_configs(space.model, s.preset, fixed, base)
     except ValueError as e:
         raise SearchError(f"--set: {e}") from None
     for key, values in s.grid.items():
@@ -306,7 +256,7 @@ def check_model_settings(s: SearchSettings, space: Space) -> None:
         for value in values:
             check_value(space, "--grid", key, value)
     for config in grid_configs(s.grid) if s.grid else sample_configs(space, s):
-        check_config(space, s, config)
+        check_config(space, s, config, base)
 
 
 def sample_configs(space: Space, s: SearchSettings, n: int = 16) -> list[dict[str, Any]]:
@@ -329,81 +279,31 @@ def sample_configs(space: Space, s: SearchSettings, n: int = 16) -> list[dict[st
     return out
 
 
-def check_config(space: Space, s: SearchSettings, config: Mapping[str, Any]) -> None:
+def check_config(space: Space, s: SearchSettings, config: Mapping[str, Any], base: TrainConfig) -> None:
     """One trial's configuration, with the fixed settings, as the model and TrainConfig validate it."""
     try:
         overrides = space.to_overrides({**config, **s.overrides})
-        resolve_configs(space.model, s.preset, overrides, TrainConfig(**trial_train_config(s)))
+        resolve_configs(space.model, s.preset, overrides, base)
     except (ValueError, TypeError) as e:
         raise SearchError(f"configuration {dict(config)} is invalid for {space.model}: {e}") from None
 
 
-def check_resources(s: SearchSettings, *, cpus: int, gpus: int) -> None:
-    """Resources per trial that a worker can use and, in local mode, that this machine (`cpus`,
-    `gpus`) has; `s.gpus_per_trial` resolved (default_gpus_per_trial)."""
-    gpus_per_trial = default_gpus_per_trial(s, gpus)
-    per_worker_gpu = gpus_per_trial / s.workers_per_trial
-    if s.workers_per_trial > 1 and 0 < per_worker_gpu < 1:
-        _fail(
-            f"--gpus-per-trial {gpus_per_trial:g} over {s.workers_per_trial} DDP workers gives each "
-            f"worker a fraction of a GPU; DDP needs one whole GPU per worker "
-            f"(use --gpus-per-trial {s.workers_per_trial})"
-        )
-    if per_worker_gpu > 1:
-        _fail(
-            f"--gpus-per-trial {gpus_per_trial:g} with {s.workers_per_trial} worker(s) gives a worker "
-            f"{per_worker_gpu:g} GPUs, but a worker trains on one; raise --workers-per-trial to "
-            f"{math.ceil(gpus_per_trial)}"
-        )
-    if s.address is not None:
-        return  # a cluster's resources are known (and may grow) only once joined
-    if s.cpus_per_trial > cpus:
-        _fail(
-            f"--cpus-per-trial {s.cpus_per_trial:g} exceeds the {cpus} CPUs of this machine "
-            f"(lower it, or raise --num-cpus)"
-        )
-    if gpus_per_trial > 0 and gpus == 0:
-        _fail(
-            f"--gpus-per-trial {gpus_per_trial:g} needs a GPU, but this machine has none visible "
-            f"to torch; use --gpus-per-trial 0, or --address to join a GPU cluster"
-        )
-    if gpus_per_trial > gpus:
-        _fail(f"--gpus-per-trial {gpus_per_trial:g} exceeds the {gpus} GPU(s) of this machine")
-
-
-def check_storage(s: SearchSettings, fstype: str | None) -> None:
-    """On a cluster, trials on every node write checkpoints and results under --storage: a path only
-    this machine has (`fstype`: the type of the filesystem holding it) would scatter them over the
-    workers' disks."""
-    if s.address is None or s.shared_storage:
-        return
-    location = str(s.storage)
-    if is_uri(location) and not location.startswith("file://"):
-        return
-    if fstype and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse.")):
-        return
-    _fail(
-        f"--storage {location} is a local path ({fstype or 'unknown'} filesystem), but with --address the "
-        f"trials run on other nodes, which cannot reach it: use cloud storage (--storage s3://BUCKET/PATH or "
-        f"gs://BUCKET/PATH) or a path on an NFS mount that every node shares (add --shared-storage when "
-        f"it is shared in a way this check does not recognise, e.g. a cluster on one machine)"
-    )
-
-
 def validate_settings(s: SearchSettings) -> tuple[Space, list[Objective], str]:
-    """Every check of the settings themselves, in the order a user reads the flags: the space, the
-    numbers, the options, the model settings, the objectives. Returns the space, the objectives
-    and the sampler; SearchError with the fix otherwise. Nothing about this machine or its files."""
+    """Every check of the settings themselves, in one pass in the order a user reads the flags: the
+    space (spaces.py), the numbers, the options, the objectives (objectives.py, parsed once), the
+    model settings (each trial's TrainConfig validates them). Returns the space, the objectives and
+    the sampler; SearchError with the fix otherwise. Nothing about this machine or its files."""
     try:
-        space = get_space(s.space)
+        space = resolve_space(s.space)
     except ValueError as e:
         raise SearchError(str(e)) from None
-    try:
-        get_model_class(space.model)
-    except ImportError as e:
-        raise SearchError(f"model {space.model!r} of space {space.name!r} cannot be imported: {e}") from None
     check_numbers(s)
     check_options(s)
-    objectives, sampler = check_objectives(s)
-    check_model_settings(s, space)
+    try:
+        objectives, sampler = check_objectives(
+            s.objective, s.sampler, ks=evaluation_ks(s), grid=bool(s.grid), seeds=bool(s.seeds)
+        )
+    except ValueError as e:
+        raise SearchError(str(e)) from None
+    check_model_settings(s, space, TrainConfig(**trial_train_config(s, objectives)))
     return space, objectives, sampler

@@ -175,6 +175,18 @@ def get_space(name: str) -> Space:
     return SPACES[name]
 
 
+def resolve_space(name: str) -> Space:
+    """The space `name` whose model can be built here (its module imports); ValueError naming why not."""
+    from glintru.models import get_model_class
+
+    space = get_space(name)
+    try:
+        get_model_class(space.model)
+    except ImportError as e:
+        raise ValueError(f"model {space.model!r} of space {space.name!r} cannot be imported: {e}") from None
+    return space
+
+
 class _FixedTrial:
     """A trial whose suggestions for fixed names return the fixed value without asking Optuna."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_search_cli import _error
 
-from glintru.search import plan, results, settings
+from glintru.search import plan, results
 from glintru.search.objectives import Objective, check_sampler, parse_objectives
 from glintru.search.plan import load_settings_for_resume, plan_search
 from glintru.search.settings import SearchError, SearchSettings
@@ -76,7 +76,7 @@ def test_a_cluster_refuses_storage_its_nodes_cannot_reach(capsys, tmp_path, tiny
     )
     assert "cannot reach it" in err
     base = dict(space="glintru", data=str(tiny_data), address="auto")
-    settings.check_storage(SearchSettings(**base, storage="s3://bucket/results"), None)
+    plan.check_storage(SearchSettings(**base, storage="s3://bucket/results"), None)
     plan_search(SearchSettings(**base, storage=str(tmp_path), shared_storage=True))
 
 
@@ -193,3 +193,31 @@ def test_the_command_line_knows_which_flags_were_typed():
         "mlflow",
     }
     assert cli.typed_settings([]) == set()
+
+
+def test_the_settings_are_checked_in_one_pass(monkeypatch, tmp_path, tiny_data):
+    """On the way to a Plan each module is asked once: the objectives parsed once (every trial's
+    TrainConfig is built from that parse), the space looked up once."""
+    from collections import Counter
+
+    from glintru.search import objectives, settings, spaces
+
+    calls: Counter[str] = Counter()
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name, owner in (("parse_objectives", objectives), ("get_space", spaces)):
+        wrapper = counted(name, getattr(owner, name))
+        for module in (owner, settings):  # wherever the pass finds it
+            monkeypatch.setattr(module, name, wrapper, raising=module is owner)
+    s = SearchSettings(
+        space="glintru", data=str(tiny_data), storage=str(tmp_path), objective="mrr@10,infer_ms", overrides={"lr": 0.01}
+    )
+    planned = plan_search(s)
+    assert calls == {"parse_objectives": 1, "get_space": 1}
+    assert [o.name for o in planned.objectives] == ["mrr@10", "infer_ms"] and planned.sampler == "tpe"
