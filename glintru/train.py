@@ -675,6 +675,32 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
 
 
+def _check_weights_finite(model: torch.nn.Module, epoch: int, cfg: TrainConfig) -> None:
+    """Finite losses can still leave infinite weights (an overflowing step); validating and
+    checkpointing them would make the last good checkpoint a bad one."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise FloatingPointError(
+            f"the weights became non-finite in epoch {epoch} (lr={cfg.lr}); lower the learning rate or check the data"
+        )
+
+
+def _log_epoch(
+    epoch: int, stats: EpochStats, valid: dict[str, float], state: TrainState, metric: str, progress: bool
+) -> None:
+    # INFO is what the CLI shows; a caller that asked for no progress can still see it at DEBUG
+    log.log(
+        logging.INFO if progress else logging.DEBUG,
+        "epoch %3d  loss %.4f  valid %s %.4f  best %.4f (epoch %d)  %.1fs",
+        epoch,
+        stats.train_loss,
+        metric,
+        valid[metric],
+        state.best_valid[metric],
+        state.best_epoch,
+        stats.seconds,
+    )
+
+
 def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None] | None, progress: bool) -> None:
     """One epoch: train, validate, keep the best weights, checkpoint (rank 0), log and report."""
     epoch = state.epoch + 1
@@ -686,12 +712,7 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
         if bar is not None:
             bar.close()
     cfg = run.cfg
-    # finite losses can still leave infinite weights (an overflowing step); validating and
-    # checkpointing them would make the last good checkpoint a bad one
-    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
-        raise FloatingPointError(
-            f"the weights became non-finite in epoch {epoch} (lr={cfg.lr}); lower the learning rate or check the data"
-        )
+    _check_weights_finite(run.model, epoch, cfg)
     valid = run.evaluate("valid").metrics
     state.record(
         {
@@ -711,18 +732,7 @@ def _epoch(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None]
     if run.is_main:
         ckpt_dir = run.out / "checkpoint"
         _save_checkpoint(ckpt_dir, state.to_checkpoint(run.model_name, run.model, run.optimizer))
-        # INFO is what the CLI shows; a caller that asked for no progress can still see it at DEBUG
-        log.log(
-            logging.INFO if progress else logging.DEBUG,
-            "epoch %3d  loss %.4f  valid %s %.4f  best %.4f (epoch %d)  %.1fs",
-            epoch,
-            stats.train_loss,
-            cfg.select_metric,
-            valid[cfg.select_metric],
-            state.best_valid[cfg.select_metric],
-            state.best_epoch,
-            stats.seconds,
-        )
+        _log_epoch(epoch, stats, valid, state, cfg.select_metric, progress)
     if reporter is not None:
         final = state.stopped(cfg)
         reporter(
@@ -820,13 +830,19 @@ def train(
     if run.is_main:
         _write_config(run, preset)
         (run.out / FAILED_FILE).unlink(missing_ok=True)  # an earlier try's; this one starts afresh
+    _run_epochs(run, state, reporter, progress)
+    return _finish(run, state)
+
+
+def _run_epochs(run: _Run, state: TrainState, reporter: Callable[[EpochReport], None] | None, progress: bool) -> None:
+    """Epochs until the run stops; a non-finite loss or weights leave FAILED_FILE beside the last
+    finished epoch's checkpoint, which a resume continues once the cause is fixed."""
     try:
-        while not state.stopped(cfg):
+        while not state.stopped(run.cfg):
             _epoch(run, state, reporter, progress)
     except FloatingPointError as e:
-        if run.is_main:  # the checkpoint, if any, is the last finished epoch's: resumable after a fix
+        if run.is_main:
             _write_json(
                 run.out / FAILED_FILE, {"error": str(e), "epoch": state.epoch + 1, "checkpoint_epoch": state.epoch}
             )
         raise
-    return _finish(run, state)
