@@ -26,13 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import glintru  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from glintru.data.dataset import load_dataset, write_prepared  # noqa: E402
-from glintru.data.synthetic import generate  # noqa: E402
-from glintru.train import TrainConfig, train  # noqa: E402
+from glintru.data.dataset import load_dataset, write_prepared
+from glintru.data.synthetic import generate
+from glintru.train import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = {"hidden_size": 32, "num_heads": 2, "num_layers": 1, "max_length": 50}

@@ -1,15 +1,17 @@
-"""`glintru datasets | download | prepare | synthetic | stats | train | evaluate`: the library's command line."""
+"""`glintru datasets | download | prepare | synthetic | stats | train | evaluate | search | study |
+significance | report | reproduce`: the library's command line."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glintru.command import run_command
 from glintru.data.registry import DATASETS  # the dataset registry: choices follow it
 from glintru.data.sources import SOURCE_FORMATS  # the format registry: choices follow it
 from glintru.data.synthetic import SHAPES  # the --like shapes registry
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from glintru.train import TrainConfig
 
 PRESETS = tuple(DATASET_PRESETS)
+# `glintru synthetic`'s sizes without --like, which its help names
+SYNTHETIC_SIZES = {"users": 2000, "items": 800, "avg_length": 30}
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -29,7 +33,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.dataset is None:
         if args.format is None:
-            raise SystemExit("error: prepare needs --format FORMAT or --dataset NAME (see `glintru datasets`)")
+            raise ValueError("prepare needs --format FORMAT or --dataset NAME (see `glintru datasets`)")
         out = prepare(
             args.format,
             args.input,
@@ -49,8 +53,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     spec = get_dataset(args.dataset)
     if args.format is not None and args.format != spec.format:
-        raise SystemExit(
-            f"error: dataset {spec.name} is registered as --format {spec.format}, not {args.format}; drop --format"
+        raise ValueError(
+            f"dataset {spec.name} is registered as --format {spec.format}, not {args.format}; drop --format"
         )
     # explicit options override the registered recipe; the counts comparison then says so
     recipe: dict[str, Any] = {
@@ -126,19 +130,19 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     if args.like:
         given = [flag for flag, v in sizes.items() if v is not None]
         if given:  # the shape fixes them; silently ignoring a size would mislead
-            raise SystemExit(
-                f"error: --like {args.like} sets the sizes itself; drop {', '.join(given)} (use --scale to shrink it)"
+            raise ValueError(
+                f"--like {args.like} sets the sizes itself; drop {', '.join(given)} (use --scale to shrink it)"
             )
         out = generate_like(args.out, args.like, seed=args.seed, scale=args.scale, overwrite=args.overwrite)
     else:
         if args.scale != 1.0:
-            raise SystemExit("error: --scale applies to --like shapes only")
+            raise ValueError("--scale applies to --like shapes only")
         # `is None`, not `or`: --users 0 must reach generate's check, not turn into the default
         out = generate(
             args.out,
-            n_users=2000 if args.users is None else args.users,
-            n_items=800 if args.items is None else args.items,
-            avg_length=30 if args.avg_length is None else args.avg_length,
+            n_users=SYNTHETIC_SIZES["users"] if args.users is None else args.users,
+            n_items=SYNTHETIC_SIZES["items"] if args.items is None else args.items,
+            avg_length=SYNTHETIC_SIZES["avg_length"] if args.avg_length is None else args.avg_length,
             seed=args.seed,
             overwrite=args.overwrite,
         )
@@ -184,14 +188,12 @@ def _check_run_dir(out: Path, data: str, resume: bool, overwrite: bool) -> Path:
 
     real = check_output(out, RUN, inputs={"--data": data}, replace=overwrite)
     if (out / "metrics.json").exists() and not overwrite:
-        raise SystemExit(f"error: {out} already holds a finished run; choose another --out or pass --overwrite")
+        raise ValueError(f"{out} already holds a finished run; choose another --out or pass --overwrite")
     if (out / "checkpoint").exists() and not (resume or overwrite):
-        raise SystemExit(
-            f"error: {out} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
-        )
+        raise ValueError(f"{out} holds an interrupted run; pass --resume to continue it or --overwrite to start again")
     if resume and not (out / "checkpoint" / CHECKPOINT_FILE).exists():
-        raise SystemExit(
-            f"error: --resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
+        raise ValueError(
+            f"--resume: {out} holds no interrupted run (no checkpoint/{CHECKPOINT_FILE}); "
             "drop --resume to start a new one"
         )
     return real
@@ -346,7 +348,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     config, cfg_file, weights = _read_run(run)
     data = args.data or config["dataset"].get("path")
     if data is None:
-        raise SystemExit("error: the run does not record its dataset path; pass --data DIR")
+        raise ValueError("the run does not record its dataset path; pass --data DIR")
     ds = load_dataset(data)
     trained_on = config["dataset"].get("fingerprint")  # None: a run from before fingerprints
     if trained_on is not None and trained_on != ds.fingerprint:
@@ -412,7 +414,7 @@ def _read_run(run: Path) -> tuple[dict[str, Any], Path, Path]:
     cfg_file, weights = run / "config.json", run / "model.pt"
     for f in (cfg_file, weights):
         if not f.exists():
-            raise SystemExit(f"error: {run} is not a finished run directory (missing {f.name})")
+            raise ValueError(f"{run} is not a finished run directory (missing {f.name})")
     try:
         config = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
@@ -436,6 +438,12 @@ def _tupled(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from glintru.analysis import cli as analysis_cli
+    from glintru.analysis import reproduction
+    from glintru.data.download import fetch
+    from glintru.search import cli as search_cli
+    from glintru.train import TrainConfig
+
     p = argparse.ArgumentParser(prog="glintru", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -477,8 +485,19 @@ def build_parser() -> argparse.ArgumentParser:
     pd_.add_argument("--out", required=True, help="directory for the downloaded (and unzipped) files")
     pd_.add_argument("--base-url", help="fetch the same file names from this address instead (a mirror)")
     pd_.add_argument("--no-items", action="store_true", help="skip the item metadata files")
-    pd_.add_argument("--attempts", type=int, default=4, help="tries per file when the connection breaks")
-    pd_.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try fails")
+    fetch_defaults = inspect.signature(fetch).parameters  # the defaults of a download are fetch's
+    pd_.add_argument(
+        "--attempts",
+        type=int,
+        default=fetch_defaults["attempts"].default,
+        help="tries per file when the connection breaks",
+    )
+    pd_.add_argument(
+        "--timeout",
+        type=float,
+        default=fetch_defaults["timeout"].default,
+        help="seconds without data before a try fails",
+    )
     pd_.add_argument("--quiet", action="store_true", help="no progress bar")
     pd_.set_defaults(func=cmd_download)
 
@@ -494,9 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="with --like: shrink users, items and interactions by this factor (0 < S <= 1)",
     )
-    ps.add_argument("--users", type=int, help="number of users (default 2000)")
-    ps.add_argument("--items", type=int, help="number of items (default 800)")
-    ps.add_argument("--avg-length", type=float, help="mean sequence length (default 30)")
+    # None by default, so that --like can tell a size typed from one left out
+    ps.add_argument("--users", type=int, help=f"number of users (default {SYNTHETIC_SIZES['users']})")
+    ps.add_argument("--items", type=int, help=f"number of items (default {SYNTHETIC_SIZES['items']})")
+    ps.add_argument("--avg-length", type=float, help=f"mean sequence length (default {SYNTHETIC_SIZES['avg_length']})")
     ps.add_argument("--seed", type=int, default=0)
     ps.add_argument("--overwrite", action="store_true")
     ps.add_argument("--out", required=True)
@@ -524,16 +544,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # These flags default to None, so that a resume tells a flag typed from one left out (which
     # keeps the run's value); TrainConfig holds the defaults the help names.
-    pt.add_argument("--epochs", type=int, help="most epochs to train (default 200)")
+    t = TrainConfig()
+    pt.add_argument("--epochs", type=int, help=f"most epochs to train (default {t.epochs})")
     pt.add_argument(
         "--patience",
         type=int,
-        help="stop after this many epochs without a better validation select_metric (default 10; "
-        "select_metric is ndcg@10 unless --set select_metric=recall@20 or another metric)",
+        help=f"stop after this many epochs without a better validation select_metric (default {t.patience}; "
+        f"select_metric is {t.select_metric} unless --set select_metric=recall@20 or another metric)",
     )
-    pt.add_argument("--eval-mode", help="full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default full)")
-    pt.add_argument("--seed", type=int, help="seed for weights, batches and negatives (default 0)")
-    pt.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto: cuda if available)")
+    pt.add_argument(
+        "--eval-mode", help=f"full, uniN, popN or popN-recbole (e.g. pop100, the paper's; default {t.eval_mode})"
+    )
+    pt.add_argument("--seed", type=int, help=f"seed for weights, batches and negatives (default {t.seed})")
+    pt.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default {t.device}: cuda if available)")
     pt.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast on CUDA")
     again = pt.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -550,29 +573,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pe.add_argument("--seed", type=int, help="negative-sampling seed, >= 0 (default: the run's)")
     pe.add_argument("--data", help="dataset directory, if it moved since training")
-    pe.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pe.add_argument("--device", default=t.device, help="auto, cpu, cuda or cuda:N")
     pe.set_defaults(func=cmd_evaluate)
+
+    # Commands with a command line of their own (also run as the scripts tune/search.py, tune/study.py
+    # and analysis/*.py): their flags are added here for --help and the checks of argparse, and main()
+    # hands them the rest of the command line.
+    pr = sub.add_parser(
+        "search", help="search hyperparameters on Ray Tune + Optuna", description=search_cli.DESCRIPTION
+    )
+    search_cli.add_arguments(pr)
+    pr.set_defaults(command_main=search_cli.main)
+    py = sub.add_parser(
+        "study", help="run one of the paper's GLINT-RU studies", description=search_cli.STUDY_DESCRIPTION
+    )
+    search_cli.add_study_arguments(py)
+    py.set_defaults(command_main=search_cli.study_main)
+    pg = sub.add_parser(
+        "significance",
+        help="the Table 2-style significance table of experiments",
+        description=analysis_cli.SIGNIFICANCE_DESCRIPTION,
+    )
+    analysis_cli.add_significance_arguments(pg)
+    pg.set_defaults(command_main=analysis_cli.significance_main)
+    pw = sub.add_parser(
+        "report", help="a report of every table and figure of experiments", description=analysis_cli.REPORT_DESCRIPTION
+    )
+    analysis_cli.add_report_arguments(pw)
+    pw.set_defaults(command_main=analysis_cli.report_main)
+    pc = sub.add_parser(
+        "reproduce", help="Table 2 beside the paper from glintru train runs", description=reproduction.DESCRIPTION
+    )
+    reproduction.add_arguments(pc)
+    pc.set_defaults(command_main=reproduction.main)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    # The library logs (e.g. train's per-epoch line); the command line shows it on stderr. Removed
-    # again on return, as tests call main() many times in one process.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("glintru")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    if hasattr(args, "command_main"):  # its own command line: the words after the command's name
+        return args.command_main(argv[1:], command=f"glintru {args.command}")
+    # the library logs (e.g. train's per-epoch line); the command line shows it on stderr
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

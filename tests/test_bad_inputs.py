@@ -99,7 +99,7 @@ class Case:
     id: str
     cli: str  # a key of ENTRY_POINTS
     argv: Callable[[Workspace], list[str]]
-    code: int  # 2: argparse or a caught error; 1: SystemExit with a message, as the interpreter exits
+    code: int  # 2 for every mistake: argparse's or a caught error
     message: str  # regex that must match stderr, naming the culprit
     absent: Callable[[Workspace], list[Path]] = lambda ws: []
 
@@ -412,7 +412,7 @@ CASES = [
         "prepare-no-format",
         "glintru",
         lambda ws: _prepare(ws, "--input", str(ws.good_ratings())),
-        1,
+        2,
         r"needs --format FORMAT or --dataset NAME",
         lambda ws: [ws.scratch / "prepared"],
     ),
@@ -420,7 +420,7 @@ CASES = [
         "prepare-dataset-format-clash",
         "glintru",
         lambda ws: _prepare(ws, "--dataset", "ml-1m", "--format", "csv", "--input", str(ws.good_ratings())),
-        1,
+        2,
         r"ml-1m is registered as --format movielens, not csv",
         lambda ws: [ws.scratch / "prepared"],
     ),
@@ -526,7 +526,7 @@ CASES = [
         "synthetic-like-with-sizes",
         "glintru",
         lambda ws: ["synthetic", "--like", "beauty", "--users", "5", "--out", str(ws.scratch / "syn")],
-        1,
+        2,
         r"--like beauty sets the sizes itself; drop --users",
         lambda ws: [ws.scratch / "syn"],
     ),
@@ -542,7 +542,7 @@ CASES = [
         "synthetic-scale-without-like",
         "glintru",
         lambda ws: ["synthetic", "--scale", "0.5", "--out", str(ws.scratch / "syn")],
-        1,
+        2,
         r"--scale applies to --like shapes only",
         lambda ws: [ws.scratch / "syn"],
     ),
@@ -567,7 +567,7 @@ CASES = [
         "evaluate-not-a-run",
         "glintru",
         lambda ws: _evaluate(ws.file("notrun/notes.txt", "").parent),
-        1,
+        2,
         r"notrun is not a finished run directory \(missing config\.json\)",
     ),
     Case(
@@ -787,7 +787,7 @@ CASES = [
         "train-resume-without-a-run",
         "glintru",
         lambda ws: _train(ws, "--resume"),
-        1,
+        2,
         r"--resume: .*trained holds no interrupted run \(no checkpoint/checkpoint\.pt\)",
         _trained,
     ),
@@ -833,7 +833,7 @@ CASES = [
         "train-out-holds-a-finished-run",
         "glintru",
         lambda ws: _train(ws, out=ws.copy(ws.run, "finished")),
-        1,
+        2,
         r"finished already holds a finished run; choose another --out or pass --overwrite",
         lambda ws: [ws.scratch / "finished" / "checkpoint"],
     ),

@@ -103,8 +103,7 @@ def test_end_to_end(tmp_path, capsys):
     assert metrics["eval_mode"] == "uni50" and (metrics["split"], metrics["negative_seed"]) == ("leave-one-out", 0)
     assert metrics["dataset_fingerprint"] == json.loads((data / "meta.json").read_text())["fingerprint"]
 
-    with pytest.raises(SystemExit, match="already holds a finished run"):
-        main(args)
+    _mistake(capsys, args, "already holds a finished run")
 
     assert main(["evaluate", "--run", str(run), "--eval-mode", "full", "--device", "cpu"]) == 0
     full = json.loads((run / "eval-full.json").read_text())
@@ -186,8 +185,7 @@ def test_resume_continues_an_interrupted_run_and_shows_each_epoch(tmp_path, caps
     assert main([*args, "--epochs", "1"]) == 0
     assert "epoch   1  loss" in capsys.readouterr().err  # the library's log line, shown by the CLI
     (run / "metrics.json").unlink()  # as if stopped before the end: only the checkpoint is left
-    with pytest.raises(SystemExit, match="holds an interrupted run; pass --resume"):
-        main([*args, "--epochs", "2"])
+    _mistake(capsys, [*args, "--epochs", "2"], "holds an interrupted run; pass --resume")
     assert main([*args, "--epochs", "2", "--resume"]) == 0
     err = capsys.readouterr().err
     assert "epoch   2  loss" in err and "epoch   1  loss" not in err
@@ -226,12 +224,16 @@ def test_prepare_with_a_format_still_works(tmp_path, capsys):
 
 def test_prepare_needs_a_format_or_a_dataset(tmp_path, capsys):
     ratings = _ratings_dat(tmp_path / "toy" / "ratings.dat")
-    with pytest.raises(SystemExit, match="needs --format FORMAT or --dataset NAME"):
-        main(["prepare", "--input", str(ratings), "--out", str(tmp_path / "p")])
-    with pytest.raises(SystemExit, match="registered as --format movielens, not csv"):
-        main(
-            ["prepare", "--dataset", "ml-1m", "--format", "csv", "--input", str(ratings), "--out", str(tmp_path / "p")]
-        )
+    _mistake(
+        capsys,
+        ["prepare", "--input", str(ratings), "--out", str(tmp_path / "p")],
+        "needs --format FORMAT or --dataset NAME",
+    )
+    _mistake(
+        capsys,
+        ["prepare", "--dataset", "ml-1m", "--format", "csv", "--input", str(ratings), "--out", str(tmp_path / "p")],
+        "registered as --format movielens, not csv",
+    )
     assert not (tmp_path / "p").exists()
 
 
@@ -443,3 +445,11 @@ def test_a_learning_rate_that_overflows_is_one_error_line(tmp_path, capsys):
     assert "no epoch finished, so there is nothing to resume" in err and "Traceback" not in err
     assert main([*args, "--epochs", "2", "--set", "lr=1e300", "--overwrite"]) == 2  # beyond float32: before any work
     assert "lr=1e+300 overflows the first step" in capsys.readouterr().err
+
+
+def _mistake(capsys, argv: list[str], message: str) -> None:
+    """A user's mistake: exit code 2 and one `error:` line on stderr that names it."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

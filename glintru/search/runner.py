@@ -1,6 +1,6 @@
 """Runs a search: the settings checked and planned before Ray starts (settings.py, plan.py), Ray
 started or joined (ray_setup.py), the phases run with Tune (phases.py), and the experiment directory
-written (results.py). `run_search` is the whole recipe; the command line is tune/search.py.
+written (results.py). `run_search` is the whole recipe; the command line is cli.py.
 
 Phases: "search" (Optuna over a space, one objective or several, ASHA or FIFO), then "seeds" (the
 best finished configurations by validation rerun with several seeds) when seeds are given; or
@@ -12,7 +12,7 @@ phase with Tuner.restore.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from glintru.outputs import OutputError, OutputLock, locked
@@ -76,17 +76,23 @@ def _lock_experiment(exp_dir: str) -> OutputLock | None:
 
 
 def run_search(
-    settings: SearchSettings, callbacks: tuple[Any, ...] = (), *, typed: Collection[str] | None = None
+    settings: SearchSettings,
+    callbacks: tuple[Any, ...] = (),
+    *,
+    typed: Collection[str] | None = None,
+    command: Sequence[str] = ("glintru", "search"),
 ) -> str:
     """Run (or resume) a search; returns the experiment directory (a path or URI), whose
     trials.parquet console.summary() tabulates. `callbacks`: extra Tune callbacks for every phase
     (benchmarks use one to time trial starts). `typed`: the settings whose flags a command line
     typed, which a resume checks against the experiment whatever their value (see merge_resumed).
+    `command`: how the user runs a search, the start of the --resume line an interruption prints.
     SearchError before Ray starts for settings that cannot work; SearchInterrupted when stopped
     with trials unfinished."""
     if settings.resume:
         settings = load_settings_for_resume(settings, typed)
     plan = plan_search(settings)
+    plan.command = list(command)
     lock = _lock_experiment(plan.exp_dir)
     try:
         import ray

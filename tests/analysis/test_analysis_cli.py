@@ -230,3 +230,32 @@ def test_an_unknown_test_is_refused():
     with pytest.raises(SystemExit):
         p.parse_args(["exp", "--test", "anova"])
     assert p.parse_args(["exp"]).test == "paired"
+
+
+# -- the same commands under `glintru` (glintru significance | report | reproduce) --
+
+
+def test_glintru_significance_prints_what_the_script_prints(golden_exp, capsys):
+    from glintru.cli import main as glintru_main
+
+    assert glintru_main(["significance", str(golden_exp), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == (GOLDEN / "table2.csv").read_text()
+
+
+def test_glintru_report_writes_the_report(golden_exp, tmp_path, capsys):
+    from glintru.cli import main as glintru_main
+
+    out = tmp_path / "report"
+    assert glintru_main(["report", str(golden_exp), "--out", str(out), "--title", "one command"]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "report.html"), str(out / "report.md")]
+    assert (out / "report.md").read_text().startswith("# one command")
+    assert (out / "tables" / "table2.md").read_text() == (GOLDEN / "table2.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "name, script_name", [("significance", "significance"), ("report", "report"), ("reproduce", "reproduction")]
+)
+def test_a_glintru_subcommand_has_the_flags_of_its_script(name, script_name, capsys):
+    from glintru.cli import main as glintru_main
+
+    assert _help_flags(glintru_main, [name], capsys) == _help_flags(script(script_name).main, [], capsys)

@@ -168,10 +168,12 @@ def test_cli_synthetic_like(tmp_path, capsys):
     assert "synthetic-video-games-x0.02" in capsys.readouterr().out
     ds = load_dataset(tmp_path / "vg")
     assert ds.n_users == 486 and ds.lengths.min() == 5 and ds.n_interactions == 4636
-    with pytest.raises(SystemExit, match="sets the sizes itself; drop --users"):
-        main(["synthetic", "--like", "beauty", "--users", "10", "--out", str(tmp_path / "b")])
-    with pytest.raises(SystemExit, match="--scale applies to --like"):
-        main(["synthetic", "--scale", "0.5", "--out", str(tmp_path / "b")])
+    _refused(
+        capsys,
+        ["synthetic", "--like", "beauty", "--users", "10", "--out", str(tmp_path / "b")],
+        "sets the sizes itself; drop --users",
+    )
+    _refused(capsys, ["synthetic", "--scale", "0.5", "--out", str(tmp_path / "b")], "--scale applies to --like")
     assert main(["synthetic", "--users", "30", "--items", "20", "--out", str(tmp_path / "plain")]) == 0
     assert load_dataset(tmp_path / "plain").n_users == 30
 
@@ -183,3 +185,13 @@ def test_invalid_length_options():
         simulate(SyntheticConfig(length_tail=1.0))
     with pytest.raises(ValueError, match="cannot give 10 users lengths in 5..8"):
         simulate(SyntheticConfig(n_users=10, avg_length=9, min_length=5, length_tail=2, max_seq_length=8))
+
+
+def _refused(capsys, argv: list[str], message: str) -> None:
+    """A user's mistake: exit code 2 and one `error:` line on stderr that names it."""
+    from glintru.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

@@ -270,3 +270,100 @@ def test_a_valid_plan(tiny_data, tmp_path):
         plan = plan_search(SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), num_gpus=gpus))
         assert plan.settings.gpus_per_trial == expected
     assert not ray.is_initialized()
+
+
+# -- one command line: `glintru search` and `glintru study` are the scripts' commands ---------------
+
+
+def test_glintru_search_and_study_list_as_the_scripts_do(capsys):
+    from glintru.cli import main
+
+    assert main(["search", "--space", "list"]) == 0
+    assert capsys.readouterr().out == (cli.main(["--space", "list"]), capsys.readouterr().out)[1]
+    assert main(["study", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("activations: gate activation, gate_activation in {silu, relu, sigmoid, elu}")
+    assert "paper: SiLU in the dense selective gate" in out
+
+
+@pytest.mark.parametrize(
+    "entry, command",
+    [("script", ["python", "tune/search.py"]), ("glintru", ["glintru", "search"])],
+)
+def test_an_interrupted_search_names_the_command_the_user_ran(entry, command, tiny_data, tmp_path, monkeypatch, capsys):
+    """run_search is told how the user runs a search (no guess from sys.argv), and the --resume line
+    of an interruption starts with it."""
+    from glintru.cli import main
+    from glintru.search import runner
+    from glintru.search.plan import resume_command
+    from glintru.search.settings import SearchInterrupted
+
+    def interrupted(settings, callbacks=(), *, typed=None, command=("glintru", "search")):
+        plan = plan_search(settings)
+        plan.command = list(command)
+        raise SearchInterrupted(f"stopped; what Tune saved resumes with:\n  {resume_command(plan)}")
+
+    monkeypatch.setattr(runner, "run_search", interrupted)
+    argv = [
+        "--space",
+        "glintru",
+        "--data",
+        str(tiny_data),
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "n",
+        "--num-cpus",
+        "2",
+    ]
+    code = cli.main(argv) if entry == "script" else main(["search", *argv])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert err.strip().splitlines()[-1].strip() == " ".join(
+        [*command, "--resume", "--name", "n", "--storage", str(tmp_path), "--num-cpus", "2"]
+    )
+
+
+# the settings whose flag gives the value itself (grid and overrides are parsed from KEY=VALUE words)
+DEFAULTED = [f.name for f in dataclasses.fields(SearchSettings) if f.name not in ("space", "data", "grid", "overrides")]
+
+
+@pytest.mark.parametrize("field", DEFAULTED)
+def test_a_flag_defaults_to_its_setting(field, monkeypatch):
+    """Each default is defined once, in SearchSettings: the flag follows a changed one."""
+    from glintru.search import settings
+
+    default = getattr(settings.DEFAULTS, field)
+    # another value of the field's kind (argparse converts a string default with the flag's type)
+    if isinstance(default, bool):
+        other = not default
+    elif isinstance(default, (int, float)):
+        other = default + 1
+    else:
+        other = {list: [9], str: "other", type(None): 7}[type(default)]
+    monkeypatch.setattr(settings, "DEFAULTS", dataclasses.replace(settings.DEFAULTS, **{field: other}))
+    assert getattr(cli.build_parser().parse_args([]), field) == other
+
+
+@pytest.mark.parametrize(
+    "flag, module, names, choices",
+    [
+        ("--scheduler", "settings", {"SCHEDULERS": ("asha", "fifo", "pbt")}, ("asha", "fifo", "pbt")),
+        (
+            "--sampler",
+            "objectives",
+            {"SINGLE_SAMPLERS": ("tpe", "qmc"), "MULTI_SAMPLERS": ("tpe", "nsga3")},
+            ("tpe", "qmc", "nsga3"),
+        ),
+    ],
+)
+def test_choices_are_read_from_where_they_are_defined(flag, module, names, choices, monkeypatch):
+    """Adding a scheduler or a sampler is one place: the flag's choices and help follow it."""
+    import importlib
+
+    registry = importlib.import_module(f"glintru.search.{module}")
+    for name, value in names.items():
+        monkeypatch.setattr(registry, name, value)
+    action = next(a for a in cli.build_parser()._actions if flag in a.option_strings)
+    assert tuple(action.choices) == choices
+    assert flag != "--sampler" or "tpe or qmc for one objective; tpe or nsga3 for several" in action.help
