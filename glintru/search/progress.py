@@ -3,8 +3,10 @@ metrics, and one line per trial that Tune ends, in place of Tune's boxes of ever
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from ray.tune import Callback
 from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 
 from glintru.search.console import format_trial_line
@@ -14,9 +16,14 @@ from glintru.search.console import format_trial_line
 TUNE_VERBOSITY = {0: 0, 1: 0, 2: 1, 3: 2}
 
 
-class SearchReporter(TuneTerminalReporter):
-    """Tune's reporter of a Tuner (the experiment table, the progress table every 30 seconds and
-    at the end) without its boxes: a trial that ends is one line (console.format_trial_line)."""
+class SearchReporter(Callback):
+    """Tune's progress table (every 30 seconds and at the end) and one line per trial that Tune ends
+    (console.format_trial_line), in place of Tune's boxes.
+
+    It holds Tune's table reporter rather than being one: Tune gives its start time only to the first
+    progress reporter among the callbacks, and the reporter Tune adds itself, left without one, fails
+    on the first trial error or recovery (a lost node, a retried trial) and takes the search with it.
+    """
 
     def __init__(
         self,
@@ -25,15 +32,22 @@ class SearchReporter(TuneTerminalReporter):
         mode: str | None = None,
         config: dict[str, Any] | None = None,
     ):
-        super().__init__(AirVerbosity.DEFAULT, metric=metric, mode=mode, config=config)
+        self._table = TuneTerminalReporter(AirVerbosity.DEFAULT, metric=metric, mode=mode, config=config)
         self.objectives = objectives
 
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        pass  # a sampled config is in the progress table and, once the trial ends, in trials.parquet
+    def setup(self, total_num_samples: int | None = None, **info: Any) -> None:
+        self._table.setup(start_time=time.time(), total_samples=total_num_samples)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._table.print_heartbeat(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._start_block("ended trials")  # consecutive lines stay together, apart from the table
+        self._table._start_block("ended trials")  # consecutive lines stay together, apart from the table
         print(format_trial_line(trial.trial_id, trial.last_result or {}, self.objectives))
 
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        pass  # the reporter Tune adds to every experiment prints a failed trial at any verbosity
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._table.print_heartbeat(trials, force=True)
+        self._table.on_experiment_end(trials, **info)
+
+    # a sampled config is in the progress table and, once the trial ends, in trials.parquet; a failed
+    # trial is printed by the reporter Tune adds to every experiment, at any verbosity

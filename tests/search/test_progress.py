@@ -51,10 +51,24 @@ def test_the_reporter_prints_one_line_per_ended_trial_and_no_box(capsys):
     for t in trials:
         reporter.on_trial_complete(1, trials, t)
     reporter.on_trial_error(1, trials, trials[0])  # Tune's own reporter prints a failure
+    reporter.on_trial_recover(1, trials, trials[0])
     assert capsys.readouterr().out.splitlines() == [
         f"trial ab12_0000{i} finished after 7 epochs: valid/ndcg@10 0.3123, test/ndcg@10 0.2988, 12.3 s"
         for i in range(2)
     ]
+
+
+def test_the_reporter_leaves_tune_its_own_progress_reporter_and_start_time():
+    """Tune sets the start time of the first progress reporter among the callbacks only; were
+    SearchReporter one, the reporter Tune adds would fail on the first trial error or recovery."""
+    from ray.tune.experimental.output import ProgressReporter
+
+    from glintru.search.progress import SearchReporter
+
+    reporter = SearchReporter(("valid/ndcg@10",), "valid/ndcg@10", "max")
+    assert not isinstance(reporter, ProgressReporter)
+    reporter.setup(total_num_samples=2)  # as Tune calls every callback, with no start time
+    assert reporter._table._start_time is not None
 
 
 def test_verbose_1_silences_tune_for_the_reporter_and_2_and_3_give_tune_its_boxes(tiny_data, tmp_path):
