@@ -35,7 +35,9 @@ class SearchReporter(Callback):
         self._table = TuneTerminalReporter(AirVerbosity.DEFAULT, metric=metric, mode=mode, config=config)
         self.objectives = objectives
 
-    def setup(self, total_num_samples: int | None = None, **info: Any) -> None:
+    def setup(
+        self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:
         self._table.setup(start_time=time.time(), total_samples=total_num_samples)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
