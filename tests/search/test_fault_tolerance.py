@@ -157,7 +157,9 @@ def test_node_loss_retries_trials_from_their_checkpoints(tiny_data, tmp_path):
     workers = {n.node_id: n for n in (cluster.add_node(num_cpus=2) for _ in range(2))}
     cluster.wait_for_nodes()
     exp = tmp_path / "nodes"
-    epochs = 10
+    # long enough that the trials are still training when the test looks (an idle machine runs an
+    # epoch of the tiny model in a fraction of a second)
+    epochs = 40
     args = [
         "--space",
         "glintru",
