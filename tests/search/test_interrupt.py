@@ -203,8 +203,7 @@ def test_a_signal_to_the_whole_process_group_ends_the_search_cleanly_and_it_resu
     ]
     io = {"env": cli_env(), "cwd": REPO, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     if stop == "timeout":
-        if shutil.which("timeout") is None:
-            pytest.skip("no `timeout` command")
+        assert shutil.which("timeout"), "the test needs coreutils' `timeout`, as CI's machines have"
         # `timeout` leads a process group of its own (here in a session of its own, away from the
         # test's) and, signalled as at its time limit, passes the signal to that whole group
         proc = subprocess.Popen(["timeout", "-s", "TERM", "900", *cli_command(*args)], start_new_session=True, **io)
