@@ -14,9 +14,12 @@ import pandas as pd
 from glintru.analysis.collect import Results, tested
 from glintru.analysis.stats import SignificanceError, holm, paired_ttest
 from glintru.analysis.tables import PAPER_METRICS, Layout, frame_layout, metric_name, render_markdown, value_name
+from glintru.analysis.timeline import levelling, read_timeline
 from glintru.search.studies import Study
 
 COST_COLUMNS = ("seconds_per_epoch", "infer_ms_per_batch", "peak_memory_mb")
+# how far back a row's validation is compared to say whether it had levelled off by the budget's end
+LEVEL_WINDOW = 10
 
 
 @dataclass
@@ -25,6 +28,7 @@ class StudyTable:
     frame: pd.DataFrame  # one row per value, in the study's order
     metrics: tuple[str, ...]
     dataset: str
+    window: int = LEVEL_WINDOW
 
     def display(self) -> pd.DataFrame:
         """The table as printed: mean ± sd, a `*` where the row differs from the reference with
@@ -44,6 +48,7 @@ class StudyTable:
         out["p (Holm)"] = [_p(v) for v in f[f"p_holm/{main}"]]
         out[f"valid {metric_name(main)}"] = [_num(v, 4) for v in f[f"valid/{main}"]]
         out["best epoch"] = [_num(v, 1) for v in f["best_epoch"]]
+        out[f"rise last {self.window} ep"] = [_num(v, 4, signed=True) for v in f["rise"]]
         out["s/epoch"] = [_num(v, 1) for v in f["seconds_per_epoch"]]
         out["infer ms"] = [_num(v, 1) for v in f["infer_ms_per_batch"]]
         out["peak MB"] = [_num(v, 0) for v in f["peak_memory_mb"]]
@@ -53,7 +58,9 @@ class StudyTable:
         return (
             f"{self.study.title} on {self.dataset}: test metrics, mean ± sd over seeds; * differs from "
             f"{self.study.key}={value_name(self.study.reference)} (paired t-test over users, per-user metrics "
-            f"averaged over seeds, Holm-adjusted over the rows, p < 0.05). Paper: {self.study.paper_source or 'no figures'}."
+            f"averaged over seeds, Holm-adjusted over the rows, p < 0.05). Rise: how much the best validation "
+            f"{metric_name(self.metrics[-1])} grew in each run's last {self.window} epochs, mean over seeds (0: levelled "
+            f"off). Paper: {self.study.paper_source or 'no figures'}."
         )
 
     def layout(self) -> Layout:
@@ -70,6 +77,7 @@ class StudyTable:
             "dataset": self.dataset,
             "paper_source": self.study.paper_source,
             "claim": self.study.claim,
+            "level_window": self.window,
             "rows": [{k: _plain(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
         }
 
@@ -98,9 +106,31 @@ def _user_means(results: Results, trials: pd.DataFrame, metric: str) -> pd.Serie
     return pd.concat(frames, axis=1).mean(axis=1)
 
 
-def study_table(results: Results, study: Study, metrics: Sequence[str] = PAPER_METRICS) -> StudyTable:
+def _rises(results: Results, trials: pd.DataFrame, metric: str, window: int) -> pd.Series:
+    """Each trial's rise of its best validation `metric` over its last `window` epochs, from the
+    epoch reports of its experiment (NaN where a trial has none, e.g. a single `glintru train` run)."""
+    parts = []
+    phases = trials["phase"] if "phase" in trials else pd.Series("grid", index=trials.index)
+    for name, phase in dict.fromkeys(zip(trials["experiment"], phases)):
+        exp = results.experiments[str(name)]
+        if exp.kind != "experiment":
+            continue
+        timeline = read_timeline(exp, f"valid/{metric}", phase=str(phase))
+        if not timeline.empty:
+            parts.append(levelling(timeline, window).assign(experiment=str(name)))
+    if not parts:
+        return pd.Series(np.nan, index=trials.index)
+    found = pd.concat(parts).set_index(["experiment", "trial_id"])["rise"]
+    keys = pd.MultiIndex.from_arrays([trials["experiment"].astype(str), trials["trial_id"].astype(str)])
+    return pd.Series(found.reindex(keys).to_numpy(), index=trials.index)
+
+
+def study_table(
+    results: Results, study: Study, metrics: Sequence[str] = PAPER_METRICS, window: int = LEVEL_WINDOW
+) -> StudyTable:
     """The study's table from the tested trials of its grid; ValueError when the trials hold no value
-    of its setting, more than one dataset, or no trial of the reference value."""
+    of its setting, more than one dataset, or no trial of the reference value. `window`: epochs
+    over which each row's validation rise at the end of its runs is measured."""
     column = f"config/{study.key}"
     t = tested(results.trials)
     if column not in t.columns or t[column].dropna().empty:
@@ -114,6 +144,7 @@ def study_table(results: Results, study: Study, metrics: Sequence[str] = PAPER_M
     values = [v for v in study.values if v in present] + sorted(present - set(study.values), key=str)
     if study.reference not in present:
         raise ValueError(f"no tested trial of the reference {study.key}={study.reference!r} to test the others against")
+    t = t.assign(rise=_rises(results, t, metrics[-1], window))
     groups = {v: t[t[column] == v] for v in values}
     ref_users = {m: _user_means(results, groups[study.reference], m) for m in metrics}
     rows = []
@@ -132,13 +163,13 @@ def study_table(results: Results, study: Study, metrics: Sequence[str] = PAPER_M
                 row[f"diff/{m}"], row[f"p/{m}"] = c.diff, c.p
             except SignificanceError:
                 row[f"diff/{m}"], row[f"p/{m}"] = row[f"test/{m}"] - float(ref_users[m].mean()), np.nan
-        for col in ("best_epoch", "epochs", *COST_COLUMNS):
+        for col in ("best_epoch", "epochs", "rise", *COST_COLUMNS):
             row[col] = float(pd.to_numeric(g[col], errors="coerce").mean()) if col in g else np.nan
         rows.append(row)
     frame = pd.DataFrame(rows)
     for m in metrics:
         frame[f"p_holm/{m}"] = holm(frame[f"p/{m}"].tolist())
-    return StudyTable(study, frame, tuple(metrics), str(datasets[0]))
+    return StudyTable(study, frame, tuple(metrics), str(datasets[0]), window)
 
 
 __all__ = ["StudyTable", "study_table"]

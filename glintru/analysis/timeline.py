@@ -135,6 +135,29 @@ def epoch_budget(timeline: pd.DataFrame, max_epochs: int) -> EpochBudget:
     return EpochBudget(trials=len(last), max_epochs=int(max_epochs), epochs_run=int(last.sum()))
 
 
+def levelling(timeline: pd.DataFrame, window: int = 10) -> pd.DataFrame:
+    """Whether each trial's validation had levelled off when it ended: one row per trial with
+    epochs (its last reported epoch), best (its best value by then), best_before (its best
+    `window` epochs earlier) and rise (best - best_before; 0 where the last `window` epochs found
+    nothing better). best_before and rise are NaN for a trial that ran `window` epochs or fewer.
+    For a maximised metric: the best is the running maximum of the reported values, which are the
+    trials' best so far where Tune reports `valid/...` and each epoch's own otherwise."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1 epoch, got {window}")
+    rows = []
+    for trial_id, t in timeline.groupby("trial_id", sort=True):
+        t = t.sort_values("epoch", kind="stable")
+        running = t["value"].cummax()
+        last = int(t["epoch"].iloc[-1])
+        earlier = running[t["epoch"] <= last - window]
+        best = float(running.iloc[-1])
+        before = float(earlier.iloc[-1]) if not earlier.empty else np.nan
+        rows.append(
+            {"trial_id": str(trial_id), "epochs": last, "best": best, "best_before": before, "rise": best - before}
+        )
+    return pd.DataFrame(rows, columns=["trial_id", "epochs", "best", "best_before", "rise"])
+
+
 def search_cost_table(experiments: dict[str, Experiment], metric: str = "valid/ndcg@10") -> pd.DataFrame:
     """One row per search: trials, trial-epochs against the budget, the best value, and the
     trial-seconds and wall seconds each needed to come within 1% of the best that any of them found
@@ -186,6 +209,7 @@ __all__ = [
     "EpochBudget",
     "epoch_budget",
     "first_reaching",
+    "levelling",
     "read_timeline",
     "search_cost_table",
     "time_to_quality",

@@ -8,7 +8,7 @@ import pytest
 from glintru.analysis import collect
 from glintru.analysis.collect import open_experiment
 from glintru.analysis.report import write_report
-from glintru.analysis.timeline import epoch_budget, read_timeline, search_cost_table, time_to_quality
+from glintru.analysis.timeline import epoch_budget, levelling, read_timeline, search_cost_table, time_to_quality
 
 import analysis_fakes as fakes
 
@@ -63,6 +63,21 @@ def test_best_so_far_against_trial_seconds_and_wall_time(tmp_path):
     # trial a ran 20 s; b adds its own seconds; wall time counts the 5 s gap between them
     assert curve["trial_seconds"].tolist() == [10.0, 20.0, 25.0, 30.0, 35.0, 40.0]
     assert curve["wall_seconds"].tolist() == [10.0, 20.0, 30.0, 35.0, 40.0, 45.0]
+
+
+def test_levelling_is_the_rise_of_each_trials_best_over_its_last_epochs(tmp_path):
+    timeline = read_timeline(open_experiment(str(_search(tmp_path, "tpe", SERIAL))))
+    two = levelling(timeline, window=2).set_index("trial_id")
+    # b's best runs 0.15, 0.25, 0.30, 0.30: it rose 0.05 over its last 2 epochs
+    assert two.loc["b", "epochs"] == 4 and two.loc["b", "best"] == pytest.approx(0.30)
+    assert two.loc["b", "best_before"] == pytest.approx(0.25) and two.loc["b", "rise"] == pytest.approx(0.05)
+    # a ran only 2 epochs: nothing 2 epochs earlier to compare with
+    assert pd.isna(two.loc["a", "best_before"]) and pd.isna(two.loc["a", "rise"])
+    one = levelling(timeline, window=1).set_index("trial_id")
+    assert one.loc["b", "rise"] == 0.0  # its last epoch (0.29) found nothing better
+    assert one.loc["a", "rise"] == pytest.approx(0.10)
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        levelling(timeline, window=0)
 
 
 def test_concurrent_trials_add_their_seconds(tmp_path):

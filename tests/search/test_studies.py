@@ -7,6 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
+from glintru.analysis.collect import collect
+from glintru.analysis.studies import study_table
 from glintru.models.gate_activations import PAPER_GATE_ACTIVATIONS
 from glintru.search.spaces import ABLATIONS
 from glintru.search.studies import STUDIES, StudyRun, get_study, study_of_grid, study_settings
@@ -95,6 +97,19 @@ def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
         trials.loc[trials["config/kernel_size"] == 1, "test/ndcg@10"].mean()
     )
     assert "## Study: Kernel size" in (exp / "report" / "report.md").read_text()
+    # the rise of each row's best validation over the runs' last epochs: none within a window
+    # longer than the runs, and with a 1-epoch window the mean over seeds of epoch 2 against epoch 1
+    assert [r["rise"] for r in table["rows"]] == [None, None] and table["level_window"] == 10
+    one = study_table(collect(str(exp)), get_study("kernel"), window=1).frame.set_index("value")
+    for k in (1, 3):
+        ids = trials.loc[trials["config/kernel_size"] == k, "trial_id"]
+        rises = []
+        for trial_id in ids:
+            lines = (exp / "tune" / "grid" / trial_id / "result.json").read_text().splitlines()
+            best = [json.loads(line)["valid/ndcg@10"] for line in lines]
+            rises.append(max(best) - best[0])
+        assert one.loc[k, "rise"] == pytest.approx(sum(rises) / len(rises))
+    assert "rise last 1 ep" in study_table(collect(str(exp)), get_study("kernel"), window=1).display()
     # the same command again: nothing is trained, the table is the same
     again = _study(*args)
     assert again.returncode == 0, again.stderr[-3000:]
