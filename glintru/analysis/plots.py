@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,10 @@ from matplotlib.figure import Figure
 
 from glintru.analysis.collect import FINISHED, select_best
 from glintru.analysis.paper import PAPER_METRICS
-from glintru.analysis.tables import MODEL_ORDER, dataset_name, metric_name, model_name, ordered
+from glintru.analysis.tables import MODEL_ORDER, dataset_name, metric_name, model_name, ordered, value_name
+
+if TYPE_CHECKING:
+    from glintru.analysis.studies import StudyTable
 
 PARAM_LABELS = {
     "kernel_size": "kernel size k",
@@ -197,6 +201,43 @@ def time_to_quality_plot(curves: dict[str, pd.DataFrame], metric: str = "valid/n
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     fig.suptitle("Time to quality")
+    return fig
+
+
+def study_plot(table: StudyTable) -> Figure:
+    """One study (glintru.analysis.studies.study_table): the test metric of each value, mean with an
+    error bar of sd over seeds, a star where it differs from the reference after Holm and the
+    paper's figure as an open marker (left); training seconds per epoch and inference ms (right)."""
+    f, study = table.frame, table.study
+    if f.empty:
+        raise ValueError(f"the {study.name} study has no tested row to plot")
+    metric = table.metrics[-1]
+    x = np.arange(len(f))
+    labels = [value_name(v) for v in f["value"]]
+    fig, (acc, cost) = _figure(2, width=4.6, height=3.6)
+    mean, sd = f[f"test/{metric}"].to_numpy(float), f[f"sd/{metric}"].to_numpy(float)
+    colors = ["tab:red" if v == study.reference else "tab:blue" for v in f["value"]]
+    acc.errorbar(x, mean, yerr=np.nan_to_num(sd), fmt="none", ecolor="0.4", capsize=3)
+    acc.scatter(x, mean, c=colors, s=36, zorder=3, label=f"this platform (mean ± sd, {int(f['seeds'].max())} seeds)")
+    for xi, m, s_, p in zip(x, mean, np.nan_to_num(sd), f[f"p_holm/{metric}"]):
+        if p < 0.05:
+            acc.annotate("*", (xi, m + s_), ha="center", va="bottom", fontsize=12)
+    paper = f[f"paper/{metric}"].to_numpy(float)
+    if np.isfinite(paper).any():
+        acc.scatter(x, paper, facecolors="none", edgecolors="k", s=36, label="paper")
+    acc.set_ylabel(f"test {metric_name(metric)}")
+    acc.set_title(f"{study.title} (red: {value_name(study.reference)}; * p < 0.05, Holm)", fontsize="small")
+    acc.legend(fontsize="x-small")
+    width = 0.38
+    cost.bar(x - width / 2, f["seconds_per_epoch"], width, label=COST_LABELS["seconds_per_epoch"])
+    cost.bar(x + width / 2, f["infer_ms_per_batch"], width, label=COST_LABELS["infer_ms_per_batch"])
+    cost.set_title("cost", fontsize="small")
+    cost.legend(fontsize="x-small")
+    for ax in (acc, cost):
+        ax.set_xticks(x, labels, rotation=30 if max(map(len, labels)) > 4 else 0, fontsize="small")
+        ax.set_xlabel(study.key)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"{study.title} on {table.dataset}")
     return fig
 
 

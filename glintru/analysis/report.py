@@ -19,6 +19,7 @@ from glintru.analysis.plots import (
     optimisation_history,
     pareto_plot,
     save_figure,
+    study_plot,
     time_to_quality_plot,
 )
 from glintru.analysis.stats import TEST_NAMES, SignificanceError, param_importances
@@ -328,6 +329,8 @@ def _study_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path) 
         (out / "tables" / f"{stem}.md").write_text(table.to_markdown())
         doc.p(f"The paper: {study.claim}.")
         doc.table(table.layout())
+        save_figure(study_plot(table), out / "figures", stem)
+        doc.image(f"figures/{stem}.png", f"{study.title} on {table.dataset}")
 
 
 def _pareto_figure(doc: _Doc, objectives: list[dict], trials: pd.DataFrame, name: str, out: Path) -> None:

@@ -1,5 +1,7 @@
 """Figures: the right data on the right axes, written as non-empty PNG and PDF."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from glintru.analysis import collect, param_importances
@@ -9,8 +11,11 @@ from glintru.analysis.plots import (
     metric_vs_param,
     optimisation_history,
     save_figure,
+    study_plot,
     sweep,
 )
+from glintru.analysis.studies import StudyTable
+from glintru.search.studies import get_study
 
 import analysis_fakes as fakes
 
@@ -100,3 +105,29 @@ def test_hidden_size_layers_and_sequence_length(tmp_path):
     for container in ax.containers:
         x, y = container.lines[0].get_xdata(), container.lines[0].get_ydata()
         assert list(x) == [50.0, 100.0] and y[1] > y[0]  # the fixture's cost grows with the length
+
+
+def test_study_plot_shows_means_paper_figures_marks_and_costs():
+    study = get_study("activations")
+    frame = pd.DataFrame(
+        {
+            "value": ["silu", "relu"],
+            "seeds": [3, 3],
+            "test/ndcg@10": [0.25, 0.24],
+            "sd/ndcg@10": [0.002, 0.001],
+            "paper/ndcg@10": [0.2964, 0.2770],
+            "p_holm/ndcg@10": [np.nan, 0.01],
+            "seconds_per_epoch": [22.0, 21.0],
+            "infer_ms_per_batch": [5.0, 4.5],
+        }
+    )
+    fig = study_plot(StudyTable(study, frame, ("ndcg@10",), "Amazon Beauty"))
+    acc, cost = fig.get_axes()
+    ours, paper = acc.collections[-2], acc.collections[-1]
+    assert ours.get_offsets()[:, 1].tolist() == [0.25, 0.24]
+    assert paper.get_offsets()[:, 1].tolist() == [0.2964, 0.2770]
+    assert [t.get_text() for t in acc.texts] == ["*"]  # relu differs from the reference silu after Holm
+    assert [t.get_text() for t in acc.get_xticklabels()] == ["silu", "relu"]
+    assert [round(b.get_height(), 1) for b in cost.patches] == [22.0, 21.0, 5.0, 4.5]
+    with pytest.raises(ValueError, match="no tested row"):
+        study_plot(StudyTable(study, frame.iloc[0:0], ("ndcg@10",), "Amazon Beauty"))

@@ -96,7 +96,10 @@ def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
     assert table["rows"][0]["test/ndcg@10"] == pytest.approx(
         trials.loc[trials["config/kernel_size"] == 1, "test/ndcg@10"].mean()
     )
-    assert "## Study: Kernel size" in (exp / "report" / "report.md").read_text()
+    report = (exp / "report" / "report.md").read_text()
+    assert "## Study: Kernel size" in report
+    assert "figures/study_kernel_study-kernel-synthetic.png" in report
+    assert (exp / "report" / "figures" / "study_kernel_study-kernel-synthetic.png").stat().st_size > 0
     # the rise of each row's best validation over the runs' last epochs: none within a window
     # longer than the runs, and with a 1-epoch window the mean over seeds of epoch 2 against epoch 1
     assert [r["rise"] for r in table["rows"]] == [None, None] and table["level_window"] == 10
