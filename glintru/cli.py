@@ -1,5 +1,5 @@
 """`glintru datasets | download | prepare | synthetic | stats | train | evaluate | search | study |
-significance | report | reproduce`: the library's command line."""
+significance | report | reproduce | compare`: the library's command line."""
 
 from __future__ import annotations
 
@@ -439,7 +439,7 @@ def _tupled(d: dict[str, Any]) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     from glintru.analysis import cli as analysis_cli
-    from glintru.analysis import reproduction
+    from glintru.analysis import reproduction, rerun
     from glintru.data.download import fetch
     from glintru.search import cli as search_cli
     from glintru.train import TrainConfig
@@ -606,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reproduction.add_arguments(pc)
     pc.set_defaults(command_main=reproduction.main)
+    pv = sub.add_parser(
+        "compare", help="a search's seed reruns beside a preset at the same seeds", description=rerun.DESCRIPTION
+    )
+    rerun.add_arguments(pv)
+    pv.set_defaults(command_main=rerun.main)
     return p
 
 

@@ -67,7 +67,12 @@ def _glintru_help(command: str) -> set[str]:
 # Scripts whose examples the pages show: those with a parse function parse each example as written;
 # the others build their parser inside main, so their examples are held to the options of --help.
 PARSED_SCRIPTS = {"analysis/significance.py", "analysis/report.py", "benchmarks/efficiency.py"}
-HELP_SCRIPTS = {"analysis/reproduction.py", "benchmarks/loader.py", "benchmarks/search_overhead.py"}
+HELP_SCRIPTS = {
+    "analysis/compare.py",
+    "analysis/reproduction.py",
+    "benchmarks/loader.py",
+    "benchmarks/search_overhead.py",
+}
 SEARCH_SCRIPT = "tune/search.py"  # its examples are parsed and checked in tests/search/test_readme_search.py
 
 

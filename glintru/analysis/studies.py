@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from glintru.analysis.collect import Results, tested
-from glintru.analysis.stats import SignificanceError, holm, paired_ttest
+from glintru.analysis.comparability import check_comparable, check_negatives
+from glintru.analysis.stats import SignificanceError, holm, paired_ttest, welch_ttest
 from glintru.analysis.tables import PAPER_METRICS, Layout, frame_layout, metric_name, render_markdown, value_name
 from glintru.analysis.timeline import levelling, read_timeline
 from glintru.search.studies import Study
@@ -125,6 +126,51 @@ def _rises(results: Results, trials: pd.DataFrame, metric: str, window: int) -> 
     return pd.Series(found.reindex(keys).to_numpy(), index=trials.index)
 
 
+def reference_rows(
+    results: Results, groups: dict[Any, pd.DataFrame], reference: Any, metrics: Sequence[str]
+) -> pd.DataFrame:
+    """One row per group of trials (a configuration's seeds), in the groups' order, tested against
+    the `reference` group: test and validation means and sd over seeds; diff and p of the paired
+    t-test over users (per-user metrics averaged over seeds), Holm-adjusted over the rows (p_holm);
+    Welch's t-test over seeds (p_welch, Holm-adjusted in p_welch_holm); best epoch, the validation
+    rise (where a `rise` column is given) and costs. ComparabilityError where the trials rest on
+    different data or protocols; SignificanceError where a group faced other negatives than the
+    reference (a sampled protocol draws them from the seed)."""
+    every = pd.concat(list(groups.values()))
+    check_comparable(every)
+    ref = groups[reference]
+    for v, g in groups.items():
+        check_negatives(g, ref, str(v), str(reference))
+    ref_users = {m: _user_means(results, ref, m) for m in metrics}
+    rows = []
+    for v, g in groups.items():
+        row: dict[str, Any] = {"value": v, "seeds": int(g["seed"].nunique()) if "seed" in g else len(g)}
+        for m in metrics:
+            row[f"test/{m}"] = float(g[f"test/{m}"].mean())
+            row[f"sd/{m}"] = float(g[f"test/{m}"].std(ddof=1)) if len(g) > 1 else np.nan
+            row[f"valid/{m}"] = float(g[f"valid/{m}"].mean()) if f"valid/{m}" in g else np.nan
+            row[f"diff/{m}"], row[f"p/{m}"], row[f"p_welch/{m}"] = 0.0, np.nan, np.nan
+            if v == reference:
+                continue
+            try:
+                c = paired_ttest(_user_means(results, g, m), ref_users[m], str(v), str(reference))
+                row[f"diff/{m}"], row[f"p/{m}"] = c.diff, c.p
+            except SignificanceError:
+                row[f"diff/{m}"] = row[f"test/{m}"] - float(ref_users[m].mean())
+            try:
+                row[f"p_welch/{m}"] = welch_ttest(g[f"test/{m}"], ref[f"test/{m}"], str(v), str(reference)).p
+            except SignificanceError:
+                pass
+        for col in ("best_epoch", "epochs", "rise", *COST_COLUMNS):
+            row[col] = float(pd.to_numeric(g[col], errors="coerce").mean()) if col in g else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for m in metrics:
+        frame[f"p_holm/{m}"] = holm(frame[f"p/{m}"].tolist())
+        frame[f"p_welch_holm/{m}"] = holm(frame[f"p_welch/{m}"].tolist())
+    return frame
+
+
 def study_table(
     results: Results, study: Study, metrics: Sequence[str] = PAPER_METRICS, window: int = LEVEL_WINDOW
 ) -> StudyTable:
@@ -145,31 +191,10 @@ def study_table(
     if study.reference not in present:
         raise ValueError(f"no tested trial of the reference {study.key}={study.reference!r} to test the others against")
     t = t.assign(rise=_rises(results, t, metrics[-1], window))
-    groups = {v: t[t[column] == v] for v in values}
-    ref_users = {m: _user_means(results, groups[study.reference], m) for m in metrics}
-    rows = []
-    for v, g in groups.items():
-        row: dict[str, Any] = {"value": v, "seeds": int(g["seed"].nunique()) if "seed" in g else len(g)}
-        for m in metrics:
-            row[f"test/{m}"] = float(g[f"test/{m}"].mean())
-            row[f"sd/{m}"] = float(g[f"test/{m}"].std(ddof=1)) if len(g) > 1 else np.nan
-            row[f"valid/{m}"] = float(g[f"valid/{m}"].mean()) if f"valid/{m}" in g else np.nan
-            row[f"paper/{m}"] = study.paper.get(v, {}).get(m, np.nan)
-            if v == study.reference:
-                row[f"diff/{m}"], row[f"p/{m}"] = 0.0, np.nan
-                continue
-            try:
-                c = paired_ttest(_user_means(results, g, m), ref_users[m], str(v), str(study.reference))
-                row[f"diff/{m}"], row[f"p/{m}"] = c.diff, c.p
-            except SignificanceError:
-                row[f"diff/{m}"], row[f"p/{m}"] = row[f"test/{m}"] - float(ref_users[m].mean()), np.nan
-        for col in ("best_epoch", "epochs", "rise", *COST_COLUMNS):
-            row[col] = float(pd.to_numeric(g[col], errors="coerce").mean()) if col in g else np.nan
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = reference_rows(results, {v: t[t[column] == v] for v in values}, study.reference, metrics)
     for m in metrics:
-        frame[f"p_holm/{m}"] = holm(frame[f"p/{m}"].tolist())
+        frame[f"paper/{m}"] = [study.paper.get(v, {}).get(m, np.nan) for v in frame["value"]]
     return StudyTable(study, frame, tuple(metrics), str(datasets[0]), window)
 
 
-__all__ = ["StudyTable", "study_table"]
+__all__ = ["StudyTable", "reference_rows", "study_table"]
