@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,9 @@ def compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
     metrics = [m.strip() for item in (args.metric or [",".join(PAPER_METRICS)]) for m in item.split(",") if m.strip()]
     paths = experiment_paths(",".join([args.search, *args.preset]))
+    again = [p for p in paths[1:] if os.path.realpath(p) == os.path.realpath(paths[0]) or paths.count(p) > 1]
+    if again:
+        raise ValueError(f"{again[0]} is given twice (the preset is another input than the search, each once)")
     results = collect(paths)
     names = list(results.experiments)
     search, presets = names[0], names[1:]

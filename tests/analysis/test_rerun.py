@@ -138,3 +138,11 @@ def test_the_preset_as_train_runs_and_the_command(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "different epoch budgets" in err[0]
     assert "preset-s0: 20" in err[0] and "tpe: 60" in err[0]
+
+
+def test_the_search_given_as_its_own_preset_is_refused(tmp_path, capsys):
+    search = str(_search(tmp_path))
+    for argv in ([search, search], [search, str(_preset(tmp_path)), str(tmp_path / "preset")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is given twice" in err
