@@ -24,7 +24,6 @@ import pandas as pd
 
 from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, write_atomically
 from glintru.analysis.collect import Results, collect, config_columns, config_signature, experiment_paths, tested
-from glintru.analysis.studies import reference_rows
 from glintru.analysis.tables import PAPER_METRICS, metric_name
 from glintru.command import OK, run_command
 
@@ -142,6 +141,8 @@ def preset_comparison(
     search has no reruns, the preset holds more than one configuration, or the two trained under
     different epoch budgets; ComparabilityError and SignificanceError (both ValueErrors) where their
     data, protocol or negatives differ."""
+    from glintru.analysis.studies import reference_rows  # reads the study registry, under glintru.search
+
     presets = [preset] if isinstance(preset, str) else list(preset)
     for name in (search, *presets):
         if name not in results.experiments:
