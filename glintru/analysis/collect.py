@@ -172,6 +172,12 @@ def open_experiment(uri: str, filesystem: Any = None) -> Experiment:
     if _exists(fs, posixpath.join(root, "metrics.json")) and _exists(fs, posixpath.join(root, "config.json")):
         meta = {"config": _read_json(fs, posixpath.join(root, "config.json"))}
         return Experiment(posixpath.basename(root), str(uri), fs, root, "run", meta)
+    if _exists(fs, posixpath.join(root, "experiment.json")):
+        raise FileNotFoundError(
+            f"{uri}: a search experiment with no trials.parquet yet: it is still running, or was killed before "
+            "it wrote it; a search writes it when it ends or is stopped with Ctrl-C or SIGTERM, and "
+            "`tune/search.py --resume` takes a killed one on"
+        )
     raise FileNotFoundError(
         f"{uri}: neither an experiment directory (no trials.parquet) nor a run directory "
         f"(no config.json + metrics.json); pass the directory printed by tune/search.py or glintru train --out"

@@ -90,6 +90,11 @@ def test_two_dirs_with_one_name_stay_apart(golden_exp, tmp_path):
 def test_clear_errors(tmp_path, golden_exp):
     with pytest.raises(FileNotFoundError, match="neither an experiment directory"):
         collect(str(tmp_path))
+    running = tmp_path / "running"
+    (running / "tune" / "search").mkdir(parents=True)
+    (running / "experiment.json").write_text('{"name": "running"}')
+    with pytest.raises(FileNotFoundError, match="a search experiment with no trials.parquet yet: it is still running"):
+        collect(str(running))
     bad = tmp_path / "bad"
     bad.mkdir()
     pd.DataFrame({"trial_id": ["a"], "status": ["TERMINATED"]}).to_parquet(bad / "trials.parquet")
