@@ -329,8 +329,36 @@ def _study_section(doc: _Doc, results: Results, opts: ReportOptions, out: Path) 
         (out / "tables" / f"{stem}.md").write_text(table.to_markdown())
         doc.p(f"The paper: {study.claim}.")
         doc.table(table.layout())
+        cost = _study_cost(exp, f"valid/{table.metrics[-1]}")
+        if cost:
+            (out / "tables" / f"{stem}_cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+            doc.p(
+                f"Cost: {cost['runs']} runs, {cost['trial_epochs']} epochs in all, {cost['wall_hours']:.2f} hours of "
+                f"wall time and {cost['trial_hours']:.2f} trial-hours ({cost['cpu_hours']:.2f} CPU-hours at "
+                f"{cost['cpus_per_trial']:g} CPU per run)."
+            )
         save_figure(study_plot(table), out / "figures", stem)
         doc.image(f"figures/{stem}.png", f"{study.title} on {table.dataset}")
+
+
+def _study_cost(exp: Any, metric: str) -> dict[str, Any]:
+    """What a study's grid took, from its epoch reports: runs, epochs, wall hours from the first
+    run's start to the last report, trial-hours (the runs' own seconds, summed) and CPU-hours (at
+    the CPUs each run held). Empty where the grid left no reports."""
+    timeline = read_timeline(exp, metric, phase="grid")
+    if timeline.empty:
+        return {}
+    curve = time_to_quality(timeline)
+    cpus = float(exp.meta.get("settings", {}).get("cpus_per_trial") or 1.0)
+    trial_hours = float(curve["trial_seconds"].iloc[-1]) / 3600
+    return {
+        "runs": int(timeline["trial_id"].nunique()),
+        "trial_epochs": int(timeline.groupby("trial_id")["epoch"].max().sum()),
+        "wall_hours": float(curve["wall_seconds"].iloc[-1]) / 3600,
+        "trial_hours": trial_hours,
+        "cpus_per_trial": cpus,
+        "cpu_hours": trial_hours * cpus,
+    }
 
 
 def _pareto_figure(doc: _Doc, objectives: list[dict], trials: pd.DataFrame, name: str, out: Path) -> None:

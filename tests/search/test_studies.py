@@ -100,6 +100,16 @@ def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
     assert "## Study: Kernel size" in report
     assert "figures/study_kernel_study-kernel-synthetic.png" in report
     assert (exp / "report" / "figures" / "study_kernel_study-kernel-synthetic.png").stat().st_size > 0
+    # what the study took, from its runs' epoch reports: 4 runs of 2 epochs, their seconds summed
+    cost = json.loads((exp / "report" / "tables" / "study_kernel_study-kernel-synthetic_cost.json").read_text())
+    seconds = [
+        json.loads((exp / "tune" / "grid" / t / "result.json").read_text().splitlines()[-1])["time_total_s"]
+        for t in trials["trial_id"]
+    ]
+    assert cost["runs"] == 4 and cost["trial_epochs"] == 8
+    assert cost["trial_hours"] == pytest.approx(sum(seconds) / 3600) and cost["cpu_hours"] == cost["trial_hours"]
+    assert cost["wall_hours"] > 0
+    assert "Cost: 4 runs, 8 epochs in all" in report
     # the rise of each row's best validation over the runs' last epochs: none within a window
     # longer than the runs, and with a 1-epoch window the mean over seeds of epoch 2 against epoch 1
     assert [r["rise"] for r in table["rows"]] == [None, None] and table["level_window"] == 10
