@@ -24,8 +24,10 @@ import pandas as pd
 
 from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, write_atomically
 from glintru.analysis.collect import Results, collect, config_columns, config_signature, experiment_paths, tested
+from glintru.analysis.comparability import SOURCE
 from glintru.analysis.tables import PAPER_METRICS, metric_name
 from glintru.command import OK, run_command
+from glintru.outputs import resolve
 
 DESCRIPTION = (
     "The seed reruns of a search's best configurations beside a preset trained at the same seeds: mean "
@@ -36,6 +38,15 @@ PRESET = "preset"
 RERUN_PHASE = "seeds"  # the phase of tune/search.py --seeds that reruns the best configurations
 # the goal a found configuration is held to: its test metric this much above the preset's, significant
 GOAL_GAIN = 0.02
+# how to give the preset and the reruns the same negatives (a sampled protocol draws them from the seed)
+SAME_SEEDS = (
+    "train the preset at the seeds of the search's reruns (its --seeds); a found configuration short of a seed "
+    "lost that rerun"
+)
+OUTPUT_EXAMPLES = {"--out": "compare.md", "--json": "compare.json"}
+BUDGET_FIELDS = {"experiment": "settings.max_epochs of experiment.json", "run": "train_config.epochs of config.json"}
+
+log = logging.getLogger("glintru")
 
 
 @dataclass
@@ -47,19 +58,22 @@ class PresetComparison:
     preset: str
     max_epochs: int | None
     alpha: float = 0.05
+    unrecorded: tuple[str, ...] = ()  # the inputs that record no epoch budget
 
     @property
     def main(self) -> str:
         return self.metrics[-1]
 
     def verdict(self) -> str:
-        """The best found configuration against the goal: GOAL_GAIN above the preset's test metric
-        with Holm-adjusted paired p < alpha."""
-        m, f = self.main, self.frame[self.frame["value"] != PRESET]
-        best = f.loc[f[f"gain/{m}"].idxmax()]
+        """The search's choice against the goal: GOAL_GAIN above the preset's test metric with
+        Holm-adjusted paired p < alpha. The choice is found 1, the best by validation: picking the
+        best test metric would select on the test set."""
+        m = self.main
+        best = self.frame[self.frame["value"] != PRESET].iloc[0]
         met = best[f"gain/{m}"] >= GOAL_GAIN and best[f"p_holm/{m}"] < self.alpha
         return (
-            f"best found configuration ({best['value']}): test {metric_name(m)} {best[f'test/{m}']:.4f} against the "
+            f"the search's choice ({best['value']}, the best validation {metric_name(m)} over its seeds): test "
+            f"{metric_name(m)} {best[f'test/{m}']:.4f} against the "
             f"preset's {self.frame.iloc[0][f'test/{m}']:.4f}, {best[f'gain/{m}']:+.2%} (paired p, Holm = "
             f"{_p(best[f'p_holm/{m}'])}; Welch over seeds p, Holm = {_p(best[f'p_welch_holm/{m}'])}): the goal of "
             f"{GOAL_GAIN:+.0%} at p < {self.alpha} is {'met' if met else 'not met'}"
@@ -78,10 +92,12 @@ class PresetComparison:
                 sd = "" if np.isnan(row[f"sd/{x}"]) else f" ± {row[f'sd/{x}']:.4f}"
                 cells.append(f"{row[f'test/{x}']:.4f}{mark}{sd}")
             cells += [f"{row[f'gain/{m}']:+.2%}", _p(row[f"p_holm/{m}"]), _p(row[f"p_welch_holm/{m}"])]
-            cells += [f"{row[f'valid/{m}']:.4f}", f"{row['best_epoch']:.1f}", f"{row['seconds_per_epoch']:.1f}"]
+            cells += [_num(row[f"valid/{m}"], 4), _num(row["best_epoch"], 1), _num(row["seconds_per_epoch"], 1)]
             cells.append(row["settings"])
             lines.append("| " + " | ".join(cells) + " |")
         budget = f"up to {self.max_epochs} epochs each" if self.max_epochs else "the epochs each run recorded"
+        if self.max_epochs and self.unrecorded:
+            budget += f" ({', '.join(self.unrecorded)}: budget not recorded)"
         caption = (
             f"{self.search} against {self.preset} on {self.dataset}, {budget}: test metrics, mean ± sd over seeds; "
             f"* differs from the preset (paired t-test over users, per-user metrics averaged over seeds, Holm over "
@@ -95,6 +111,7 @@ class PresetComparison:
             "preset": self.preset,
             "dataset": self.dataset,
             "max_epochs": self.max_epochs,
+            "budget_unrecorded": list(self.unrecorded),
             "alpha": self.alpha,
             "goal_gain": GOAL_GAIN,
             "verdict": self.verdict(),
@@ -112,6 +129,10 @@ def _plain(v: Any) -> Any:
 
 def _p(v: float) -> str:
     return "-" if v is None or np.isnan(v) else (f"{v:.2g}" if v < 0.001 else f"{v:.3f}")
+
+
+def _num(v: float, digits: int) -> str:
+    return "-" if v is None or np.isnan(v) else f"{v:.{digits}f}"
 
 
 def _max_epochs(results: Results, name: str) -> int | None:
@@ -168,10 +189,19 @@ def preset_comparison(
     known = {name: b for name, b in budgets.items() if b is not None}
     if len(set(known.values())) > 1:
         listed = "; ".join(f"{results.experiments[n].uri}: {b}" for n, b in known.items())
+        if len({known[p] for p in presets if p in known}) > 1:
+            raise ValueError(
+                f"the preset's runs trained under different epoch budgets ({listed}); train every seed of the "
+                "preset at one budget, the search's --max-epochs"
+            )
         raise ValueError(
             f"the search's reruns and the preset trained under different epoch budgets ({listed}); compare "
             "configurations at one budget (train the preset with the search's --max-epochs)"
         )
+    max_epochs = next(iter(known.values()), None)
+    unrecorded = [name for name, b in budgets.items() if b is None]
+    if max_epochs is not None:
+        _check_unrecorded_budgets(results, pd.concat([found, base]), unrecorded, max_epochs)
     signatures = config_signature(found)
     select = f"valid/{metrics[-1]}"
     order = found.assign(_config=signatures).groupby("_config", sort=False)[select].mean().sort_values(ascending=False)
@@ -181,15 +211,54 @@ def preset_comparison(
         label = f"found {rank}"  # rank by mean validation over the seeds
         groups[label] = found[signatures == config]
         settings[label] = _settings(groups[label])
-    frame = reference_rows(results, groups, PRESET, metrics)  # refuses other data, protocols or negatives
+    for label, g in groups.items():
+        _check_seeds_once(g, "the preset" if label == PRESET else label)
+    # refuses other data, protocols, negatives or test users
+    frame = reference_rows(results, groups, PRESET, metrics, fix=SAME_SEEDS, paired=True)
     for m in metrics:
         frame[f"gain/{m}"] = frame[f"test/{m}"] / frame.iloc[0][f"test/{m}"] - 1.0
     frame["settings"] = [settings[v] for v in frame["value"]]
-    max_epochs = next(iter(known.values()), None)
     search_name = results.experiments[search].uri
+    missing = tuple(results.experiments[n].uri for n in unrecorded) if max_epochs is not None else ()
     return PresetComparison(
-        frame, tuple(metrics), str(found["dataset"].iloc[0]), search_name, preset_name, max_epochs, alpha
+        frame, tuple(metrics), str(found["dataset"].iloc[0]), search_name, preset_name, max_epochs, alpha, missing
     )
+
+
+def _check_unrecorded_budgets(results: Results, trials: pd.DataFrame, unrecorded: list[str], budget: int) -> None:
+    """An input that records no epoch budget is compared with the others' `budget` after a warning,
+    unless its trials ran more epochs than that (then it trained under another budget)."""
+    others = ", ".join(e.uri for n, e in results.experiments.items() if n not in unrecorded)
+    for name in unrecorded:
+        uri = results.experiments[name].uri
+        ran = trials.loc[trials["experiment"] == name, "epochs"] if "epochs" in trials else pd.Series(dtype=float)
+        most = pd.to_numeric(ran, errors="coerce").max()
+        if most > budget:
+            raise ValueError(
+                f"{uri} records no epoch budget, but its trials ran {int(most)} epochs, more than the {budget} of "
+                f"{others}; compare configurations at one budget (train the preset with the search's --max-epochs)"
+            )
+        log.warning(
+            "%s records no epoch budget (%s): it is compared with the %d epochs of %s unchecked",
+            uri,
+            BUDGET_FIELDS[results.experiments[name].kind],
+            budget,
+            others,
+        )
+
+
+def _check_seeds_once(trials: pd.DataFrame, label: str) -> None:
+    """Each seed once per configuration: the same seed twice (one preset given as two experiments)
+    is no second sample, and would shrink the spread over seeds."""
+    seeds = trials["seed"].dropna()
+    twice = seeds[seeds.duplicated(keep=False)]
+    if not twice.empty:
+        first = twice.iloc[0]
+        sources = trials.loc[twice.index[twice == first], SOURCE].tolist()
+        raise ValueError(
+            f"{label} holds seed {int(first)} twice ({sources[0]} and {sources[1]}); give each seed of a configuration "
+            "once"
+        )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -211,25 +280,57 @@ def compare(args: argparse.Namespace) -> int:
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
     metrics = [m.strip() for item in (args.metric or [",".join(PAPER_METRICS)]) for m in item.split(",") if m.strip()]
+    if not metrics:
+        raise ValueError(f"--metric names no metric; e.g. --metric {','.join(PAPER_METRICS)}")
     paths = experiment_paths(",".join([args.search, *args.preset]))
-    again = [p for p in paths[1:] if os.path.realpath(p) == os.path.realpath(paths[0]) or paths.count(p) > 1]
+    # one directory under two spellings (a trailing slash, a link) would count its seeds twice
+    keys = [p.rstrip("/") if "://" in p else os.path.realpath(p) for p in paths]
+    again = [p for i, p in enumerate(paths) if keys[i] in keys[:i]]
     if again:
         raise ValueError(f"{again[0]} is given twice (the preset is another input than the search, each once)")
+    _check_outputs(args, paths)
     results = collect(paths)
     names = list(results.experiments)
     search, presets = names[0], names[1:]
     unknown = [m for m in metrics if f"test/{m}" not in results.trials.columns]
     if unknown:
-        raise KeyError(f"unknown metric(s) {', '.join(unknown)}: the trials hold no test/ column of that name")
+        held = ", ".join(c.removeprefix("test/") for c in results.trials.columns if c.startswith("test/"))
+        raise KeyError(f"unknown metric(s) {', '.join(unknown)}: the trials hold test metrics {held}")
     table = preset_comparison(results, search, presets, metrics, args.alpha)
     text = table.to_markdown()
     if args.out:
-        write_atomically(args.out, text)
+        _write(args.out, "--out", text)
     else:
         print(text, end="")
     if args.json:
-        write_atomically(args.json, json.dumps(table.to_json(), indent=2, sort_keys=True) + "\n")
+        _write(args.json, "--json", json.dumps(table.to_json(), indent=2, sort_keys=True) + "\n")
     return OK
+
+
+def _check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
+    """Refuse, before any work, an --out or --json that is a directory, the other one's file, or a
+    place inside an input (writing there could replace a file the command reads)."""
+    given = {flag: path for flag, path in (("--out", args.out), ("--json", args.json)) if path is not None}
+    real = {flag: resolve(path, flag) for flag, path in given.items()}
+    if len(real) == 2 and real["--out"] == real["--json"]:
+        raise ValueError(f"--out and --json name one file, {args.out}; give each its own")
+    sources = [(i, resolve(i, "input")) for i in inputs if "://" not in i]
+    for flag, path in real.items():
+        if path.is_dir():
+            raise ValueError(f"{flag} {given[flag]} is a directory; give a file name such as {OUTPUT_EXAMPLES[flag]}")
+        for name, source in sources:
+            if path == source or source in path.parents:
+                raise ValueError(
+                    f"{flag} {given[flag]} is inside the input {name}, which this command reads; write it outside "
+                    "the inputs"
+                )
+
+
+def _write(path: Path, flag: str, text: str) -> None:
+    try:
+        write_atomically(path, text)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: {e.strerror or e}") from None
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

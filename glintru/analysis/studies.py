@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from glintru.analysis.collect import Results, tested
-from glintru.analysis.comparability import check_comparable, check_negatives
+from glintru.analysis.comparability import SAME_SEEDS, check_comparable, check_negatives
 from glintru.analysis.stats import SignificanceError, holm, paired_ttest, welch_ttest
 from glintru.analysis.tables import PAPER_METRICS, Layout, frame_layout, metric_name, render_markdown, value_name
 from glintru.analysis.timeline import levelling, read_timeline
@@ -127,7 +127,13 @@ def _rises(results: Results, trials: pd.DataFrame, metric: str, window: int) -> 
 
 
 def reference_rows(
-    results: Results, groups: dict[Any, pd.DataFrame], reference: Any, metrics: Sequence[str]
+    results: Results,
+    groups: dict[Any, pd.DataFrame],
+    reference: Any,
+    metrics: Sequence[str],
+    *,
+    fix: str = SAME_SEEDS,
+    paired: bool = False,
 ) -> pd.DataFrame:
     """One row per group of trials (a configuration's seeds), in the groups' order, tested against
     the `reference` group: test and validation means and sd over seeds; diff and p of the paired
@@ -135,12 +141,13 @@ def reference_rows(
     Welch's t-test over seeds (p_welch, Holm-adjusted in p_welch_holm); best epoch, the validation
     rise (where a `rise` column is given) and costs. ComparabilityError where the trials rest on
     different data or protocols; SignificanceError where a group faced other negatives than the
-    reference (a sampled protocol draws them from the seed)."""
+    reference (a sampled protocol draws them from the seed; `fix` ends that message) and, with
+    `paired`, where a paired test cannot be made (other test users): without it the row has no p."""
     every = pd.concat(list(groups.values()))
     check_comparable(every)
     ref = groups[reference]
     for v, g in groups.items():
-        check_negatives(g, ref, str(v), str(reference))
+        check_negatives(g, ref, str(v), str(reference), fix)
     ref_users = {m: _user_means(results, ref, m) for m in metrics}
     rows = []
     for v, g in groups.items():
@@ -156,6 +163,8 @@ def reference_rows(
                 c = paired_ttest(_user_means(results, g, m), ref_users[m], str(v), str(reference))
                 row[f"diff/{m}"], row[f"p/{m}"] = c.diff, c.p
             except SignificanceError:
+                if paired:
+                    raise
                 row[f"diff/{m}"] = row[f"test/{m}"] - float(ref_users[m].mean())
             try:
                 row[f"p_welch/{m}"] = welch_ttest(g[f"test/{m}"], ref[f"test/{m}"], str(v), str(reference)).p
