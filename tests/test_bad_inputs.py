@@ -1049,7 +1049,7 @@ CASES = [
         "significance",
         lambda ws: [str(ws.exp), "--out", str(ws.file("tables/notes.txt", "").parent)],
         2,
-        r"--out .*tables: is a directory",
+        r"--out .*tables is a directory; give a file name",
     ),
     Case(
         "significance-out-under-a-file",

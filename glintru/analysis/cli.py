@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,6 +119,7 @@ def significance(args: argparse.Namespace) -> int:
     from glintru.analysis.tables import frame_layout, render_csv, render_latex, render_markdown
 
     metrics = split_list(args.metric) or list(PAPER_METRICS)
+    check_file_outputs({"--out": args.out}, args.experiments, example="table2.md")
     results = collect(args.experiments).only(parse_conditions(args.only))
     common = dict(select=args.select, test=args.test, alpha=args.alpha, datasets=split_list(args.datasets))
     if args.ablation:
@@ -131,10 +132,7 @@ def significance(args: argparse.Namespace) -> int:
         render = {"md": render_markdown, "latex": render_latex, "csv": render_csv}[args.format]
         text += "\n" + render(layout)
     if args.out:
-        try:
-            write_atomically(Path(args.out), text)
-        except OSError as e:
-            raise ValueError(f"--out {args.out}: {e.strerror or e}") from None
+        write_output(Path(args.out), "--out", text)
     else:
         sys.stdout.write(text)
     return OK
@@ -144,6 +142,33 @@ def significance_main(argv: list[str] | None = None, *, command: str | None = No
     """`command`: how the user runs it (`glintru significance`; None: the script's name)."""
     args = significance_args(argv, command)
     return run_command(lambda: significance(args), errors=ANALYSIS_ERRORS, level=logging.WARNING, fmt=WARNING_FORMAT)
+
+
+def check_file_outputs(
+    outputs: dict[str, str | os.PathLike | None], inputs: Sequence[str | os.PathLike], example: str = "table.md"
+) -> None:
+    """Refuse, before any work, an output file (flag -> path; None: not given) that is a directory,
+    another flag's file, or a place inside an input: writing there could replace a file the command
+    reads (a run's metrics.json, an experiment's trials.parquet)."""
+    from glintru.outputs import resolve
+
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    real = {flag: resolve(path, flag) for flag, path in given.items()}
+    seen: dict[Path, str] = {}
+    for flag, path in real.items():
+        if path in seen:
+            raise ValueError(f"{seen[path]} and {flag} name one file, {given[flag]}; give each its own")
+        seen[path] = flag
+    sources = [(str(i), resolve(i, "input")) for i in inputs if "://" not in str(i)]
+    for flag, path in real.items():
+        if path.is_dir():
+            raise ValueError(f"{flag} {given[flag]} is a directory; give a file name such as {example}")
+        for name, source in sources:
+            if path == source or source in path.parents:
+                raise ValueError(
+                    f"{flag} {given[flag]} is inside the input {name}, which this command reads; write it outside "
+                    "the inputs"
+                )
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -162,6 +187,14 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_output(path: Path, flag: str, text: str) -> None:
+    """write_atomically, with a failure told as the flag's error (ValueError)."""
+    try:
+        write_atomically(path, text)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: {e.strerror or e}") from None
 
 
 # -- report --------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT
+from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, check_file_outputs, write_output
 from glintru.analysis.comparability import (
     DATASET_NAME,
     SOURCE,
@@ -279,6 +279,7 @@ def _curve_epochs(text: str | None) -> list[int]:
 def reproduce(args: argparse.Namespace) -> int:
     """The command's work on parsed flags: read the runs, write the table (and the JSON)."""
     curve = _curve_epochs(args.curve)
+    check_file_outputs({"--out": args.out, "--json": args.json}, args.runs, example="beauty.md")
     missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
     if missing:
         raise FileNotFoundError(f"not finished run directories (no metrics.json): {', '.join(missing)}")
@@ -287,13 +288,11 @@ def reproduce(args: argparse.Namespace) -> int:
     if curve:
         text += "\nValidation NDCG@10 by epoch (mean over seeds):\n\n" + render_curve(summary, curve)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_output(args.out, "--out", text)
     else:
         print(text, end="")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_output(args.json, "--json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return OK
 
 

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, write_atomically
+from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, check_file_outputs, write_output
 from glintru.analysis.collect import Results, collect, config_columns, config_signature, experiment_paths, tested
 from glintru.analysis.comparability import SOURCE
 from glintru.analysis.tables import PAPER_METRICS, metric_name
 from glintru.command import OK, run_command
-from glintru.outputs import resolve
 
 DESCRIPTION = (
     "The seed reruns of a search's best configurations beside a preset trained at the same seeds: mean "
@@ -43,7 +42,6 @@ SAME_SEEDS = (
     "train the preset at the seeds of the search's reruns (its --seeds); a found configuration short of a seed "
     "lost that rerun"
 )
-OUTPUT_EXAMPLES = {"--out": "compare.md", "--json": "compare.json"}
 BUDGET_FIELDS = {"experiment": "settings.max_epochs of experiment.json", "run": "train_config.epochs of config.json"}
 
 log = logging.getLogger("glintru")
@@ -288,7 +286,7 @@ def compare(args: argparse.Namespace) -> int:
     again = [p for i, p in enumerate(paths) if keys[i] in keys[:i]]
     if again:
         raise ValueError(f"{again[0]} is given twice (the preset is another input than the search, each once)")
-    _check_outputs(args, paths)
+    check_file_outputs({"--out": args.out, "--json": args.json}, paths, example="compare.md")
     results = collect(paths)
     names = list(results.experiments)
     search, presets = names[0], names[1:]
@@ -299,38 +297,12 @@ def compare(args: argparse.Namespace) -> int:
     table = preset_comparison(results, search, presets, metrics, args.alpha)
     text = table.to_markdown()
     if args.out:
-        _write(args.out, "--out", text)
+        write_output(args.out, "--out", text)
     else:
         print(text, end="")
     if args.json:
-        _write(args.json, "--json", json.dumps(table.to_json(), indent=2, sort_keys=True) + "\n")
+        write_output(args.json, "--json", json.dumps(table.to_json(), indent=2, sort_keys=True) + "\n")
     return OK
-
-
-def _check_outputs(args: argparse.Namespace, inputs: list[str]) -> None:
-    """Refuse, before any work, an --out or --json that is a directory, the other one's file, or a
-    place inside an input (writing there could replace a file the command reads)."""
-    given = {flag: path for flag, path in (("--out", args.out), ("--json", args.json)) if path is not None}
-    real = {flag: resolve(path, flag) for flag, path in given.items()}
-    if len(real) == 2 and real["--out"] == real["--json"]:
-        raise ValueError(f"--out and --json name one file, {args.out}; give each its own")
-    sources = [(i, resolve(i, "input")) for i in inputs if "://" not in i]
-    for flag, path in real.items():
-        if path.is_dir():
-            raise ValueError(f"{flag} {given[flag]} is a directory; give a file name such as {OUTPUT_EXAMPLES[flag]}")
-        for name, source in sources:
-            if path == source or source in path.parents:
-                raise ValueError(
-                    f"{flag} {given[flag]} is inside the input {name}, which this command reads; write it outside "
-                    "the inputs"
-                )
-
-
-def _write(path: Path, flag: str, text: str) -> None:
-    try:
-        write_atomically(path, text)
-    except OSError as e:
-        raise ValueError(f"{flag} {path}: {e.strerror or e}") from None
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -259,3 +259,23 @@ def test_a_glintru_subcommand_has_the_flags_of_its_script(name, script_name, cap
     from glintru.cli import main as glintru_main
 
     assert _help_flags(glintru_main, [name], capsys) == _help_flags(script(script_name).main, [], capsys)
+
+
+def _tree(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_significance_never_writes_over_its_input(tmp_path, capsys):
+    runs = [
+        fakes.write_run(tmp_path / f"{m}_{s}", fakes.explicit_trial(m, "ml-1m", s, {"ndcg@10": [0.1, 0.3, 0.2]}))
+        for m in ("glintru", "sasrec")
+        for s in (0, 1)
+    ]
+    before = _tree(tmp_path)
+    for out in (runs[0] / "metrics.json", runs[1] / "notes.md", runs[0]):
+        code = script("significance").main([*map(str, runs), "--metric", "ndcg@10", "--out", str(out)])
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --out ")
+        assert ("is inside the input" in err[0]) or ("is a directory" in err[0])
+    assert _tree(tmp_path) == before

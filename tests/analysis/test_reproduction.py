@@ -244,3 +244,18 @@ def test_runs_without_fingerprints_are_compared_with_a_warning(tmp_path, capsys)
         "the other inputs on beauty by the dataset's name alone\n"
     )
     assert "| pop100 | SASRec | ndcg@10 | +0.0000 |" in out.out
+
+
+def test_outputs_never_overwrite_a_run(runs, tmp_path, capsys):
+    _, paths = runs
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    for flags in (
+        ["--out", str(paths[0] / "metrics.json")],
+        ["--json", str(paths[1] / "config.json")],
+        ["--out", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.md")],
+        ["--out", str(tmp_path)],
+    ):
+        assert reproduction.main([*map(str, paths), *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --")
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
