@@ -278,23 +278,24 @@ def report_main(argv: list[str] | None = None, *, command: str | None = None) ->
     return run_command(lambda: report(args), errors=ANALYSIS_ERRORS, level=logging.WARNING, fmt=WARNING_FORMAT)
 
 
-def check_report_out(out: Path, experiments: list[str]) -> Path:
-    """Refuse, before any work, an --out that is a file, one of the experiments read or a folder
-    holding one, or a directory that is not an earlier report (glintru.outputs); returns it resolved."""
+def check_report_out(out: Path, experiments: list[str], flag: str = "--out") -> Path:
+    """Refuse, before any work, an --out (`flag`) that is a file, one of the experiments read or a
+    folder holding one, or a directory that is not an earlier report (glintru.outputs); returns it
+    resolved."""
     inputs = [("experiment", e) for e in experiments if "://" not in e]
-    return check_output(out, REPORT, inputs=inputs, replace=True)
+    return check_output(out, REPORT, inputs=inputs, replace=True, flag=flag)
 
 
 def write_report_atomically(
-    results: Results, out: Path, options: ReportOptions, experiments: list[str]
+    results: Results, out: Path, options: ReportOptions, experiments: list[str], flag: str = "--out"
 ) -> dict[str, Path]:
     """Write the report in a temporary sibling and swap it for --out when complete, under the lock of
     --out, so a failure halfway leaves --out as it was (an earlier report is replaced whole, never
     mixed with the new one)."""
     from glintru.analysis.report import write_report
 
-    with locked(out):
-        real = check_report_out(out, experiments)  # again: another command may have written it meanwhile
+    with locked(out, flag=flag):
+        real = check_report_out(out, experiments, flag)  # again: another command may have written it meanwhile
         tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=real.parent))
         try:
             paths = write_report(results, tmp, options)

@@ -5,6 +5,7 @@ command lines and tables read it cheaply."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from glintru.models.gate_activations import PAPER_GATE_ACTIVATIONS
@@ -178,7 +179,8 @@ def run_study(run: StudyRun, report: str | None = None) -> tuple[str, str]:
     tabulate it; then write its report (EXP_DIR/report unless `report` names another directory).
     Returns the experiment directory and the study's table in Markdown."""
     from glintru.analysis import collect
-    from glintru.analysis.report import ReportOptions, write_report
+    from glintru.analysis.cli import check_report_out, write_report_atomically
+    from glintru.analysis.report import ReportOptions
     from glintru.analysis.studies import study_table
     from glintru.data.dataset import DatasetError, load_dataset
     from glintru.search import results
@@ -202,6 +204,9 @@ def run_study(run: StudyRun, report: str | None = None) -> tuple[str, str]:
             )
         done = bool(stored.get("phases")) and all(v == "done" for v in stored["phases"].values())
     settings = study_settings(run, dataset.name, resume)
+    out = Path(report) if report else None
+    if out is not None:  # refused before hours of training: a file, an input, a folder of other files
+        check_report_out(out, [exp_dir, run.data], flag="--report")
     if done:
         # a finished study is only tabulated, and only with the settings it ran with
         merge_resumed(settings, stored["settings"])
@@ -209,6 +214,8 @@ def run_study(run: StudyRun, report: str | None = None) -> tuple[str, str]:
         run_search(settings)
     found = collect(exp_dir)
     table = study_table(found, run.study)
-    out = report or results.join(exp_dir, "report")
-    write_report(found, out, ReportOptions(title=f"{run.study.title} study on {dataset.name}"))
+    if out is None:
+        out = Path(results.join(exp_dir, "report").removeprefix("file://"))
+    options = ReportOptions(title=f"{run.study.title} study on {dataset.name}")
+    write_report_atomically(found, out, options, [exp_dir, run.data], flag="--report")
     return exp_dir, table.to_markdown()

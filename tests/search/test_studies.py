@@ -128,6 +128,19 @@ def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "phase grid: starting" not in again.stderr
     assert pd.read_parquet(exp / "trials.parquet")["trial_id"].tolist() == trials["trial_id"].tolist()
+    # a --report that is the dataset, or a folder of other files, is refused and left as it was
+    data_files = {p: p.read_bytes() for p in tiny_data.rglob("*") if p.is_file()}
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    for place in (tiny_data, tmp_path / "notes"):
+        refused = _study(*args, "--report", str(place))
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert refused.stderr.strip().splitlines()[-1].startswith("error: --report")
+    assert {p: p.read_bytes() for p in tiny_data.rglob("*") if p.is_file()} == data_files
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["mine.txt"]
+    elsewhere = _study(*args, "--report", str(tmp_path / "elsewhere"))
+    assert elsewhere.returncode == 0, elsewhere.stderr[-2000:]
+    assert (tmp_path / "elsewhere" / "report.md").is_file()
     # another budget for a finished study is refused, not silently tabulated
     changed = _study(*[a if a != "2" else "3" for a in args])
     assert changed.returncode == 2
