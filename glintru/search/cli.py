@@ -365,11 +365,10 @@ def study_main(argv: list[str] | None = None, *, command: str = "glintru study")
             num_cpus=args.num_cpus,
             values=values,
         )
-        exp_dir, table = run_study(run, report=args.report)
+        line = shlex.join([*shlex.split(command), *(sys.argv[1:] if argv is None else argv)])
+        exp_dir, table = run_study(run, report=args.report, command_line=line)
         print(table)
         print(exp_dir)
         return OK
 
-    return run_command(
-        study, errors=(ValueError,), interrupted=(SearchInterrupted,), resume_hint="the same command resumes the study"
-    )
+    return run_command(study, errors=(ValueError,), interrupted=(SearchInterrupted,))

@@ -57,6 +57,9 @@ class Plan:
     # how the user runs a search, which resume_command repeats (the package's own command unless the
     # caller says another, e.g. `python tune/search.py`)
     command: list[str] = field(default_factory=lambda: ["glintru", "search"])
+    # the whole line that finishes the experiment, where a command of its own runs it (a study is
+    # resumed by the line that started it); None: the search's own --resume line
+    resume_line: str | None = None
 
     @property
     def metric(self) -> str:
@@ -279,6 +282,8 @@ def plan_search(settings: SearchSettings) -> Plan:
 
 def resume_command(plan: Plan) -> str:
     """The exact command line that finishes this experiment."""
+    if plan.resume_line is not None:
+        return plan.resume_line
     s = plan.settings
     args = [
         *plan.command,

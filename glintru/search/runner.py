@@ -81,18 +81,21 @@ def run_search(
     *,
     typed: Collection[str] | None = None,
     command: Sequence[str] = ("glintru", "search"),
+    resume_line: str | None = None,
 ) -> str:
     """Run (or resume) a search; returns the experiment directory (a path or URI), whose
     trials.parquet console.summary() tabulates. `callbacks`: extra Tune callbacks for every phase
     (benchmarks use one to time trial starts). `typed`: the settings whose flags a command line
     typed, which a resume checks against the experiment whatever their value (see merge_resumed).
-    `command`: how the user runs a search, the start of the --resume line an interruption prints.
+    `command`: how the user runs a search, the start of the --resume line an interruption prints;
+    `resume_line`: the whole line it prints instead (a study's own command).
     SearchError before Ray starts for settings that cannot work; SearchInterrupted when stopped
     with trials unfinished."""
     if settings.resume:
         settings = load_settings_for_resume(settings, typed)
     plan = plan_search(settings)
     plan.command = list(command)
+    plan.resume_line = resume_line
     lock = _lock_experiment(plan.exp_dir)
     try:
         import ray

@@ -174,10 +174,11 @@ def study_settings(run: StudyRun, dataset_name: str, resume: bool) -> Any:
     )
 
 
-def run_study(run: StudyRun, report: str | None = None) -> tuple[str, str]:
+def run_study(run: StudyRun, report: str | None = None, command_line: str | None = None) -> tuple[str, str]:
     """Run the study's grid, or resume it where an earlier run stopped, or, when it is done, only
     tabulate it; then write its report (EXP_DIR/report unless `report` names another directory).
-    Returns the experiment directory and the study's table in Markdown."""
+    `command_line`: the line that started it, which an interruption prints as the one that resumes
+    it. Returns the experiment directory and the study's table in Markdown."""
     from glintru.analysis import collect
     from glintru.analysis.cli import check_report_out, write_report_atomically
     from glintru.analysis.report import ReportOptions
@@ -211,7 +212,7 @@ def run_study(run: StudyRun, report: str | None = None) -> tuple[str, str]:
         # a finished study is only tabulated, and only with the settings it ran with
         merge_resumed(settings, stored["settings"])
     else:
-        run_search(settings)
+        run_search(settings, resume_line=command_line)
     found = collect(exp_dir)
     table = study_table(found, run.study)
     if out is None:

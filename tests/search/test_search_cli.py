@@ -367,3 +367,31 @@ def test_choices_are_read_from_where_they_are_defined(flag, module, names, choic
     action = next(a for a in cli.build_parser()._actions if flag in a.option_strings)
     assert tuple(action.choices) == choices
     assert flag != "--sampler" or "tpe or qmc for one objective; tpe or nsga3 for several" in action.help
+
+
+@pytest.mark.parametrize("entry", ["script", "glintru"])
+def test_an_interrupted_study_names_the_study_line_that_resumes_it(entry, tiny_data, tmp_path, monkeypatch, capsys):
+    """A study is resumed by the line that started it, not by the search's own --resume line (which
+    would finish the grid but not tabulate the study)."""
+    from glintru.cli import main
+    from glintru.search import runner
+    from glintru.search.cli import study_main
+    from glintru.search.plan import resume_command
+    from glintru.search.settings import SearchInterrupted
+
+    def interrupted(settings, callbacks=(), *, typed=None, command=("glintru", "search"), resume_line=None):
+        plan = plan_search(settings)
+        plan.resume_line = resume_line
+        raise SearchInterrupted(f"stopped; the study is saved. Finish it with:\n  {resume_command(plan)}")
+
+    monkeypatch.setattr(runner, "run_search", interrupted)
+    argv = ["kernel", "--data", str(tiny_data), "--values", "1,3", "--eval-mode", "pop20", "--storage", str(tmp_path)]
+    if entry == "script":
+        monkeypatch.setattr(sys, "argv", ["tune/study.py", *argv])
+        code, start = study_main(command="python tune/study.py"), ["python", "tune/study.py"]
+    else:
+        code, start = main(["study", *argv]), ["glintru", "study"]
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert err.strip().splitlines()[-1].strip() == " ".join([*start, *argv])
+    assert "glintru search --resume" not in err
