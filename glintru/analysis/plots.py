@@ -207,14 +207,15 @@ def time_to_quality_plot(curves: dict[str, pd.DataFrame], metric: str = "valid/n
 def study_plot(table: StudyTable) -> Figure:
     """One study (glintru.analysis.studies.study_table): the test metric of each value, mean with an
     error bar of sd over seeds, a star where it differs from the reference after Holm and the
-    paper's figure as an open marker (left); training seconds per epoch and inference ms (right)."""
+    paper's figure as an open marker (left); training seconds per epoch and inference ms per batch
+    (middle, right), each on its own axis."""
     f, study = table.frame, table.study
     if f.empty:
         raise ValueError(f"the {study.name} study has no tested row to plot")
     metric = table.metrics[-1]
     x = np.arange(len(f))
     labels = [value_name(v) for v in f["value"]]
-    fig, (acc, cost) = _figure(2, width=4.6, height=3.6)
+    fig, (acc, train, infer) = _figure(3, width=4.2, height=3.6)
     mean, sd = f[f"test/{metric}"].to_numpy(float), f[f"sd/{metric}"].to_numpy(float)
     colors = ["tab:red" if v == study.reference else "tab:blue" for v in f["value"]]
     acc.errorbar(x, mean, yerr=np.nan_to_num(sd), fmt="none", ecolor="0.4", capsize=3)
@@ -228,12 +229,10 @@ def study_plot(table: StudyTable) -> Figure:
     acc.set_ylabel(f"test {metric_name(metric)}")
     acc.set_title(f"{study.title} (red: {value_name(study.reference)}; * p < 0.05, Holm)", fontsize="small")
     acc.legend(fontsize="x-small")
-    width = 0.38
-    cost.bar(x - width / 2, f["seconds_per_epoch"], width, label=COST_LABELS["seconds_per_epoch"])
-    cost.bar(x + width / 2, f["infer_ms_per_batch"], width, label=COST_LABELS["infer_ms_per_batch"])
-    cost.set_title("cost", fontsize="small")
-    cost.legend(fontsize="x-small")
-    for ax in (acc, cost):
+    for ax, column in ((train, "seconds_per_epoch"), (infer, "infer_ms_per_batch")):
+        ax.bar(x, f[column], 0.6, color=colors)
+        ax.set_ylabel(COST_LABELS[column])
+    for ax in (acc, train, infer):
         ax.set_xticks(x, labels, rotation=30 if max(map(len, labels)) > 4 else 0, fontsize="small")
         ax.set_xlabel(study.key)
         ax.grid(alpha=0.3, axis="y")

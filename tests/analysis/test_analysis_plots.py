@@ -122,12 +122,14 @@ def test_study_plot_shows_means_paper_figures_marks_and_costs():
         }
     )
     fig = study_plot(StudyTable(study, frame, ("ndcg@10",), "Amazon Beauty"))
-    acc, cost = fig.get_axes()
+    acc, train, infer = fig.get_axes()
     ours, paper = acc.collections[-2], acc.collections[-1]
     assert ours.get_offsets()[:, 1].tolist() == [0.25, 0.24]
     assert paper.get_offsets()[:, 1].tolist() == [0.2964, 0.2770]
     assert [t.get_text() for t in acc.texts] == ["*"]  # relu differs from the reference silu after Holm
     assert [t.get_text() for t in acc.get_xticklabels()] == ["silu", "relu"]
-    assert [round(b.get_height(), 1) for b in cost.patches] == [22.0, 21.0, 5.0, 4.5]
+    assert [round(b.get_height(), 1) for b in train.patches] == [22.0, 21.0]
+    assert [round(b.get_height(), 1) for b in infer.patches] == [5.0, 4.5]
+    assert (train.get_ylabel(), infer.get_ylabel()) == ("training (s/epoch)", "inference (ms/batch)")
     with pytest.raises(ValueError, match="no tested row"):
         study_plot(StudyTable(study, frame.iloc[0:0], ("ndcg@10",), "Amazon Beauty"))
