@@ -25,7 +25,7 @@ import pandas as pd
 from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, check_file_outputs, write_output
 from glintru.analysis.collect import Results, collect, config_columns, config_signature, experiment_paths, tested
 from glintru.analysis.comparability import SOURCE
-from glintru.analysis.tables import PAPER_METRICS, metric_name
+from glintru.analysis.tables import PAPER_METRICS, format_number, format_p, json_value, metric_name
 from glintru.command import OK, run_command
 
 DESCRIPTION = (
@@ -73,7 +73,7 @@ class PresetComparison:
             f"the search's choice ({best['value']}, the best validation {metric_name(m)} over its seeds): test "
             f"{metric_name(m)} {best[f'test/{m}']:.4f} against the "
             f"preset's {self.frame.iloc[0][f'test/{m}']:.4f}, {best[f'gain/{m}']:+.2%} (paired p, Holm = "
-            f"{_p(best[f'p_holm/{m}'])}; Welch over seeds p, Holm = {_p(best[f'p_welch_holm/{m}'])}): the goal of "
+            f"{format_p(best[f'p_holm/{m}'])}; Welch over seeds p, Holm = {format_p(best[f'p_welch_holm/{m}'])}): the goal of "
             f"{GOAL_GAIN:+.0%} at p < {self.alpha} is {'met' if met else 'not met'}"
         )
 
@@ -89,8 +89,12 @@ class PresetComparison:
                 mark = "*" if row[f"p_holm/{x}"] < self.alpha else ""
                 sd = "" if np.isnan(row[f"sd/{x}"]) else f" ± {row[f'sd/{x}']:.4f}"
                 cells.append(f"{row[f'test/{x}']:.4f}{mark}{sd}")
-            cells += [f"{row[f'gain/{m}']:+.2%}", _p(row[f"p_holm/{m}"]), _p(row[f"p_welch_holm/{m}"])]
-            cells += [_num(row[f"valid/{m}"], 4), _num(row["best_epoch"], 1), _num(row["seconds_per_epoch"], 1)]
+            cells += [f"{row[f'gain/{m}']:+.2%}", format_p(row[f"p_holm/{m}"]), format_p(row[f"p_welch_holm/{m}"])]
+            cells += [
+                format_number(row[f"valid/{m}"], 4),
+                format_number(row["best_epoch"], 1),
+                format_number(row["seconds_per_epoch"], 1),
+            ]
             cells.append(row["settings"])
             lines.append("| " + " | ".join(cells) + " |")
         budget = f"up to {self.max_epochs} epochs each" if self.max_epochs else "the epochs each run recorded"
@@ -113,24 +117,8 @@ class PresetComparison:
             "alpha": self.alpha,
             "goal_gain": GOAL_GAIN,
             "verdict": self.verdict(),
-            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
+            "rows": [{k: json_value(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
         }
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _p(v: float) -> str:
-    return "-" if v is None or np.isnan(v) else (f"{v:.2g}" if v < 0.001 else f"{v:.3f}")
-
-
-def _num(v: float, digits: int) -> str:
-    return "-" if v is None or np.isnan(v) else f"{v:.{digits}f}"
 
 
 def _max_epochs(results: Results, name: str) -> int | None:

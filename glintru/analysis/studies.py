@@ -14,7 +14,17 @@ import pandas as pd
 from glintru.analysis.collect import Results, tested
 from glintru.analysis.comparability import SAME_SEEDS, check_comparable, check_negatives
 from glintru.analysis.stats import SignificanceError, holm, paired_ttest, welch_ttest
-from glintru.analysis.tables import PAPER_METRICS, Layout, frame_layout, metric_name, render_markdown, value_name
+from glintru.analysis.tables import (
+    PAPER_METRICS,
+    Layout,
+    format_number,
+    format_p,
+    frame_layout,
+    json_value,
+    metric_name,
+    render_markdown,
+    value_name,
+)
 from glintru.analysis.timeline import levelling, read_timeline
 from glintru.search.studies import Study
 
@@ -43,16 +53,16 @@ class StudyTable:
                 for mean, sd, mark in zip(f[f"test/{m}"], f[f"sd/{m}"], marks)
             ]
             if self.study.paper:
-                out[f"paper {metric_name(m)}"] = [_num(v, 4) for v in f[f"paper/{m}"]]
+                out[f"paper {metric_name(m)}"] = [format_number(v, 4) for v in f[f"paper/{m}"]]
         main = self.metrics[-1]
-        out[f"diff {metric_name(main)}"] = [_num(v, 4, signed=True) for v in f[f"diff/{main}"]]
-        out["p (Holm)"] = [_p(v) for v in f[f"p_holm/{main}"]]
-        out[f"valid {metric_name(main)}"] = [_num(v, 4) for v in f[f"valid/{main}"]]
-        out["best epoch"] = [_num(v, 1) for v in f["best_epoch"]]
-        out[f"rise last {self.window} ep"] = [_num(v, 4, signed=True) for v in f["rise"]]
-        out["s/epoch"] = [_num(v, 1) for v in f["seconds_per_epoch"]]
-        out["infer ms"] = [_num(v, 1) for v in f["infer_ms_per_batch"]]
-        out["peak MB"] = [_num(v, 0) for v in f["peak_memory_mb"]]
+        out[f"diff {metric_name(main)}"] = [format_number(v, 4, signed=True) for v in f[f"diff/{main}"]]
+        out["p (Holm)"] = [format_p(v) for v in f[f"p_holm/{main}"]]
+        out[f"valid {metric_name(main)}"] = [format_number(v, 4) for v in f[f"valid/{main}"]]
+        out["best epoch"] = [format_number(v, 1) for v in f["best_epoch"]]
+        out[f"rise last {self.window} ep"] = [format_number(v, 4, signed=True) for v in f["rise"]]
+        out["s/epoch"] = [format_number(v, 1) for v in f["seconds_per_epoch"]]
+        out["infer ms"] = [format_number(v, 1) for v in f["infer_ms_per_batch"]]
+        out["peak MB"] = [format_number(v, 0) for v in f["peak_memory_mb"]]
         return out
 
     def caption(self) -> str:
@@ -79,26 +89,8 @@ class StudyTable:
             "paper_source": self.study.paper_source,
             "claim": self.study.claim,
             "level_window": self.window,
-            "rows": [{k: _plain(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
+            "rows": [{k: json_value(v) for k, v in row.items()} for row in self.frame.to_dict("records")],
         }
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, (np.floating, float)):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _num(v: Any, digits: int, signed: bool = False) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "-"
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
-
-
-def _p(v: float) -> str:
-    return "-" if np.isnan(v) else (f"{v:.2g}" if v < 0.001 else f"{v:.3f}")
 
 
 def _user_means(results: Results, trials: pd.DataFrame, metric: str) -> pd.Series:

@@ -296,6 +296,27 @@ def render_html(layout: Layout) -> str:
     return "\n".join(out) + "\n"
 
 
+def json_value(v: Any) -> Any:
+    """A table cell as JSON holds it: numpy numbers as Python ones, NaN as None."""
+    if isinstance(v, (np.floating, float)):
+        return None if np.isnan(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def format_number(v: Any, digits: int, signed: bool = False) -> str:
+    """`digits` decimals (with a sign when `signed`); '-' for a missing value."""
+    if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return "-"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def format_p(v: Any) -> str:
+    """A p-value: two significant digits below 0.001, else three decimals; '-' when missing."""
+    return "-" if v is None or np.isnan(v) else (f"{v:.2g}" if v < 0.001 else f"{v:.3f}")
+
+
 def frame_layout(frame: pd.DataFrame, digits: int = 4, caption: str = "") -> Layout:
     """A plain DataFrame as a Layout (floats to `digits` decimals, NaN as '-')."""
 
