@@ -259,9 +259,30 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def release_memory() -> bool:
+    """Hand the memory earlier runs of this process freed back to the system: collect unreachable
+    objects, then (glibc) trim every malloc arena. A search's reused trial process runs each trial
+    in a new thread, so each trial allocates from another arena; without the trim the freed pages of
+    the earlier trials stay resident and count in this run's peak. False where there is no glibc."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
 def reset_peak_memory(device: torch.device) -> None:
     """Start a run's peak-memory count afresh: a process that trains several runs one after another
-    (a search's reused trial process) must not report an earlier run's peak as this one's."""
+    (a search's reused trial process) must not report an earlier run's peak, nor the memory those
+    runs freed but the allocator still holds, as this one's."""
+    release_memory()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return

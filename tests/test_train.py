@@ -421,6 +421,47 @@ def test_peak_memory_is_the_runs_own_in_a_process_that_ran_something_bigger(tiny
     assert 0 < m["peak_memory_mb"] < held
 
 
+def _resident_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="Linux resident memory")
+def test_release_memory_returns_what_an_earlier_threads_run_freed():
+    import threading
+
+    from glintru.train import release_memory
+
+    # a reused trial process: the earlier trial ran in a thread of its own (an arena of its own),
+    # freed ~200 MB of small blocks but one, so the allocator keeps the pages resident
+    kept: list[bytearray] = []
+
+    def earlier_trial() -> None:
+        blocks = [bytearray(4000) for _ in range(50_000)]
+        kept.append(blocks[-1])
+
+    before = _resident_mb()
+    t = threading.Thread(target=earlier_trial)
+    t.start()
+    t.join()
+    held = _resident_mb() - before
+    if not release_memory():
+        pytest.skip("no glibc malloc_trim")
+    assert held > 150
+    assert _resident_mb() - before < held / 4
+
+
+def test_a_run_releases_memory_before_its_peak_count_starts(tiny, tmp_path, monkeypatch):
+    import glintru.train as train_module
+
+    calls: list[str] = []
+    real_release, real_reset = train_module.release_memory, train_module.reset_peak_memory
+    monkeypatch.setattr(train_module, "release_memory", lambda: calls.append("release") or real_release())
+    monkeypatch.setattr(train_module, "reset_peak_memory", lambda d: calls.append("reset") or real_reset(d))
+    train(tiny, "glintru", tmp_path / "run", overrides=SMALL, config=_cfg(epochs=1), progress=False)
+    assert calls[:2] == ["reset", "release"]
+
+
 # -- the epoch that ends training, the selection metric, the NaN check ------------------------------
 
 
