@@ -73,7 +73,10 @@ class TemporalConv1d(nn.Module):
 
     def cut(self, x: torch.Tensor, future: int) -> torch.Tensor:
         """The output at each position p of a sequence that ends `future` items after p (the
-        window's later taps fall past the end and see zeros): x[B, N, d] -> [B, N - future, d]."""
+        window's later taps fall past the end and see zeros): x[B, N, d] -> [B, N - future, d]; no
+        position has `future` items after it in a sequence of N <= future."""
+        if x.size(1) <= future:
+            return x.new_zeros(x.size(0), 0, self.conv.out_channels)
         left, k = self.pad[0], self.pad[0] + future + 1
         y = F.conv1d(F.pad(x, (0, 0, left, 0)).transpose(1, 2), self.conv.weight[..., :k], self.conv.bias)
         return y.transpose(1, 2)

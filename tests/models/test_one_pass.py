@@ -38,6 +38,7 @@ EXACT = {
     ),
     "glintru-k2-same": ("glintru", {"num_heads": 2, "kernel_size": 2}),
     "glintru-k5-same": ("glintru", {"num_heads": 2, "kernel_size": 5, "gru_bias": True}),
+    "glintru-k9-same": ("glintru", {"num_heads": 2, "kernel_size": 9}),
     "glintru-causal": ("glintru", {"num_heads": 2, "conv_padding": "causal", "gru_num_layers": 2}),
     "glintru-causal-2-layers": (
         "glintru",
@@ -146,6 +147,22 @@ def test_one_pass_losses_equal_per_prefix_losses(case):
         got = one_pass_losses(m, loader)
     assert got.keys() == expected.keys()
     assert any(t > MAX_LENGTH for _, t in got), "the data must include sliding-window targets"
+    keys = sorted(expected)
+    torch.testing.assert_close(
+        torch.tensor([got[k] for k in keys]), torch.tensor([expected[k] for k in keys]), rtol=0, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("kernel_size", [5, 7, 9])
+def test_one_pass_is_exact_on_rows_shorter_than_the_kernels_reach(kernel_size):
+    """A batch whose rows hold 1-3 items, fewer than a centred window's future taps: those taps see
+    only padding (a Beauty batch of short histories once failed here with k = 7 and 9)."""
+    m = model("glintru", {"num_heads": 2, "kernel_size": kernel_size}).train()
+    short = dataset([3, 4, 4, 5, 3, 4])
+    with torch.no_grad():
+        expected = per_prefix_losses(m, short)
+        got = one_pass_losses(m, SequenceLoader(short, MAX_LENGTH, batch_size=24, seed=0))
+    assert got.keys() == expected.keys() and got
     keys = sorted(expected)
     torch.testing.assert_close(
         torch.tensor([got[k] for k in keys]), torch.tensor([expected[k] for k in keys]), rtol=0, atol=1e-5
