@@ -74,6 +74,8 @@ HELP_SCRIPTS = {
     "benchmarks/search_overhead.py",
 }
 SEARCH_SCRIPT = "tune/search.py"  # its examples are parsed and checked in tests/search/test_readme_search.py
+# Scripts that expose build_parser(): each example is parsed by the parser the script runs.
+BUILT_PARSER_SCRIPTS = {"tune/study.py"}
 
 
 def _argv(command: str) -> list[str]:
@@ -111,12 +113,15 @@ def test_script_example_parses_or_names_real_flags(page, command):
         return
     path = words[1]
     assert (REPO / path).is_file(), f"{page}: `{command}` runs {path}, which the repository does not have"
-    assert path in PARSED_SCRIPTS | HELP_SCRIPTS | {SEARCH_SCRIPT}, f"{page}: teach this test to check {path}"
-    if path in PARSED_SCRIPTS:
+    known = PARSED_SCRIPTS | HELP_SCRIPTS | BUILT_PARSER_SCRIPTS | {SEARCH_SCRIPT}
+    assert path in known, f"{page}: teach this test to check {path}"
+    if path in PARSED_SCRIPTS | BUILT_PARSER_SCRIPTS:
+        module = _load(path)
+        parse = module.parse_args if path in PARSED_SCRIPTS else module.build_parser().parse_args
         err = io.StringIO()
         try:
             with contextlib.redirect_stderr(err):
-                _load(path).parse_args(words[2:])
+                parse(words[2:])
         except SystemExit:
             pytest.fail(f"{page}: `{command}` is refused: {err.getvalue().strip()}")
     elif path in HELP_SCRIPTS:
