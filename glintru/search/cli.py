@@ -324,6 +324,11 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrent", type=int, help="runs at once (default: as many as resources fit)")
     p.add_argument("--num-cpus", type=int, help="embedded Ray: logical CPUs (default: all cores)")
     p.add_argument("--report", help="report directory (default EXP_DIR/report)")
+    p.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="run the errored runs of the study's experiment again (after their cause is fixed)",
+    )
 
 
 def format_studies() -> str:
@@ -364,10 +369,16 @@ def study_main(argv: list[str] | None = None, *, command: str = "glintru study")
             max_concurrent=args.max_concurrent,
             num_cpus=args.num_cpus,
             values=values,
+            retry_errored=args.retry_errored,
         )
-        line = shlex.join([*shlex.split(command), *(sys.argv[1:] if argv is None else argv)])
-        exp_dir, table = run_study(run, report=args.report, command_line=line)
+        typed = sys.argv[1:] if argv is None else argv
+        line = shlex.join([*shlex.split(command), *typed])
+        exp_dir, table, errored = run_study(run, report=args.report, command_line=line)
         print(table)
+        if errored:
+            retry = line if args.retry_errored else shlex.join([*shlex.split(command), *typed, "--retry-errored"])
+            print("the table leaves out errored runs:", *(f"  {e}" for e in errored), sep="\n", file=sys.stderr)
+            print(f"once their cause is fixed, run them again with:\n  {retry}", file=sys.stderr)
         print(exp_dir)
         return OK
 

@@ -366,6 +366,26 @@ def count_unfinished(records: list[TrialRecord], expected: int) -> int:
     return pending + max(0, expected - len(records))
 
 
+def phases_to_retry(plan: Plan, phase_status: dict[str, str]) -> set[str]:
+    """The finished phases with errored trials, which --retry-errored runs again. SearchError when
+    one of them is the search and its seed reruns are done: they reran the best trials of the
+    search as it stood, and a retried search could change which those are."""
+    errored = {
+        phase: sum(r.status == "ERROR" for r in collect_phase(plan, phase))
+        for phase in plan.phases
+        if phase_status.get(phase) == "done"
+    }
+    retry = {phase for phase, n in errored.items() if n}
+    if "search" in retry and phase_status.get("seeds") == "done":
+        raise SearchError(
+            f"--retry-errored: {errored['search']} errored trial(s) of the search cannot run again: its seed "
+            "reruns are done, on the best trials of the search as it stood; start a new search (another --name)"
+        )
+    for phase in sorted(retry, key=plan.phases.index):
+        log.info("phase %s: running its %d errored trial(s) again", phase, errored[phase])
+    return retry
+
+
 def run_phases(plan: Plan, callbacks: tuple[Any, ...]) -> list[TrialRecord]:
     """Every phase not yet done, in order, experiment.json kept current; the trials of all phases.
     SearchInterrupted when Tune returned with trials unfinished (Ctrl-C or SIGTERM)."""
@@ -376,9 +396,10 @@ def run_phases(plan: Plan, callbacks: tuple[Any, ...]) -> list[TrialRecord]:
     if plan.settings.resume:
         phase_status.update(results.read_experiment(plan.exp_dir).get("phases", {}))
     results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
+    retried = phases_to_retry(plan, phase_status) if plan.settings.retry_errored else set()
     records: list[TrialRecord] = []
     for phase in plan.phases:
-        if phase_status.get(phase) != "done":
+        if phase_status.get(phase) != "done" or phase in retried:
             phase_status[phase] = "running"
             results.write_experiment(plan.exp_dir, experiment_info(plan, phase_status))
             search = collect_phase(plan, "search") if phase == "seeds" else None

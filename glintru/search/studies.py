@@ -133,6 +133,7 @@ class StudyRun:
     max_concurrent: int | None = None
     num_cpus: int | None = None
     values: tuple[Any, ...] | None = None  # a subset of the study's values
+    retry_errored: bool = False  # run the errored runs of an existing experiment again
 
     def experiment_name(self, dataset_name: str) -> str:
         return self.name or f"study-{self.study.name}-{dataset_name}"
@@ -171,14 +172,32 @@ def study_settings(run: StudyRun, dataset_name: str, resume: bool) -> Any:
         max_concurrent=run.max_concurrent,
         num_cpus=run.num_cpus,
         resume=resume,
+        retry_errored=resume and run.retry_errored,
     )
 
 
-def run_study(run: StudyRun, report: str | None = None, command_line: str | None = None) -> tuple[str, str]:
+def errored_runs(trials: Any, study: Study) -> list[str]:
+    """One line per value of the study with errored runs, which its table leaves out: how many of
+    the value's runs, and the first reason."""
+    if "status" not in trials.columns or f"config/{study.key}" not in trials.columns:
+        return []
+    lines = []
+    for value, g in trials.groupby(f"config/{study.key}", sort=False):
+        bad = g[g["status"] == "ERROR"]
+        if len(bad):
+            reasons = bad["error"].dropna() if "error" in bad else []
+            why = f" ({reasons.iloc[0]})" if len(reasons) else ""
+            lines.append(f"{study.key}={value}: {len(bad)} of {len(g)} run(s) errored{why}")
+    return lines
+
+
+def run_study(run: StudyRun, report: str | None = None, command_line: str | None = None) -> tuple[str, str, list[str]]:
     """Run the study's grid, or resume it where an earlier run stopped, or, when it is done, only
-    tabulate it; then write its report (EXP_DIR/report unless `report` names another directory).
-    `command_line`: the line that started it, which an interruption prints as the one that resumes
-    it. Returns the experiment directory and the study's table in Markdown."""
+    tabulate it (with run.retry_errored: run its errored runs again first); then write its report
+    (EXP_DIR/report unless `report` names another directory). `command_line`: the line that
+    started it, which an interruption prints as the one that resumes it. Returns the experiment
+    directory, the study's table in Markdown, and a line per value whose errored runs the table
+    leaves out (see errored_runs)."""
     from glintru.analysis import collect
     from glintru.analysis.cli import check_report_out, write_report_atomically
     from glintru.analysis.report import ReportOptions
@@ -208,7 +227,7 @@ def run_study(run: StudyRun, report: str | None = None, command_line: str | None
     out = Path(report) if report else None
     if out is not None:  # refused before hours of training: a file, an input, a folder of other files
         check_report_out(out, [exp_dir, run.data], flag="--report")
-    if done:
+    if done and not run.retry_errored:
         # a finished study is only tabulated, and only with the settings it ran with
         merge_resumed(settings, stored["settings"])
     else:
@@ -219,4 +238,4 @@ def run_study(run: StudyRun, report: str | None = None, command_line: str | None
         out = Path(results.join(exp_dir, "report").removeprefix("file://"))
     options = ReportOptions(title=f"{run.study.title} study on {dataset.name}")
     write_report_atomically(found, out, options, [exp_dir, run.data], flag="--report")
-    return exp_dir, table.to_markdown()
+    return exp_dir, table.to_markdown(), errored_runs(found.trials, run.study)

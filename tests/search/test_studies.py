@@ -149,3 +149,96 @@ def test_a_study_runs_tabulates_and_is_not_run_twice(tiny_data, tmp_path):
     other = _study("layers", *args[1:], "--name", "study-kernel-synthetic")
     assert other.returncode == 2
     assert "error: " in other.stderr and "not the layers study" in other.stderr
+
+
+# Put first on a study's PYTHONPATH, this makes every run of kernel_size=1 fail while the file named
+# by GLINTRU_TEST_FAIL_WHILE exists: a defect that is fixed between two runs of the study.
+_FAILING_RUNS = """
+import importlib.abc, importlib.machinery, os, sys
+
+class _Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "glintru.train":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            train = module.train
+
+            def failing(*args, **kwargs):
+                if (kwargs.get("overrides") or {}).get("kernel_size") == 1 and os.path.exists(
+                    os.environ["GLINTRU_TEST_FAIL_WHILE"]
+                ):
+                    raise RuntimeError("kernel_size=1 is broken")
+                return train(*args, **kwargs)
+
+            module.train = failing
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+if os.environ.get("GLINTRU_TEST_FAIL_WHILE"):
+    sys.meta_path.insert(0, _Hook())
+"""
+
+
+@pytest.mark.slow
+def test_a_study_names_its_errored_runs_and_runs_them_again_when_asked(tiny_data, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_FAILING_RUNS)
+    broken = tmp_path / "broken"
+    broken.write_text("")
+    env = cli_env()
+    env["PYTHONPATH"] = f"{hooks}:{env['PYTHONPATH']}"
+    env["GLINTRU_TEST_FAIL_WHILE"] = str(broken)
+    args = ["kernel", "--data", str(tiny_data), "--values", "1,3", "--seeds", "0,1", "--max-epochs", "1"]
+    args += ["--storage", str(tmp_path / "out"), "--num-cpus", "4", "--eval-mode", "pop20", *TINY]
+
+    def study(*extra):
+        return subprocess.run(
+            [sys.executable, str(STUDY_CLI), *args, *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            cwd=REPO,
+        )
+
+    exp = tmp_path / "out" / "study-kernel-synthetic"
+    first = study()
+    assert first.returncode == 0, first.stderr[-3000:]
+    trials = pd.read_parquet(exp / "trials.parquet")
+    assert sorted(zip(trials["config/kernel_size"], trials["status"])) == [
+        (1, "ERROR"),
+        (1, "ERROR"),
+        (3, "TERMINATED"),
+        (3, "TERMINATED"),
+    ]
+    assert (
+        "the table leaves out errored runs:\n  kernel_size=1: 2 of 2 run(s) errored (RuntimeError: kernel_size=1 is broken)"
+        in first.stderr
+    )
+    assert "once their cause is fixed, run them again with:\n  python tune/study.py kernel" in first.stderr
+    assert first.stderr.rstrip().endswith(" --retry-errored")
+    table = json.loads((exp / "report" / "tables" / "study_kernel_study-kernel-synthetic.json").read_text())
+    assert [r["value"] for r in table["rows"]] == [3]
+    # the same command again only tabulates: the errored runs stay errored
+    again = study()
+    assert again.returncode == 0 and "phase grid" not in again.stderr
+    assert "kernel_size=1: 2 of 2 run(s) errored" in again.stderr
+    # the cause fixed, --retry-errored runs them (and only them) again, and the table gains their row
+    broken.unlink()
+    retried = study("--retry-errored")
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    after = pd.read_parquet(exp / "trials.parquet")
+    assert set(after["status"]) == {"TERMINATED"}
+    assert sorted(after["trial_id"]) == sorted(trials["trial_id"])
+    kept = trials[trials["config/kernel_size"] == 3].set_index("trial_id")["test/ndcg@10"]
+    assert after.set_index("trial_id").loc[kept.index, "test/ndcg@10"].tolist() == kept.tolist()
+    assert "phase grid: running its 2 errored trial(s) again" in retried.stderr
+    assert "the table leaves out" not in retried.stderr
+    table = json.loads((exp / "report" / "tables" / "study_kernel_study-kernel-synthetic.json").read_text())
+    assert [r["value"] for r in table["rows"]] == [1, 3] and table["rows"][0]["seeds"] == 2

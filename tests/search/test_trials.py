@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pandas as pd
+import pytest
 import ray.exceptions
 
 from glintru.data.dataset import load_dataset
@@ -180,3 +181,33 @@ def test_a_phase_stopped_between_trials_is_unfinished(tiny_data, tmp_path):
         )
     )
     assert expected_trials(grid, "grid") == 6
+
+
+def test_retry_errored_reruns_finished_phases_with_errors_and_keeps_seed_reruns_true(tiny_data, tmp_path, monkeypatch):
+    from glintru.search import phases
+    from glintru.search.plan import plan_search
+    from glintru.search.settings import SearchError
+
+    plan = plan_search(
+        SearchSettings(space="glintru", data=str(tiny_data), storage=str(tmp_path), num_samples=3, seeds=[0, 1])
+    )
+    status = {"search": ["TERMINATED", "ERROR"], "seeds": ["TERMINATED", "TERMINATED"]}
+
+    def collect(plan, phase):
+        return [
+            results.TrialRecord(trial_id=f"{phase}{i}", phase=phase, status=s, config={})
+            for i, s in enumerate(status[phase])
+        ]
+
+    monkeypatch.setattr(phases, "collect_phase", collect)
+    # a search whose seeds are still to run: its errored trial runs again first
+    assert phases.phases_to_retry(plan, {"search": "done", "seeds": "pending"}) == {"search"}
+    # a pending phase is run anyway: nothing to retry in it
+    assert phases.phases_to_retry(plan, {"search": "pending", "seeds": "pending"}) == set()
+    status["seeds"] = ["TERMINATED", "ERROR"]
+    assert phases.phases_to_retry(plan, {"search": "done", "seeds": "running"}) == {"search"}
+    # the seed reruns done: retrying the search could change which trials they should have rerun
+    with pytest.raises(SearchError, match=r"1 errored trial\(s\) of the search cannot run again: its seed reruns"):
+        phases.phases_to_retry(plan, {"search": "done", "seeds": "done"})
+    status["search"] = ["TERMINATED", "TERMINATED"]
+    assert phases.phases_to_retry(plan, {"search": "done", "seeds": "done"}) == {"seeds"}
