@@ -472,15 +472,19 @@ def mean_metrics(df: pd.DataFrame) -> dict[str, float]:
 
 def write_per_user(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write per-user metrics to Parquet atomically (temporary sibling, then rename)."""
+    from glintru.outputs import file_mode
+
     if "user" not in df.columns:
         raise ValueError(f"per-user metrics need a 'user' column; got columns {list(df.columns)}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df.astype({"user": np.int32}).reset_index(drop=True), preserve_index=False)
+    mode = file_mode(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, mode)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

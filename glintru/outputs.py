@@ -56,6 +56,7 @@ UNMARKED = {
             "model.pt",
             "env.json",
             "test_users.parquet",
+            "failed.json",  # a run stopped by an error, resumable once it is fixed
             "checkpoint",
             "eval-*.json",
             "eval-*_users.parquet",
@@ -102,23 +103,68 @@ def _entry_names(directory: Path, names: list[str], shown: int = 4) -> str:
     return ", ".join(labels[:shown]) + more
 
 
+def _foreign(names: list[str], layout: _Layout | None) -> list[str]:
+    """The entries of a `layout` directory that its command does not write (none when it allows anything)."""
+    if layout is None or layout.allowed is None:
+        return []
+    allowed = (*layout.allowed, MARKER_FILE, f"{MARKER_FILE}.tmp-*")
+    return [n for n in names if not any(fnmatch(n, p) for p in allowed)]
+
+
 def describe(directory: str | os.PathLike) -> tuple[str | None, str]:
     """(kind, what it holds in words) of an existing, non-empty directory; kind None for anything
-    glintru did not write. The marker decides; without one, the files of an earlier glintru output."""
+    glintru did not write, and for an output that also holds files its command does not write (a
+    user's notes, another output put inside it), which replacing it would delete. The marker
+    decides the kind; without one, the files of an earlier glintru output."""
     d = Path(directory)
     names = sorted(os.listdir(d))
     if MARKER_FILE in names:
         kind = _marked_kind(d / MARKER_FILE)
         if kind is None:
             return None, f"a damaged {MARKER_FILE} marker"
-        return kind, KINDS[kind]
-    for kind, layout in UNMARKED.items():
-        if all(any(n in names for n in group) for group in layout.required):
-            extra = [n for n in names if layout.allowed is not None and not any(fnmatch(n, p) for p in layout.allowed)]
-            if not extra:
-                return kind, KINDS[kind]
-            return None, f"{KINDS[kind]}, but also files glintru did not write ({_entry_names(d, extra)})"
+        candidates = [(kind, UNMARKED.get(kind))]
+    else:
+        candidates = [
+            (kind, layout)
+            for kind, layout in UNMARKED.items()
+            if all(any(n in names for n in group) for group in layout.required)
+        ][:1]
+    for kind, layout in candidates:
+        extra = _foreign(names, layout)
+        if not extra:
+            return kind, KINDS[kind]
+        return None, f"{KINDS[kind]}, but also files glintru did not write ({_entry_names(d, extra)})"
     return None, f"files glintru did not write ({_entry_names(d, names)})"
+
+
+def output_around(path: str | os.PathLike) -> tuple[str, Path] | None:
+    """(kind, directory) of the nearest glintru output that holds `path` (resolved), marked or
+    laid out as one; None when no folder above it is one. A file written there is not its
+    command's, and replacing that output would delete it."""
+    for above in Path(path).parents:
+        try:
+            names = os.listdir(above)
+        except OSError:
+            continue
+        if MARKER_FILE in names:
+            kind = _marked_kind(above / MARKER_FILE)
+            if kind is not None:
+                return kind, above
+        for kind, layout in UNMARKED.items():
+            if all(any(n in names for n in group) for group in layout.required):
+                return kind, above
+    return None
+
+
+def file_mode(path: str | os.PathLike) -> int:
+    """The permissions a file written at `path` gets: those of the file it replaces, else what the
+    umask leaves of rw-rw-rw- (a plain open's; the temporary file it is written through has 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def resolve(path: str | os.PathLike, flag: str = "--out") -> Path:

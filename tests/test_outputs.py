@@ -19,9 +19,11 @@ from glintru.outputs import (
     OutputError,
     check_output,
     describe,
+    file_mode,
     lock_path,
     locked,
     mark,
+    output_around,
     replace_dir,
 )
 
@@ -53,6 +55,53 @@ def test_the_commands_mark_their_directories_and_older_ones_are_known_by_their_f
         (path / "notes.txt").write_text("mine")
         found, what = describe(path)
         assert found is None and "files glintru did not write (notes.txt)" in what
+
+
+def test_a_marked_output_with_files_its_command_does_not_write_is_no_longer_its_kind(tmp_path):
+    # replacing it would delete a user's notes, or another output put inside it
+    data, run = small_dataset(tmp_path / "data"), small_run(tmp_path)
+    (data / "NOTES.md").write_text("mine")
+    (data / "raw").mkdir()
+    found, what = describe(data)
+    assert found is None
+    assert (
+        what
+        == "a prepared dataset (glintru prepare, glintru synthetic), but also files glintru did not write (NOTES.md, raw/)"
+    )
+    with pytest.raises(OutputError, match=r"but also files glintru did not write \(NOTES.md, raw/\)"):
+        check_output(data, DATASET, replace=True)
+    (run / "my-search").mkdir()
+    assert describe(run)[0] is None and "(my-search/)" in describe(run)[1]
+    (run / "my-search").rmdir()
+    assert describe(run)[0] == RUN
+    (tmp_path / "report").mkdir()
+    mark(tmp_path / "report", REPORT)
+    (tmp_path / "report" / "my_edits.md").write_text("mine")
+    assert describe(tmp_path / "report")[0] is None
+
+
+def test_output_around_names_the_nearest_output_holding_a_path(tmp_path):
+    data, run = small_dataset(tmp_path / "data"), small_run(tmp_path)
+    assert output_around(data / "meta.json") == (DATASET, data)
+    assert output_around(data / "new" / "deep" / "x.md") == (DATASET, data)
+    assert output_around(run / "metrics.json") == (RUN, run)
+    (run / MARKER_FILE).unlink()  # an older run, known by its files
+    assert output_around(run / "table.md") == (RUN, run)
+    assert output_around(tmp_path / "table.md") is None
+    assert output_around(tmp_path / "elsewhere" / "table.md") is None
+
+
+def test_a_written_file_keeps_the_mode_of_the_one_it_replaces_or_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert file_mode(tmp_path / "new.md") == 0o644
+        os.umask(0o077)
+        assert file_mode(tmp_path / "new.md") == 0o600
+    finally:
+        os.umask(old)
+    (tmp_path / "shared.md").write_text("x")
+    os.chmod(tmp_path / "shared.md", 0o664)
+    assert file_mode(tmp_path / "shared.md") == 0o664
 
 
 def test_marker_content_is_the_kind_alone(tmp_path):

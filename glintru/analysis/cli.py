@@ -148,9 +148,10 @@ def check_file_outputs(
     outputs: dict[str, str | os.PathLike | None], inputs: Sequence[str | os.PathLike], example: str = "table.md"
 ) -> None:
     """Refuse, before any work, an output file (flag -> path; None: not given) that is a directory,
-    another flag's file, or a place inside an input: writing there could replace a file the command
-    reads (a run's metrics.json, an experiment's trials.parquet)."""
-    from glintru.outputs import resolve
+    another flag's file, a place inside an input, or a place inside any glintru output (a run, a
+    dataset, an experiment, a report): writing there could replace a file the command reads (a run's
+    metrics.json, an experiment's trials.parquet) or one that another command wrote and reads."""
+    from glintru.outputs import KINDS, output_around, resolve
 
     given = {flag: path for flag, path in outputs.items() if path is not None}
     real = {flag: resolve(path, flag) for flag, path in given.items()}
@@ -169,6 +170,13 @@ def check_file_outputs(
                     f"{flag} {given[flag]} is inside the input {name}, which this command reads; write it outside "
                     "the inputs"
                 )
+        around = output_around(path)
+        if around is not None:
+            kind, directory = around
+            raise ValueError(
+                f"{flag} {given[flag]} is inside {KINDS[kind]}, {directory}, whose files its own command writes; "
+                "write it outside"
+            )
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -178,11 +186,15 @@ def write_atomically(path: Path, text: str) -> None:
     blocker = next((p for p in path.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise NotADirectoryError(0, f"{blocker} is a file, not a directory")
+    from glintru.outputs import file_mode
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from glintru.data.dataset import DatasetError, PreparedDataset, load_dataset
 from glintru.evaluate import check_mode_fits
+from glintru.outputs import KINDS, output_around
 from glintru.search import results
 from glintru.search.objectives import Objective
 from glintru.search.results import SELECTION_METRIC, join
@@ -251,6 +252,13 @@ def plan_search(settings: SearchSettings) -> Plan:
         raise SearchError(f"--eval-mode: {e}") from None
     name = s.name or f"{space.name}-{dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     exp_dir = join(results.normalize_location(s.storage), name)
+    if not results.is_uri(exp_dir):
+        around = output_around(exp_dir)
+        if around is not None:  # its files are another command's: a later --overwrite there deletes them
+            raise SearchError(
+                f"--storage {s.storage}: the experiment {exp_dir} would be inside {KINDS[around[0]]}, "
+                f"{around[1]}; choose a --storage outside it"
+            )
     if not s.resume and results.exists(exp_dir):
         raise SearchError(
             f"experiment {exp_dir} already exists; resume it with --resume --name {name} or choose another --name"

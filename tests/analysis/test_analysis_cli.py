@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -263,6 +264,37 @@ def test_a_glintru_subcommand_has_the_flags_of_its_script(name, script_name, cap
 
 def _tree(root):
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_file_outputs_are_refused_inside_any_glintru_output_and_keep_the_umask(tmp_path, capsys):
+    from glintru.data.synthetic import generate
+
+    runs = [
+        fakes.write_run(tmp_path / f"{m}_0", fakes.explicit_trial(m, "ml-1m", 0, {"ndcg@10": [0.1, 0.3, 0.2]}))
+        for m in ("glintru", "sasrec")
+    ]
+    other = fakes.write_run(tmp_path / "other", fakes.explicit_trial("gru4rec", "ml-1m", 0, {"ndcg@10": [0.2]}))
+    data = generate(tmp_path / "data", n_users=20, n_items=10, avg_length=5, features=False)
+    before = _tree(tmp_path)
+    for out, kind in (
+        (data / "meta.json", "a prepared dataset"),
+        (other / "metrics.json", "a run directory"),
+        (data / "tables" / "t.md", "a prepared dataset"),
+    ):
+        code = script("significance").main([*map(str, runs), "--metric", "ndcg@10", "--out", str(out)])
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --out {out} is inside {kind}" + err[0].split(kind, 1)[1]]
+        assert "whose files its own command writes; write it outside" in err[0]
+    assert _tree(tmp_path) == before
+    old = os.umask(0o022)
+    try:
+        assert (
+            script("significance").main([*map(str, runs), "--metric", "ndcg@10", "--out", str(tmp_path / "t.md")]) == 0
+        )
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.md").stat().st_mode & 0o777 == 0o644
 
 
 def test_significance_never_writes_over_its_input(tmp_path, capsys):

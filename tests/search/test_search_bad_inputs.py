@@ -217,6 +217,23 @@ CASES = [
         r"--storage .*meta\.json: .*meta\.json is a file, not a directory; choose a directory for the results",
     ),
     Case(
+        "storage-inside-the-dataset",
+        lambda ws: ["--storage", str(ws.data / "results")],
+        2,
+        r"--storage .*: the experiment .*results/exp would be inside a prepared dataset \(glintru prepare, "
+        r"glintru synthetic\), .*; choose a --storage outside it",
+    ),
+    Case(
+        "storage-inside-a-report",
+        lambda ws: [
+            "--storage",
+            str(_marked(ws.scratch / "report", "report") / "results"),
+        ],
+        2,
+        r"the experiment .*report/results/exp would be inside a report \(analysis/report.py\)",
+        absent=lambda ws: [ws.scratch / "report" / "results"],
+    ),
+    Case(
         "resume-nothing",
         lambda ws: ["--resume", "--name", "never-ran", "--storage", str(ws.storage)],
         2,
@@ -226,13 +243,23 @@ CASES = [
 ]
 
 
+def _marked(path: Path, kind: str) -> Path:
+    """An output directory of `kind` (made when a row's arguments are built, before the snapshot)."""
+    from glintru.outputs import mark
+
+    path.mkdir(parents=True, exist_ok=True)
+    mark(path, kind)
+    return path
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_search_input(case: Case, tiny_data, tmp_path, capsys):
     ws = Workspace(data=tiny_data, scratch=tmp_path)
+    argv = _argv(ws, case)
     before = sorted(tmp_path.rglob("*"))
     assert not ray.is_initialized()
     try:
-        code = cli.main(_argv(ws, case))
+        code = cli.main(argv)
     except SystemExit as e:  # argparse
         code = e.code
     err = capsys.readouterr().err
