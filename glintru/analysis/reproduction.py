@@ -102,6 +102,7 @@ def read_run(path: Path) -> dict[str, Any]:
         "seconds_per_epoch": metrics["seconds_per_epoch"],
         "curve": {int(h["epoch"]): h["valid"]["ndcg@10"] for h in metrics.get("history", []) if "valid" in h},
         "users": pd.read_parquet(path / "test_users.parquet").set_index("user"),
+        "dataset_stats": dataset.get("stats") or {},
     }
     run["protocol"] = run["basis"]["eval_mode"]
     full = path / "eval-full.json"
@@ -112,6 +113,34 @@ def read_run(path: Path) -> dict[str, Any]:
         run["full_basis"] = basis(str(full), evaluation, None)
         run["full_users"] = pd.read_parquet(path / "eval-full-test_users.parquet").set_index("user")
     return run
+
+
+# The paper's Table 2 is measured with 100 popularity-sampled negatives (docs/REPRODUCTION.md)
+PAPER_PROTOCOLS = ("pop100", "pop100-recbole")
+
+
+def check_paper_basis(runs: list[dict[str, Any]], paper: str) -> None:
+    """ValueError unless every run was measured as the paper's Table 2 was for `paper`: under a
+    pop100 protocol, on data with that dataset's counts in the paper's Table 1 (its registry entry)."""
+    from glintru.data.registry import get_dataset
+
+    counts = get_dataset(paper).counts
+    expected = {"users": counts.users, "items": counts.items, "interactions": counts.interactions}
+    for r in runs:
+        if r["protocol"] not in PAPER_PROTOCOLS:
+            raise ValueError(
+                f"--paper {paper}: the paper's figures are measured under pop100, and {r['path']} under "
+                f"{r['protocol']}; leave out --paper, or give runs evaluated under pop100"
+            )
+        stats = r["dataset_stats"]
+        got = {k: stats.get(k) for k in expected}
+        if got != expected:
+            shown = ", ".join(f"{got[k]:,} {k}" if isinstance(got[k], int) else f"no {k} count" for k in expected)
+            want = ", ".join(f"{v:,} {k}" for k, v in expected.items())
+            raise ValueError(
+                f"--paper {paper}: {r['path']} was trained on {r['basis'][DATASET_NAME]!r} ({shown}), not the "
+                f"paper's {paper} ({want}, its Table 1); leave out --paper"
+            )
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -215,7 +244,9 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
     head = ["Model", "seeds"] + [f"{k} ({proto})" for k in METRICS] + [f"valid ndcg@10 ({proto})"]
     if paper:
         head += [f"paper {k}" for k in METRICS]
-    head += [f"{k} (full)" for k in METRICS] + ["best epoch", "s/epoch"]
+    # the own protocol's columns are the full-ranking ones when the runs were evaluated under full ranking
+    full_columns = proto != "full"
+    head += [f"{k} (full)" for k in METRICS if full_columns] + ["best epoch", "s/epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, row in summary["models"].items():
         cells = [arm_name(m), str(len(row["seeds"]))]
@@ -224,7 +255,7 @@ def render(summary: dict[str, Any], paper: str | None) -> str:
         if paper:
             pt = TABLE2.get(paper, {}).get(m.partition(":")[0])
             cells += [f"{pt[k]:.4f}" if pt else "-" for k in METRICS]
-        cells += [_cell(row.get("full", {}).get(k), mark(m, "full", k)) for k in METRICS]
+        cells += [_cell(row.get("full", {}).get(k), mark(m, "full", k)) for k in METRICS if full_columns]
         be, ep = row["best_epoch"], row["seconds_per_epoch"]
         cells += [f"{be[0]:.0f}" + (f" ± {be[1]:.0f}" if be[1] else ""), f"{ep[0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -283,7 +314,10 @@ def reproduce(args: argparse.Namespace) -> int:
     missing = [str(r) for r in args.runs if not (r / "metrics.json").exists()]
     if missing:
         raise FileNotFoundError(f"not finished run directories (no metrics.json): {', '.join(missing)}")
-    summary = summarise(label_arms([read_run(r) for r in args.runs]), args.reference, args.alpha)
+    runs = label_arms([read_run(r) for r in args.runs])
+    if args.paper:
+        check_paper_basis(runs, args.paper)
+    summary = summarise(runs, args.reference, args.alpha)
     text = render(summary, args.paper)
     if curve:
         text += "\nValidation NDCG@10 by epoch (mean over seeds):\n\n" + render_curve(summary, curve)

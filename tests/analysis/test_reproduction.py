@@ -31,6 +31,16 @@ def write_full(run: Path, trial) -> None:
     (run / "eval-full.json").write_text(json.dumps({"eval_mode": "full", "seed": trial.seed, "test": summary}))
 
 
+BEAUTY_COUNTS = {"users": 22363, "items": 12101, "interactions": 198502}  # the paper's Table 1
+
+
+def set_dataset_stats(run: Path, **stats) -> None:
+    """The prepared dataset's counts, as glintru train records them in config.json."""
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"]["stats"] = stats
+    (run / "config.json").write_text(json.dumps(config))
+
+
 @pytest.fixture
 def runs(tmp_path):
     trials = make_trials({"sasrec": 0.2, "glintru": 0.9}, {"beauty": 400}, seeds=(0, 1, 2))
@@ -38,8 +48,35 @@ def runs(tmp_path):
     for t in trials:
         p = write_run(tmp_path / f"{t.model}-s{t.seed}", t)
         write_full(p, t)
+        set_dataset_stats(p, **BEAUTY_COUNTS, avg_length=8.9)
         paths.append(p)
     return trials, paths
+
+
+def test_the_papers_figures_go_only_beside_runs_measured_as_the_paper_did(runs, tmp_path, capsys):
+    _, paths = runs
+    argv = [*map(str, paths), "--paper", "beauty"]
+    assert reproduction.main(argv) == 0
+    assert "paper ndcg@10" in capsys.readouterr().out
+    # another dataset under the same name: its counts are not the paper's Table 1 counts
+    set_dataset_stats(paths[1], users=400, items=60, interactions=3000)
+    assert reproduction.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: --paper beauty: {paths[1]} was trained on 'beauty' (400 users, 60 items, 3,000 interactions), "
+        "not the paper's beauty (22,363 users, 12,101 items, 198,502 interactions, its Table 1); leave out --paper"
+    ]
+    set_dataset_stats(paths[1], **BEAUTY_COUNTS)
+    # another protocol
+    config = json.loads((paths[0] / "metrics.json").read_text())
+    config["eval_mode"] = "pop50"
+    (paths[0] / "metrics.json").write_text(json.dumps(config))
+    assert reproduction.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--paper beauty: the paper's figures are measured under pop100, and {paths[0]} under pop50" in err
+    # without --paper the runs are only refused for what makes them incomparable with each other
+    assert reproduction.main(argv[:-2]) == 2
+    assert "were evaluated under different protocols" in capsys.readouterr().err
 
 
 def test_seeds_are_summarised_and_the_reference_is_tested_under_both_protocols(runs, tmp_path, capsys):
@@ -259,3 +296,18 @@ def test_outputs_never_overwrite_a_run(runs, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: --")
     assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+
+
+def test_runs_evaluated_under_full_ranking_get_each_column_once():
+    ms = (0.1, 0.0)
+    row = {
+        "seeds": [0],
+        "test": {k: ms for k in reproduction.METRICS},
+        "valid": {"ndcg@10": ms},
+        "best_epoch": (3.0, 0.0),
+        "seconds_per_epoch": (1.5, 0.0),
+    }
+    text = reproduction.render({"protocol": "full", "reference": None, "models": {"sasrec": row}, "tests": []}, None)
+    head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
+    assert len(head) == len(set(head)) and "recall@10 (full)" in head
+    assert len(text.splitlines()[2].strip("|").split("|")) == len(head)
