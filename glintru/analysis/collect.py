@@ -65,13 +65,26 @@ def _exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
 
 
-def _read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
-    with fs.open_input_stream(path) as f:
-        text = f.read().decode("utf-8")
+def parse_json_object(text: str, path: str, objects: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object in `text` (the content of the file `path`), whose keys `objects` must hold
+    objects too; ValueError naming the file and what is wrong otherwise."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: holds a JSON {type(value).__name__}, not the object glintru writes there")
+    for key in objects:
+        if not isinstance(value.get(key), dict):
+            what = "no" if value.get(key) is None else f"a {type(value[key]).__name__} as its"
+            raise ValueError(f"{path}: {what} {key!r} object; it is not a file of a finished glintru run")
+    return value
+
+
+def _read_json(fs: pafs.FileSystem, path: str, objects: tuple[str, ...] = ()) -> dict[str, Any]:
+    with fs.open_input_stream(path) as f:
+        text = f.read().decode("utf-8", errors="replace")
+    return parse_json_object(text, path, objects)
 
 
 def _read_parquet(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
@@ -122,7 +135,7 @@ def _flat_config(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def _trials_of_run(exp: Experiment) -> pd.DataFrame:
     config = exp.meta["config"]
-    metrics = _read_json(exp.fs, posixpath.join(exp.root, "metrics.json"))
+    metrics = _read_json(exp.fs, posixpath.join(exp.root, "metrics.json"), ("valid", "test"))
     train_config = config.get("train_config", {})
     dataset = config.get("dataset", {})
     env = {}
@@ -170,7 +183,7 @@ def open_experiment(uri: str, filesystem: Any = None) -> Experiment:
         name = str(meta.get("name") or posixpath.basename(root))
         return Experiment(name, str(uri), fs, root, "experiment", meta)
     if _exists(fs, posixpath.join(root, "metrics.json")) and _exists(fs, posixpath.join(root, "config.json")):
-        meta = {"config": _read_json(fs, posixpath.join(root, "config.json"))}
+        meta = {"config": _read_json(fs, posixpath.join(root, "config.json"), ("train_config",))}
         return Experiment(posixpath.basename(root), str(uri), fs, root, "run", meta)
     if _exists(fs, posixpath.join(root, "experiment.json")):
         raise FileNotFoundError(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from glintru.analysis.cli import ANALYSIS_ERRORS, WARNING_FORMAT, check_file_outputs, write_output
+from glintru.analysis.collect import parse_json_object
 from glintru.analysis.comparability import (
     DATASET_NAME,
     SOURCE,
@@ -79,10 +80,30 @@ def _arm_order(key: str) -> tuple[int, str]:
     return (list(MODELS).index(model) if model in MODELS else len(MODELS), key)
 
 
+def _read(path: Path, objects: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    return parse_json_object(text, str(path), objects)
+
+
+def _read_users(path: Path) -> pd.DataFrame:
+    """A run's per-user metrics (test_users.parquet and the like), indexed by user."""
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not readable as per-user metrics ({e})") from None
+    missing = [c for c in ("user", *METRICS) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: no {', '.join(missing)} column; per-user metrics have user, {', '.join(METRICS)}")
+    return frame.set_index("user")
+
+
 def read_run(path: Path) -> dict[str, Any]:
     """One run's model, seed, metrics (own protocol and full ranking) and per-user frames."""
-    config = json.loads((path / "config.json").read_text())
-    metrics = json.loads((path / "metrics.json").read_text())
+    config = _read(path / "config.json", ("train_config",))
+    metrics = _read(path / "metrics.json", ("valid", "test"))
     dataset = config.get("dataset", {})
 
     def basis(source: str, record: dict[str, Any], fingerprint: Any) -> dict[str, Any]:
@@ -101,17 +122,17 @@ def read_run(path: Path) -> dict[str, Any]:
         "epochs": metrics["epochs"],
         "seconds_per_epoch": metrics["seconds_per_epoch"],
         "curve": {int(h["epoch"]): h["valid"]["ndcg@10"] for h in metrics.get("history", []) if "valid" in h},
-        "users": pd.read_parquet(path / "test_users.parquet").set_index("user"),
+        "users": _read_users(path / "test_users.parquet"),
         "dataset_stats": dataset.get("stats") or {},
     }
     run["protocol"] = run["basis"]["eval_mode"]
     full = path / "eval-full.json"
     if full.exists():
-        evaluation = json.loads(full.read_text())
+        evaluation = _read(full, ("test",))
         run["full"] = evaluation["test"]
         # an evaluation that records no fingerprint (an earlier version's) may have read other data
         run["full_basis"] = basis(str(full), evaluation, None)
-        run["full_users"] = pd.read_parquet(path / "eval-full-test_users.parquet").set_index("user")
+        run["full_users"] = _read_users(path / "eval-full-test_users.parquet")
     return run
 
 

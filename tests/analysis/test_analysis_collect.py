@@ -106,6 +106,36 @@ def test_clear_errors(tmp_path, golden_exp):
         r.users(r.trials.iloc[1])
 
 
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("metrics.json", "[]", r"metrics.json: holds a JSON list, not the object glintru writes there"),
+        ("metrics.json", '{"valid": {}, "test": null}', r"metrics.json: no 'test' object; it is not a file of a fini"),
+        ("metrics.json", '{"valid": [], "test": {}}', r"metrics.json: a list as its 'valid' object"),
+        ("metrics.json", '{"valid": {', r"metrics.json: invalid JSON at line 1"),
+        ("config.json", "[1]", r"config.json: holds a JSON list"),
+        ("config.json", '{"model": "gru4rec"}', r"config.json: no 'train_config' object"),
+    ],
+)
+def test_a_damaged_run_file_is_one_error_naming_it(tmp_path, name, text, message):
+    (trial,) = fakes.make_trials({"glintru": 0.5}, {"beauty": 20}, seeds=(0,))
+    run = fakes.write_run(tmp_path / "run", trial)
+    (run / name).write_text(text)
+    with pytest.raises(ValueError, match=message) as e:
+        collect(str(run))
+    assert str(run / name) in str(e.value)
+
+
+def test_a_damaged_experiment_json_is_one_error_naming_it(golden_exp, tmp_path):
+    import shutil
+
+    exp = tmp_path / "exp"
+    shutil.copytree(golden_exp, exp)
+    (exp / "experiment.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"experiment.json: holds a JSON list"):
+        collect(str(exp))
+
+
 def _trial(model, seed, k, valid, test):
     t = fakes.explicit_trial(model, "beauty", seed, {"ndcg@10": [test, test]}, config={"kernel_size": k})
     t.valid = {"ndcg@10": valid}

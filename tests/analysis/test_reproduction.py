@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from glintru.analysis.paper import TABLE2, TABLE3
@@ -311,3 +312,26 @@ def test_runs_evaluated_under_full_ranking_get_each_column_once():
     head = [c.strip() for c in text.splitlines()[0].strip("|").split("|")]
     assert len(head) == len(set(head)) and "recall@10 (full)" in head
     assert len(text.splitlines()[2].strip("|").split("|")) == len(head)
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("metrics.json", lambda p: p.write_text("[]"), "holds a JSON list, not the object glintru writes there"),
+        ("metrics.json", lambda p: p.write_text('{"valid": {}}'), "no 'test' object"),
+        ("metrics.json", lambda p: p.write_text('{"valid": {'), "invalid JSON at line 1"),
+        ("config.json", lambda p: p.write_text("[1]"), "holds a JSON list"),
+        (
+            "test_users.parquet",
+            lambda p: pd.read_parquet(p).drop(columns="mrr@10").to_parquet(p),
+            "no mrr@10 column; per-user metrics have user, recall@10, mrr@10, ndcg@10",
+        ),
+        ("test_users.parquet", lambda p: p.write_bytes(p.read_bytes()[:40]), "not readable as per-user metrics"),
+    ],
+)
+def test_a_damaged_run_file_is_one_error_line_naming_it(runs, capsys, name, damage, message):
+    _, paths = runs
+    damage(paths[2] / name)
+    assert reproduction.main(list(map(str, paths))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {paths[2] / name}: ") and message in err[0], err
