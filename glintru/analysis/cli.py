@@ -30,6 +30,16 @@ WARNING_FORMAT = "warning: %(message)s"  # the library's warnings as the analysi
 ANALYSIS_ERRORS = (ValueError, KeyError, FileNotFoundError)
 
 
+def validation_column(text: str) -> str:
+    """--select's value: a validation column; choosing on test metrics would report a selected score."""
+    if not text.startswith("valid/"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a validation column: configurations are chosen on valid/... (e.g. valid/ndcg@10), "
+            "and test metrics are only reported"
+        )
+    return text
+
+
 def add_selection_arguments(p: argparse.ArgumentParser, test_help: str) -> None:
     """EXP_DIR..., --metric, --test, --alpha, --select, --only, --reference."""
     p.add_argument(
@@ -49,6 +59,7 @@ def add_selection_arguments(p: argparse.ArgumentParser, test_help: str) -> None:
     p.add_argument(
         "--select",
         metavar="COLUMN",
+        type=validation_column,
         help="validation column that chooses each configuration (default: the one the experiments and runs "
         "record they selected on, e.g. valid/ndcg@10)",
     )

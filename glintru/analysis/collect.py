@@ -282,8 +282,13 @@ def collect(uris: str | os.PathLike | Iterable[str | os.PathLike], filesystem: A
     paths: list[str] = [os.fspath(u) for u in uris]
     experiments: dict[str, Experiment] = {}
     frames = []
+    seen: dict[tuple[str, str], str] = {}
     for uri in paths:
         exp = open_experiment(uri, filesystem)
+        where = (type(exp.fs).__name__, exp.root)
+        if where in seen:  # the same directory twice would count its trials twice
+            raise ValueError(f"{seen[where]} and {uri} are one directory given twice; give it once")
+        seen[where] = uri
         name, n = exp.name, 2
         while name in experiments:  # two dirs with one name stay apart
             name, n = f"{exp.name}#{n}", n + 1

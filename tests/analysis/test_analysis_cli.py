@@ -233,6 +233,16 @@ def test_an_unknown_test_is_refused():
     assert p.parse_args(["exp"]).test == "paired"
 
 
+def test_configurations_are_chosen_on_validation_columns_only(capsys):
+    p = argparse.ArgumentParser(prog="significance")
+    add_selection_arguments(p, test_help="which test")
+    with pytest.raises(SystemExit):
+        p.parse_args(["exp", "--select", "test/ndcg@10"])
+    err = capsys.readouterr().err
+    assert "argument --select: 'test/ndcg@10' is not a validation column: configurations are chosen on valid/" in err
+    assert p.parse_args(["exp", "--select", "valid/mrr@10"]).select == "valid/mrr@10"
+
+
 # -- the same commands under `glintru` (glintru significance | report | reproduce) --
 
 

@@ -126,6 +126,16 @@ def test_a_damaged_run_file_is_one_error_naming_it(tmp_path, name, text, message
     assert str(run / name) in str(e.value)
 
 
+def test_one_directory_given_twice_is_refused(golden_exp, tmp_path):
+    (trial,) = fakes.make_trials({"glintru": 0.5}, {"beauty": 20}, seeds=(0,))
+    run = fakes.write_run(tmp_path / "run", trial)
+    with pytest.raises(ValueError, match=r"are one directory given twice; give it once"):
+        collect([str(run), str(tmp_path / "." / "run/")])
+    with pytest.raises(ValueError, match=r"given twice"):
+        collect([golden_exp, f"file://{golden_exp}"])
+    assert len(collect([str(run), golden_exp]).trials) > 1
+
+
 def test_a_damaged_experiment_json_is_one_error_naming_it(golden_exp, tmp_path):
     import shutil
 
