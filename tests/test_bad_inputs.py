@@ -468,6 +468,13 @@ CASES = [
         r"ds/sequences\.parquet: user 0 holds item id 99, outside 1\.\.12 \(items\.parquet has 12 items\)",
     ),
     Case(
+        "stats-sequences-without-items",
+        "glintru",
+        lambda ws: ["stats", str(_edited(ws, lambda ds: _rewrite(ds, "sequences.parquet", _drop_items)))],
+        2,
+        r"ds/sequences\.parquet: no column 'items' \(columns: user, original_id\); the dataset was changed",
+    ),
+    Case(
         "stats-edited-counts",
         "glintru",
         lambda ws: ["stats", str(_edited(ws, lambda ds: _edit_meta(ds, users=31)))],
@@ -1244,6 +1251,10 @@ def _rewrite(ds: Path, name: str, change: Callable) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(change(pq.read_table(ds / name)), ds / name)
+
+
+def _drop_items(table):
+    return table.drop_columns(["items"])
 
 
 def _item_id_99(ds: Path) -> None:

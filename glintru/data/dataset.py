@@ -372,6 +372,6 @@ def from_tables(
     sequences: pa.Table, items: pa.Table, meta: dict[str, Any], path: Path | None = None
 ) -> PreparedDataset:
     """Wrap Arrow tables (e.g. fetched from Ray's object store) as a PreparedDataset."""
-    if sequences.column("items").num_chunks != 1:
+    if "items" in sequences.column_names and sequences.column("items").num_chunks != 1:  # else check_dataset names it
         sequences = sequences.combine_chunks()
     return PreparedDataset(sequences=sequences, items=items, meta=meta, path=path)
