@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -122,7 +122,7 @@ def describe(directory: str | os.PathLike) -> tuple[str | None, str]:
         kind = _marked_kind(d / MARKER_FILE)
         if kind is None:
             return None, f"a damaged {MARKER_FILE} marker"
-        candidates = [(kind, UNMARKED.get(kind))]
+        candidates: Sequence[tuple[str, _Layout | None]] = [(kind, UNMARKED.get(kind))]
     else:
         candidates = [
             (kind, layout)

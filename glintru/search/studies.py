@@ -185,8 +185,8 @@ def errored_runs(trials: Any, study: Study) -> list[str]:
     for value, g in trials.groupby(f"config/{study.key}", sort=False):
         bad = g[g["status"] == "ERROR"]
         if len(bad):
-            reasons = bad["error"].dropna() if "error" in bad else []
-            why = f" ({reasons.iloc[0]})" if len(reasons) else ""
+            reasons = bad["error"].dropna().tolist() if "error" in bad else []
+            why = f" ({reasons[0]})" if reasons else ""
             lines.append(f"{study.key}={value}: {len(bad)} of {len(g)} run(s) errored{why}")
     return lines
 
