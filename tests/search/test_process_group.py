@@ -23,7 +23,7 @@ from glintru.search.ray_setup import own_process_group
 home = os.getpgrp()
 with own_process_group():
     subprocess.run([sys.executable, "-c", "pass"])  # started inside, and done
-leader = psutil.Process().children()
+    leader = psutil.Process().children()  # the group's leader alone, waiting for the block to end
 left = psutil.wait_procs(leader, timeout=30)[1]
 with own_process_group():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
