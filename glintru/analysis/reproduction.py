@@ -104,6 +104,12 @@ def read_run(path: Path) -> dict[str, Any]:
     """One run's model, seed, metrics (own protocol and full ranking) and per-user frames."""
     config = _read(path / "config.json", ("train_config",))
     metrics = _read(path / "metrics.json", ("valid", "test"))
+    lacking = [k for k in ("best_epoch", "epochs", "seconds_per_epoch") if not isinstance(metrics.get(k), (int, float))]
+    if lacking:
+        what = ", ".join(f"{k!r}" for k in lacking)
+        raise ValueError(f"{path / 'metrics.json'}: no number for {what}; it is not a file of a finished glintru run")
+    if not isinstance(config["train_config"].get("seed"), int):
+        raise ValueError(f"{path / 'config.json'}: no train_config seed; it is not a file of a glintru run")
     dataset = config.get("dataset", {})
 
     def basis(source: str, record: dict[str, Any], fingerprint: Any) -> dict[str, Any]:

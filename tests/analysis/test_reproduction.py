@@ -322,6 +322,11 @@ def test_runs_evaluated_under_full_ranking_get_each_column_once():
         ("metrics.json", lambda p: p.write_text('{"valid": {'), "invalid JSON at line 1"),
         ("config.json", lambda p: p.write_text("[1]"), "holds a JSON list"),
         (
+            "metrics.json",
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "best_epoch": None})),
+            "no number for 'best_epoch'; it is not a file of a finished glintru run",
+        ),
+        (
             "test_users.parquet",
             lambda p: pd.read_parquet(p).drop(columns="mrr@10").to_parquet(p),
             "no mrr@10 column; per-user metrics have user, recall@10, mrr@10, ndcg@10",
