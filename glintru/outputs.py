@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -103,6 +103,14 @@ def _entry_names(directory: Path, names: list[str], shown: int = 4) -> str:
     return ", ".join(labels[:shown]) + more
 
 
+def _laid_out_as(names: list[str]) -> str | None:
+    """The first kind whose required files a directory holding `names` has (extra files or not)."""
+    return next(
+        (kind for kind, layout in UNMARKED.items() if all(any(n in names for n in g) for g in layout.required)),
+        None,
+    )
+
+
 def _foreign(names: list[str], layout: _Layout | None) -> list[str]:
     """The entries of a `layout` directory that its command does not write (none when it allows anything)."""
     if layout is None or layout.allowed is None:
@@ -122,19 +130,14 @@ def describe(directory: str | os.PathLike) -> tuple[str | None, str]:
         kind = _marked_kind(d / MARKER_FILE)
         if kind is None:
             return None, f"a damaged {MARKER_FILE} marker"
-        candidates: Sequence[tuple[str, _Layout | None]] = [(kind, UNMARKED.get(kind))]
     else:
-        candidates = [
-            (kind, layout)
-            for kind, layout in UNMARKED.items()
-            if all(any(n in names for n in group) for group in layout.required)
-        ][:1]
-    for kind, layout in candidates:
-        extra = _foreign(names, layout)
-        if not extra:
-            return kind, KINDS[kind]
+        kind = _laid_out_as(names)
+        if kind is None:
+            return None, f"files glintru did not write ({_entry_names(d, names)})"
+    extra = _foreign(names, UNMARKED.get(kind))
+    if extra:
         return None, f"{KINDS[kind]}, but also files glintru did not write ({_entry_names(d, extra)})"
-    return None, f"files glintru did not write ({_entry_names(d, names)})"
+    return kind, KINDS[kind]
 
 
 def output_around(path: str | os.PathLike) -> tuple[str, Path] | None:
@@ -146,13 +149,10 @@ def output_around(path: str | os.PathLike) -> tuple[str, Path] | None:
             names = os.listdir(above)
         except OSError:
             continue
-        if MARKER_FILE in names:
-            kind = _marked_kind(above / MARKER_FILE)
-            if kind is not None:
-                return kind, above
-        for kind, layout in UNMARKED.items():
-            if all(any(n in names for n in group) for group in layout.required):
-                return kind, above
+        kind = _marked_kind(above / MARKER_FILE) if MARKER_FILE in names else None
+        kind = kind or _laid_out_as(names)
+        if kind is not None:
+            return kind, above
     return None
 
 
